@@ -1,0 +1,234 @@
+//! Shared vocabulary of the gateway crates, and nothing else.
+//!
+//! Every feature crate (`gw-router`, `gw-proxy`, `gw-monitor`, …) depends on this crate and on
+//! libraries only. They cooperate through the typed request and response extensions defined
+//! here — a layer puts a value in, another layer further down reads it — never by depending
+//! on each other.
+//!
+//! - [`RequestId`]: the request's id (request extension, set by `gw-monitor`'s `RequestIdLayer`).
+//! - [`ConnInfo`]: the accepted connection (request extension, set by the listener).
+//! - [`ClientAddr`]: who the client is once trusted proxies are taken into account.
+//! - [`Identity`]: who the caller is once authenticated.
+//! - [`RouteTag`], [`UpstreamInfo`]: response extensions for logging and metrics.
+//! - [`error_response`]: the one JSON error answer `{"error": "...", "request_id": "..."}`.
+//!
+//! ```
+//! use gw_core::{error_response, RequestId};
+//! use http::{HeaderValue, StatusCode};
+//!
+//! let id = RequestId::new(HeaderValue::from_static("abc-123"));
+//! let res = error_response(StatusCode::NOT_FOUND, "Route not found", Some(&id));
+//! assert_eq!(res.status(), 404);
+//! assert_eq!(res.headers()["content-type"], "application/json");
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+
+/// The body type every gateway service speaks (a boxed, streaming body).
+pub use axum_core::body::Body;
+
+/// The boxed error type used at crate boundaries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The gateway's version, sent upstream as `X-Gateway-Version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The value of the `X-Gateway` header on every answer.
+pub const GATEWAY_NAME: &str = "rust-api-gateway";
+
+/// Header names the gateway reads or writes.
+pub mod headers {
+    use http::header::HeaderName;
+
+    /// `X-Request-ID`, to the upstream and to the client.
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// `X-Gateway`, on every answer to the client.
+    pub const X_GATEWAY: HeaderName = HeaderName::from_static("x-gateway");
+    /// `X-Gateway-Version`, to the upstream.
+    pub const X_GATEWAY_VERSION: HeaderName = HeaderName::from_static("x-gateway-version");
+    /// `X-Forwarded-For`.
+    pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    /// `X-Forwarded-Proto`.
+    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    /// `X-Forwarded-Host`.
+    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    /// `X-User-ID`, to the upstream after authentication.
+    pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+    /// `X-User-Role`, to the upstream after authentication.
+    pub const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
+}
+
+/// The id of one request: the client's `X-Request-ID` when it is valid, else a generated one.
+///
+/// Cheap to clone (a [`HeaderValue`] backed by shared bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// Wraps a header value that is already known to be a valid id.
+    pub fn new(value: HeaderValue) -> Self {
+        Self(value)
+    }
+
+    /// Whether a client-sent id may be kept: 1–128 characters of `[A-Za-z0-9._:-]`.
+    pub fn is_valid(value: &[u8]) -> bool {
+        !value.is_empty()
+            && value.len() <= 128
+            && value
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    }
+
+    /// The id as a header value.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // Only ever built from checked ASCII.
+        self.0.to_str().unwrap_or("")
+    }
+}
+
+/// The accepted connection a request came in on (request extension, set by the listener).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The peer's address as seen on the socket.
+    pub peer: SocketAddr,
+    /// The local address the connection was accepted on.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// The client as the gateway believes it to be, after `trusted_proxies` (request extension).
+///
+/// `ip` is the peer address, or — when the peer is a trusted proxy — the address that proxy
+/// reported in `X-Forwarded-For`. `https` likewise follows a trusted `X-Forwarded-Proto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr {
+    /// The client's address.
+    pub ip: IpAddr,
+    /// Whether the client reached the gateway (or the trusted proxy in front) over HTTPS.
+    pub https: bool,
+}
+
+/// Who the caller is, once authenticated (request extension, set by `gw-auth`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    /// The user id (`sub` of a JWT, `user_id` of an API key).
+    pub user_id: String,
+    /// The user name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The role, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Granted permissions.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// Which route and service answered (response extension, set by the router).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTag {
+    /// The route's id.
+    pub route: Arc<str>,
+    /// The route's service.
+    pub service: Arc<str>,
+}
+
+/// What the upstream exchange looked like (response extension, set by the proxy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamInfo {
+    /// `host:port` of the instance that answered (the last one tried).
+    pub addr: Arc<str>,
+    /// The instance's id.
+    pub instance: Arc<str>,
+    /// Time to open the connection; `None` when a pooled connection was reused.
+    pub connect: Option<Duration>,
+    /// Time from sending the request to the response headers (of the last attempt).
+    pub header: Duration,
+    /// How many attempts were made (1 + retries).
+    pub attempts: u32,
+}
+
+/// An error that knows the HTTP answer it becomes.
+///
+/// Each crate's error enum implements this; [`error_response`] turns it into the answer.
+pub trait HttpError: std::error::Error {
+    /// The status code of the answer.
+    fn status(&self) -> StatusCode;
+    /// The SPEC message of the answer (`"Bad gateway"`, …).
+    fn message(&self) -> &str;
+}
+
+/// The JSON answer `{"error": message, "request_id": id}` with `Content-Type: application/json`.
+pub fn error_response(
+    status: StatusCode,
+    message: &str,
+    request_id: Option<&RequestId>,
+) -> Response<Body> {
+    let mut body = Vec::with_capacity(48 + message.len());
+    body.extend_from_slice(b"{\"error\":");
+    // serde_json escapes the message; writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, message);
+    if let Some(id) = request_id {
+        body.extend_from_slice(b",\"request_id\":");
+        let _ = serde_json::to_writer(&mut body, id.as_str());
+    }
+    body.push(b'}');
+    let mut res = Response::new(Body::from(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// [`error_response`] with the request id taken from the request's extensions.
+pub fn error_response_for<B>(
+    req: &Request<B>,
+    status: StatusCode,
+    message: &str,
+) -> Response<Body> {
+    error_response(status, message, req.extensions().get::<RequestId>())
+}
+
+/// [`error_response`] for an [`HttpError`].
+pub fn error_into_response<E: HttpError + ?Sized>(
+    err: &E,
+    request_id: Option<&RequestId>,
+) -> Response<Body> {
+    error_response(err.status(), err.message(), request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_validation() {
+        assert!(RequestId::is_valid(b"abc-DEF_1.2:3"));
+        assert!(!RequestId::is_valid(b""));
+        assert!(!RequestId::is_valid(b"has space"));
+        assert!(!RequestId::is_valid(b"semi;colon"));
+        assert!(RequestId::is_valid(&[b'a'; 128]));
+        assert!(!RequestId::is_valid(&[b'a'; 129]));
+    }
+
+    #[test]
+    fn error_body_is_spec_json() {
+        let id = RequestId::new(HeaderValue::from_static("r-1"));
+        let res = error_response(StatusCode::BAD_GATEWAY, "Bad \"gateway\"", Some(&id));
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        let res2 = error_response(StatusCode::NOT_FOUND, "Route not found", None);
+        assert_eq!(res2.headers()[CONTENT_TYPE], "application/json");
+    }
+}

@@ -1,0 +1,1 @@
+//! Test support: upstream servers on ephemeral ports and the gateway in-process.
