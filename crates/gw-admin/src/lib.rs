@@ -1,1 +1,92 @@
-//! The admin HTTP API (routes, metrics, health) as an axum Router over a ControlPlane trait, behind a CIDR allow list and a bearer token
+//! The admin HTTP API (routes, metrics, health) as an axum [`Router`] over a [`ControlPlane`]
+//! trait, behind a CIDR allow list and a bearer token ([`AccessControl`]).
+//!
+//! The crate owns the HTTP contract of SPEC §5 — paths, status codes, messages, JSON shapes —
+//! and nothing else: `gateway-bin` implements [`ControlPlane`] over its live tables and serves
+//! [`admin_router`] on the admin listener, inserting a [`gw_core::ConnInfo`] into each
+//! request's extensions.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /admin/routes` | `{"routes": [...]}` |
+//! | `GET /admin/routes/{id}` | `{"route": {...}}` · 404 `Route not found` |
+//! | `POST /admin/routes` | 201 `{"message": "Route added" \| "Route updated", "route": {...}}` · 400 `Invalid JSON` · 400 `Invalid route configuration: <why>` |
+//! | `DELETE /admin/routes/{id}` | `{"message": "Route removed"}` · 404 `Route not found` |
+//! | `GET /admin/metrics` | `{"metrics": {...}}` |
+//! | `GET /admin/metrics/prometheus` · `GET /metrics` | Prometheus text, `text/plain; version=0.0.4` |
+//! | `GET /admin/health` | the health object |
+//! | unknown path · wrong method | 404 `Endpoint not found` · 405 `Method not allowed` (with `Allow`) |
+//!
+//! Every request, known path or not, first passes [`AccessControl`]: 403 `Access denied`
+//! outside `allow`, 401 `Unauthorized` without the right token. A refused request never reaches
+//! a handler, so it changes nothing. Errors are `{"error": "..."}` (plus `request_id` when a
+//! layer in front set a [`gw_core::RequestId`]).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use gw_admin::{admin_router, AccessControl, ControlPlane, RouteChange};
+//! use serde_json::{json, Value};
+//!
+//! struct Empty;
+//!
+//! impl ControlPlane for Empty {
+//!     async fn list_routes(&self) -> Vec<Value> { Vec::new() }
+//!     async fn get_route(&self, _id: &str) -> Option<Value> { None }
+//!     async fn put_route(&self, _route: Value) -> Result<RouteChange, String> {
+//!         Err("read-only".into())
+//!     }
+//!     async fn delete_route(&self, _id: &str) -> bool { false }
+//!     fn metrics_json(&self) -> Value { json!({}) }
+//!     fn metrics_prometheus(&self) -> String { String::new() }
+//!     async fn health(&self) -> Value { json!({"status": "healthy"}) }
+//! }
+//!
+//! let access = AccessControl {
+//!     allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+//!     token: Some("change-me".into()),
+//! };
+//! let router: axum::Router = admin_router(Arc::new(Empty), access);
+//! # drop(router);
+//! ```
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+
+mod access;
+mod control;
+mod handlers;
+
+pub use access::AccessControl;
+pub use control::{ControlPlane, RouteChange};
+
+/// The whole admin API as an axum [`Router`], state applied, ready to serve.
+///
+/// Requests must carry a [`gw_core::ConnInfo`] extension (the gateway's listener inserts it);
+/// a request without one is treated as outside `allow`.
+pub fn admin_router<C: ControlPlane>(control: Arc<C>, access: AccessControl) -> Router {
+    use handlers as h;
+
+    Router::new()
+        .route(
+            "/admin/routes",
+            get(h::list_routes::<C>).post(h::post_route::<C>),
+        )
+        .route(
+            "/admin/routes/{id}",
+            get(h::get_route::<C>).delete(h::delete_route::<C>),
+        )
+        .route("/admin/metrics", get(h::metrics_json::<C>))
+        .route("/admin/metrics/prometheus", get(h::metrics_prometheus::<C>))
+        .route("/metrics", get(h::metrics_prometheus::<C>))
+        .route("/admin/health", get(h::health::<C>))
+        .fallback(h::not_found)
+        .method_not_allowed_fallback(h::method_not_allowed)
+        // Last, so that it wraps every route and both fallbacks.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            access::enforce,
+        ))
+        .with_state(control)
+}
