@@ -1,1 +1,89 @@
-//! Upstream forwarding: pooled hyper clients, HTTP/1.1 and HTTP/2, gRPC, WebSocket upgrades, load balancing, retries with a budget, timeouts and forwarded headers
+//! Upstream forwarding: pooled hyper clients, HTTP/1.1 and HTTP/2, gRPC, WebSocket upgrades,
+//! load balancing, retries with a budget, timeouts and forwarded headers.
+//!
+//! - [`Upstream`]: one service — its [`Instance`]s (swapped atomically at runtime with
+//!   [`Upstream::set_instances`]), its [`LoadBalancer`] state and its retry budget.
+//! - [`Clients`]: the keep-alive pools, one per gateway, shared by every route.
+//! - [`Proxy`]: the per-route `tower::Service<Request<Body>>` that forwards a request whose
+//!   URI was already rewritten by the router, and streams the answer back. It never fails:
+//!   errors become the SPEC's JSON answers (502 `Bad gateway`, 504 `Gateway timeout`,
+//!   503 `No healthy upstream`, 413 `Request body too large`) through `gw_core`.
+//! - [`client_addr`] and [`TrustedProxies`]: who the client is (SPEC §7), for the listener.
+//!
+//! # What is sent upstream
+//! - The client's `Host` is kept (as nginx's `proxy_set_header Host $host`); when the request
+//!   has none (HTTP/2 clients), the URI authority is used.
+//! - `X-Request-ID`, `X-Gateway-Version`, `X-Forwarded-For` (kept and appended to when the
+//!   peer is a trusted proxy, replaced by the peer otherwise), `X-Forwarded-Proto` and
+//!   `X-Forwarded-Host` (a trusted peer's values are kept).
+//! - Client-sent `X-User-*` headers are removed; with an [`gw_core::Identity`] extension,
+//!   `X-User-ID` and `X-User-Role` are set from it.
+//! - Hop-by-hop headers and every header named by `Connection` are removed; `TE: trailers`
+//!   is kept for gRPC; `Trailer` is kept (end-to-end since RFC 7230, and hyper needs it to
+//!   write HTTP/1.1 trailers). The route's request header rules apply last.
+//!
+//! # Timeouts
+//! `connect` is the connector's timeout (504). The wait for the response headers is bounded
+//! by `send + read` (504), upload included. While the response body streams, a gap longer
+//! than `read` between two frames ends the body with an error: the status was already sent,
+//! so the client's connection (HTTP/1.1) or stream (HTTP/2) is reset.
+//!
+//! # Retries
+//! Only with a [`RetryPolicy`] of `times > 0`, only for GET, HEAD, OPTIONS, PUT and DELETE,
+//! only when the body is empty or at most 64 KiB (buffered up front so it can be sent
+//! again), after a refused or reset connection, a connect timeout or an upstream
+//! 502/503/504, on another instance when there is one, and within the service's retry budget
+//! (`TpsBudget`: 10 retries a second plus 20 % of requests). Nothing has reached the client
+//! before the last attempt's headers, so a retry is always safe to make.
+//!
+//! # Example
+//! ```no_run
+//! use std::sync::Arc;
+//! use gw_proxy::{
+//!     ClientOptions, Clients, Instance, LoadBalancer, Proxy, ProxyConfig, RetryPolicy,
+//!     Timeouts, Upstream, UpstreamProtocol,
+//! };
+//! use std::time::Duration;
+//! use tower::ServiceExt;
+//!
+//! # async fn demo() {
+//! let upstream = Upstream::new(
+//!     "user_service",
+//!     LoadBalancer::RoundRobin,
+//!     UpstreamProtocol::Http1,
+//!     vec![Instance {
+//!         id: "user-service-1".into(),
+//!         host: "127.0.0.1".into(),
+//!         port: 8001,
+//!         weight: 100,
+//!         metadata: Default::default(),
+//!     }],
+//! );
+//! let clients = Clients::new(ClientOptions::default());
+//! let config = Arc::new(ProxyConfig {
+//!     timeouts: Timeouts { connect: Duration::from_secs(5), ..Timeouts::default() },
+//!     retry: Some(RetryPolicy { times: 3, delay: Duration::from_millis(100) }),
+//!     ..ProxyConfig::default()
+//! });
+//! let proxy = Proxy::new(upstream, clients, config);
+//!
+//! let req = http::Request::get("/users/1").body(gw_core::Body::empty()).unwrap();
+//! let res = proxy.oneshot(req).await.unwrap();
+//! println!("{}", res.status());
+//! # }
+//! ```
+
+mod body;
+mod client;
+mod config;
+mod error;
+mod forwarded;
+mod proxy;
+mod upstream;
+
+pub use client::Clients;
+pub use config::{ClientOptions, HeaderRules, ProxyConfig, RetryPolicy, Timeouts};
+pub use error::ProxyError;
+pub use forwarded::{client_addr, TrustedProxies};
+pub use proxy::{Proxy, ResponseFuture};
+pub use upstream::{Instance, LoadBalancer, Upstream, UpstreamProtocol};

@@ -1,0 +1,211 @@
+//! Body wrappers: the request body sent upstream (streamed with a byte limit, or replayable),
+//! and the response body passed back (idle timeout, in-flight guard).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gw_core::{Body, BoxError};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+/// The request body grew past `max_body_bytes` while streaming.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the limit of {0} bytes")]
+pub(crate) struct BodyLimitExceeded(pub(crate) u64);
+
+/// The upstream sent nothing for longer than the read timeout while streaming the body.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response body idle for longer than {0:?}")]
+pub(crate) struct ReadTimeout(pub(crate) Duration);
+
+/// The body of the upstream request.
+pub(crate) enum ReqBody {
+    /// The client's body, streamed, counted against the limit.
+    Stream {
+        inner: Body,
+        remaining: u64,
+        limit: u64,
+    },
+    /// A buffered body that can be sent again on retry (`None` once sent).
+    Full(Option<Bytes>),
+}
+
+impl fmt::Debug for ReqBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReqBody::Stream { remaining, .. } => f
+                .debug_struct("Stream")
+                .field("remaining", remaining)
+                .finish(),
+            ReqBody::Full(b) => f
+                .debug_tuple("Full")
+                .field(&b.as_ref().map(Bytes::len))
+                .finish(),
+        }
+    }
+}
+
+impl ReqBody {
+    pub(crate) fn stream(inner: Body, limit: u64) -> Self {
+        ReqBody::Stream {
+            inner,
+            remaining: limit,
+            limit,
+        }
+    }
+
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        ReqBody::Full((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl http_body::Body for ReqBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ReqBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ReqBody::Stream {
+                inner,
+                remaining,
+                limit,
+            } => {
+                let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
+                    None => return Poll::Ready(None),
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into_inner()))),
+                    Some(Ok(frame)) => frame,
+                };
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > *remaining {
+                        *remaining = 0;
+                        return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded(*limit)))));
+                    }
+                    *remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Full(b) => b.is_none(),
+            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ReqBody::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Decrements an endpoint's in-flight counter when dropped (least_conn).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project! {
+    /// The upstream response body: streamed as is (trailers included); a gap longer than the
+    /// read timeout between frames ends it with [`ReadTimeout`].
+    pub(crate) struct RespBody {
+        #[pin]
+        inner: Incoming,
+        #[pin]
+        idle: Sleep,
+        read: Duration,
+        guard: Option<InFlight>,
+    }
+}
+
+impl fmt::Debug for RespBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RespBody")
+            .field("read", &self.read)
+            .finish()
+    }
+}
+
+impl RespBody {
+    pub(crate) fn new(inner: Incoming, read: Duration, guard: Option<InFlight>) -> Self {
+        RespBody {
+            inner,
+            idle: tokio::time::sleep_until(deadline(read)),
+            read,
+            guard,
+        }
+    }
+}
+
+impl http_body::Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.reset(deadline(*this.read));
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                *this.guard = None;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => {
+                *this.guard = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                ready!(this.idle.poll(cx));
+                *this.guard = None;
+                Poll::Ready(Some(Err(Box::new(ReadTimeout(*this.read)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `now + d`, saturating at a far future instead of panicking on overflow.
+fn deadline(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}

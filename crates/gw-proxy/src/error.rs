@@ -1,0 +1,41 @@
+//! The proxy's errors and their HTTP answers.
+
+use gw_core::BoxError;
+use http::StatusCode;
+
+/// Why the proxy answered itself instead of passing on the upstream's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The connection was refused or reset, or the upstream's answer was malformed (502).
+    #[error("bad gateway: {0}")]
+    BadGateway(#[source] BoxError),
+    /// Connecting or waiting for the response headers took too long (504).
+    #[error("upstream timed out")]
+    Timeout,
+    /// The service has no instance to send the request to (503).
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+    /// The request body is larger than `max_body_bytes` (413).
+    #[error("request body too large")]
+    BodyTooLarge,
+}
+
+impl gw_core::HttpError for ProxyError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            ProxyError::BadGateway(_) => "Bad gateway",
+            ProxyError::Timeout => "Gateway timeout",
+            ProxyError::NoHealthyUpstream => "No healthy upstream",
+            ProxyError::BodyTooLarge => "Request body too large",
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Trusted proxies, the client address, and the headers sent upstream and back.
+
+use std::net::IpAddr;
+
+use gw_core::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use gw_core::{ClientAddr, ConnInfo};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+};
+use ipnet::IpNet;
+use smallvec::SmallVec;
+
+/// Networks whose `X-Forwarded-*` headers are believed (SPEC §7).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Trusts these networks.
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        TrustedProxies(nets)
+    }
+
+    /// Whether `ip` is inside a trusted network; an IPv4-mapped IPv6 address counts as its
+    /// IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        let ip = canonical(ip);
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether no network is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Who the client is (SPEC §7), computed once per request by the listener.
+///
+/// When `conn.peer` is trusted, the client is the right-most `X-Forwarded-For` address that is
+/// not itself trusted (the left-most when all are), and `https` follows a trusted
+/// `X-Forwarded-Proto`; otherwise the peer address and `conn.tls`.
+pub fn client_addr(conn: &ConnInfo, headers: &HeaderMap, trusted: &TrustedProxies) -> ClientAddr {
+    let peer = canonical(conn.peer.ip());
+    if !trusted.contains(peer) {
+        return ClientAddr {
+            ip: peer,
+            https: conn.tls,
+        };
+    }
+    let mut chosen: Option<IpAddr> = None;
+    let mut leftmost: Option<IpAddr> = None;
+    // Walk the addresses right to left across all header lines.
+    'outer: for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+        let Ok(text) = value.to_str() else { continue };
+        for part in text.rsplit(',') {
+            let Some(ip) = parse_forwarded_ip(part.trim()) else {
+                // Garbage from a trusted hop: stop believing anything further left.
+                break 'outer;
+            };
+            leftmost = Some(ip);
+            if !trusted.contains(ip) {
+                chosen = Some(ip);
+                break 'outer;
+            }
+        }
+    }
+    let ip = chosen.or(leftmost).unwrap_or(peer);
+    let https = match headers.get(X_FORWARDED_PROTO) {
+        Some(v) => {
+            let v = v.as_bytes();
+            let first = v.split(|&b| b == b',').next().unwrap_or(v);
+            first.trim_ascii().eq_ignore_ascii_case(b"https")
+        }
+        None => conn.tls,
+    };
+    ClientAddr { ip, https }
+}
+
+/// An address in `X-Forwarded-For`: `1.2.3.4`, `1.2.3.4:5`, `::1`, `[::1]:5`.
+fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Some(canonical(sa.ip()));
+    }
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|r| r.parse().ok())
+        .map(canonical)
+}
+
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), and every header the `Connection` header
+/// names. `Trailer` is kept (it is end-to-end since RFC 7230 and hyper needs it to send h1
+/// trailers). `TE: trailers` is kept when `keep_te_trailers` (gRPC needs it). When `upgrade`
+/// (a WebSocket handshake), `Upgrade` is kept and `Connection` is set to `upgrade`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool, upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let mut named: SmallVec<[HeaderName; 4]> = SmallVec::new();
+        for value in headers.get_all(CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case(b"close")
+                    || token.eq_ignore_ascii_case(b"keep-alive")
+                    || token.eq_ignore_ascii_case(b"upgrade")
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    named.push(name);
+                }
+            }
+        }
+        for name in &named {
+            if upgrade && name == UPGRADE {
+                continue;
+            }
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(http::header::PROXY_AUTHENTICATE);
+    headers.remove(http::header::PROXY_AUTHORIZATION);
+    headers.remove(TRANSFER_ENCODING);
+    if let Some(te) = headers.remove(TE) {
+        if keep_te_trailers && has_token(&te, b"trailers") {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
+    }
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+pub(crate) fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream request (SPEC §7).
+pub(crate) fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: Option<IpAddr>,
+    tls: bool,
+    peer_trusted: bool,
+    original_host: Option<HeaderValue>,
+) {
+    match peer {
+        Some(peer) => {
+            let peer = canonical(peer);
+            let value = if peer_trusted && headers.contains_key(X_FORWARDED_FOR) {
+                let mut s = String::with_capacity(64);
+                for (i, v) in headers.get_all(X_FORWARDED_FOR).iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(", ");
+                    }
+                    s.push_str(v.to_str().unwrap_or(""));
+                }
+                use std::fmt::Write;
+                let _ = write!(s, ", {peer}");
+                HeaderValue::try_from(s).ok()
+            } else {
+                HeaderValue::try_from(peer.to_string()).ok()
+            };
+            match value {
+                Some(v) => {
+                    headers.insert(X_FORWARDED_FOR, v);
+                }
+                None => {
+                    headers.remove(X_FORWARDED_FOR);
+                }
+            }
+        }
+        None => {
+            if !peer_trusted {
+                headers.remove(X_FORWARDED_FOR);
+            }
+        }
+    }
+    if !(peer_trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+        let proto = if tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(peer_trusted && headers.contains_key(X_FORWARDED_HOST)) {
+        match original_host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST, h);
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn conn(peer: &str) -> ConnInfo {
+        ConnInfo {
+            peer: peer.parse::<SocketAddr>().unwrap(),
+            local: "127.0.0.1:80".parse().unwrap(),
+            tls: false,
+        }
+    }
+
+    fn trusted() -> TrustedProxies {
+        TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()])
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        let c = client_addr(&conn("8.8.8.8:1"), &h, &trusted());
+        assert_eq!(c.ip, "8.8.8.8".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn trusted_peer_rightmost_untrusted() {
+        let mut h = HeaderMap::new();
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("1.1.1.1, 2.2.2.2"),
+        );
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let c = client_addr(&conn("[::ffff:10.0.0.1]:1"), &h, &trusted());
+        assert_eq!(c.ip, "2.2.2.2".parse::<IpAddr>().unwrap());
+        assert!(c.https);
+        let mut h = HeaderMap::new();
+        h.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("10.9.9.9, 10.1.1.1"),
+        );
+        let c = client_addr(&conn("10.0.0.1:1"), &h, &trusted());
+        assert_eq!(c.ip, "10.9.9.9".parse::<IpAddr>().unwrap());
+        assert!(!c.https);
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("trailers, deflate"));
+        h.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, true, false);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h[TE], "trailers");
+        assert!(h.contains_key("x-keep"));
+    }
+}

@@ -1,0 +1,442 @@
+//! The per-route proxy service.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gw_core::headers::{X_GATEWAY_VERSION, X_REQUEST_ID, X_USER_ID, X_USER_ROLE};
+use gw_core::{error_into_response, Body, ClientAddr, ConnInfo, Identity, RequestId, UpstreamInfo};
+use http::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
+use http::uri::{self, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
+use smallvec::SmallVec;
+use tower::retry::budget::Budget;
+
+use crate::body::{BodyLimitExceeded, InFlight, ReqBody, RespBody};
+use crate::client::HttpClient;
+use crate::forwarded::{has_token, set_forwarded, strip_hop_by_hop};
+use crate::upstream::{hash_key, Tried};
+use crate::{Clients, LoadBalancer, ProxyConfig, ProxyError, Upstream, UpstreamProtocol};
+
+/// Bodies up to this size are buffered so that a retry can send them again.
+const MAX_REPLAY_BYTES: u64 = 64 * 1024;
+
+/// The per-route proxy service: forwards a request to an instance of its [`Upstream`] and
+/// streams the answer back. Clone is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    upstream: Arc<Upstream>,
+    client: HttpClient,
+    config: Arc<ProxyConfig>,
+    header_timeout: Duration,
+    version: HeaderValue,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("upstream", &self.inner.upstream)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// A proxy to `upstream` through the shared `clients`, configured by the route.
+    pub fn new(upstream: Arc<Upstream>, clients: Clients, config: Arc<ProxyConfig>) -> Proxy {
+        let client = clients.get(upstream.protocol(), config.timeouts.connect);
+        let header_timeout = config.timeouts.send.saturating_add(config.timeouts.read);
+        Proxy {
+            inner: Arc::new(Shared {
+                upstream,
+                client,
+                config,
+                header_timeout,
+                version: HeaderValue::from_static(gw_core::VERSION),
+            }),
+        }
+    }
+
+    /// The service this proxy forwards to.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.inner.upstream
+    }
+}
+
+/// The future of [`Proxy::call`].
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl tower::Service<Request<Body>> for Proxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> ResponseFuture {
+        let shared = self.inner.clone();
+        Box::pin(async move { Ok(shared.forward(req).await) })
+    }
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// Retry is allowed (refused/reset connection, connect timeout).
+    Retryable(ProxyError),
+    /// Give up at once.
+    Final(ProxyError),
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+fn is_websocket(req: &http::request::Parts) -> bool {
+    req.version == Version::HTTP_11
+        && req
+            .headers
+            .get(UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && req
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| has_token(v, b"upgrade"))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Removes every header whose name starts with `x-user-`.
+fn remove_x_user(headers: &mut HeaderMap) {
+    let mut found: SmallVec<[http::HeaderName; 2]> = SmallVec::new();
+    for name in headers.keys() {
+        if name.as_str().starts_with("x-user-") {
+            found.push(name.clone());
+        }
+    }
+    for name in found {
+        headers.remove(name);
+    }
+}
+
+fn classify(err: hyper_util::client::legacy::Error) -> Failure {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
+    let mut timed_out = false;
+    while let Some(e) = src {
+        if e.is::<BodyLimitExceeded>() {
+            return Failure::Final(ProxyError::BodyTooLarge);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        src = e.source();
+    }
+    if err.is_connect() && timed_out {
+        Failure::Retryable(ProxyError::Timeout)
+    } else {
+        Failure::Retryable(ProxyError::BadGateway(Box::new(err)))
+    }
+}
+
+impl Shared {
+    async fn forward(self: Arc<Self>, req: Request<Body>) -> Response<Body> {
+        let (mut parts, body) = req.into_parts();
+        let request_id = parts.extensions.get::<RequestId>().cloned();
+        let (result, info) = self.run(&mut parts, body, request_id.as_ref()).await;
+        let mut res = match result {
+            Ok(res) => res,
+            Err(err) => {
+                tracing::debug!(service = self.upstream.name(), error = %err, "proxy error");
+                error_into_response(&err, request_id.as_ref())
+            }
+        };
+        if let Some(info) = info {
+            res.extensions_mut().insert(info);
+        }
+        res
+    }
+
+    async fn run(
+        &self,
+        parts: &mut http::request::Parts,
+        body: Body,
+        request_id: Option<&RequestId>,
+    ) -> (Result<Response<Body>, ProxyError>, Option<UpstreamInfo>) {
+        let config = &*self.config;
+        let max = config.max_body_bytes;
+        if content_length(&parts.headers).is_some_and(|len| len > max) {
+            return (Err(ProxyError::BodyTooLarge), None);
+        }
+
+        // What the request's extensions tell us; they are not forwarded.
+        let mut extensions = std::mem::take(&mut parts.extensions);
+        let upstream = &*self.upstream;
+        let upgrade = upstream.protocol() == UpstreamProtocol::Http1 && is_websocket(parts);
+        let client_upgrade = if upgrade {
+            extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
+        let conn = extensions.get::<ConnInfo>().copied();
+        let client = extensions.get::<ClientAddr>().copied();
+        let identity = extensions.get::<Identity>();
+        let key_hash = (upstream.load_balancer() == LoadBalancer::ConsistentHash).then(|| {
+            match (identity, client, conn) {
+                (Some(id), _, _) => hash_key(id.user_id.as_bytes()),
+                (None, Some(c), _) => hash_ip(c.ip),
+                (None, None, Some(c)) => hash_ip(c.peer.ip()),
+                (None, None, None) => hash_key(b""),
+            }
+        });
+        // Without the listener's upgrade handle the handshake cannot be completed: forward
+        // as a plain request.
+        let upgrade = client_upgrade.is_some();
+
+        // Headers to the upstream.
+        let headers = &mut parts.headers;
+        let original_host = match headers.get(HOST) {
+            Some(h) => Some(h.clone()),
+            None => parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        strip_hop_by_hop(headers, true, upgrade);
+        remove_x_user(headers);
+        if let Some(id) = identity {
+            if let Ok(v) = HeaderValue::from_str(&id.user_id) {
+                headers.insert(X_USER_ID, v);
+            }
+            if let Some(role) = id
+                .role
+                .as_deref()
+                .and_then(|r| HeaderValue::from_str(r).ok())
+            {
+                headers.insert(X_USER_ROLE, role);
+            }
+        }
+        if let Some(id) = request_id {
+            headers.insert(X_REQUEST_ID, id.header_value().clone());
+        }
+        headers.insert(X_GATEWAY_VERSION, self.version.clone());
+        let peer = conn.map(|c| c.peer.ip()).or(client.map(|c| c.ip));
+        let peer_trusted = conn.is_some_and(|c| config.trusted_proxies.contains(c.peer.ip()));
+        let tls = conn.map_or_else(|| client.is_some_and(|c| c.https), |c| c.tls);
+        if let (None, Some(h)) = (headers.get(HOST), original_host.as_ref()) {
+            headers.insert(HOST, h.clone());
+        }
+        set_forwarded(headers, peer, tls, peer_trusted, original_host);
+        config.request_headers.apply(headers);
+        drop(extensions);
+
+        let version = match upstream.protocol() {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::Http2 => Version::HTTP_2,
+        };
+        let pq = std::mem::take(&mut parts.uri)
+            .into_parts()
+            .path_and_query
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+
+        // The body: replayable when a retry may follow, else streamed once.
+        let retry = config
+            .retry
+            .as_ref()
+            .filter(|r| r.times > 0 && !upgrade && idempotent(&parts.method));
+        let mut stream = None;
+        let mut replay = None;
+        if retry.is_some() && body.is_end_stream() {
+            replay = Some(Bytes::new());
+        } else if retry.is_some()
+            && body
+                .size_hint()
+                .upper()
+                .is_some_and(|n| n <= MAX_REPLAY_BYTES)
+        {
+            match ReqBody::stream(body, max).collect().await {
+                Ok(c) => replay = Some(c.to_bytes()),
+                Err(e) if e.is::<BodyLimitExceeded>() => {
+                    return (Err(ProxyError::BodyTooLarge), None)
+                }
+                Err(e) => return (Err(ProxyError::BadGateway(e)), None),
+            }
+        } else {
+            stream = Some(ReqBody::stream(body, max));
+        }
+        let max_attempts = match (&replay, retry) {
+            (Some(_), Some(r)) => r.times.saturating_add(1),
+            _ => 1,
+        };
+        if max_attempts > 1 {
+            upstream.budget.deposit();
+        }
+
+        let snap = upstream.snapshot();
+        let mut tried = Tried::default();
+        let mut attempts = 0u32;
+        let mut headers = std::mem::take(&mut parts.headers);
+        loop {
+            attempts += 1;
+            let Some(idx) = upstream.pick(&snap, key_hash, tried) else {
+                return (Err(ProxyError::NoHealthyUpstream), None);
+            };
+            tried.insert(idx);
+            let ep = &snap.endpoints[idx];
+            let last = attempts >= max_attempts;
+
+            let mut uri_parts = uri::Parts::default();
+            uri_parts.scheme = Some(Scheme::HTTP);
+            uri_parts.authority = Some(ep.authority.clone());
+            uri_parts.path_and_query = Some(pq.clone());
+            let uri = Uri::from_parts(uri_parts).expect("scheme, authority and path are valid");
+            let req_body = match (&replay, stream.take()) {
+                (Some(bytes), _) => ReqBody::full(bytes.clone()),
+                (None, Some(s)) => s,
+                (None, None) => ReqBody::full(Bytes::new()),
+            };
+            let mut req = Request::new(req_body);
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = version;
+            *req.headers_mut() = if last {
+                std::mem::take(&mut headers)
+            } else {
+                headers.clone()
+            };
+
+            let guard = (upstream.load_balancer() == LoadBalancer::LeastConn)
+                .then(|| InFlight::new(&ep.in_flight));
+            let start = Instant::now();
+            let result = tokio::time::timeout(self.header_timeout, self.client.request(req)).await;
+            let info = UpstreamInfo {
+                addr: ep.addr.clone(),
+                instance: ep.id.clone(),
+                connect: None,
+                header: start.elapsed(),
+                attempts,
+            };
+            let failure = match result {
+                Ok(Ok(res)) => {
+                    let status = res.status();
+                    let retry_status = matches!(
+                        status,
+                        StatusCode::BAD_GATEWAY
+                            | StatusCode::SERVICE_UNAVAILABLE
+                            | StatusCode::GATEWAY_TIMEOUT
+                    );
+                    if !(retry_status && !last && upstream.budget.withdraw()) {
+                        let res = self.respond(res, guard, client_upgrade);
+                        return (Ok(res), Some(info));
+                    }
+                    drop(res);
+                    None
+                }
+                Ok(Err(err)) => match classify(err) {
+                    Failure::Final(e) => return (Err(e), Some(info)),
+                    Failure::Retryable(e) => {
+                        if last || !upstream.budget.withdraw() {
+                            return (Err(e), Some(info));
+                        }
+                        Some(e)
+                    }
+                },
+                Err(_elapsed) => return (Err(ProxyError::Timeout), Some(info)),
+            };
+            drop(guard);
+            tracing::debug!(
+                service = upstream.name(),
+                instance = %ep.id,
+                attempt = attempts,
+                error = ?failure,
+                "retrying upstream request"
+            );
+            if let Some(r) = retry {
+                if !r.delay.is_zero() {
+                    tokio::time::sleep(r.delay).await;
+                }
+            }
+        }
+    }
+
+    fn respond(
+        &self,
+        mut res: Response<hyper::body::Incoming>,
+        guard: Option<InFlight>,
+        client_upgrade: Option<OnUpgrade>,
+    ) -> Response<Body> {
+        let read = self.config.timeouts.read;
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut res);
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, guard));
+                let (parts, _) = res.into_parts();
+                let mut res = Response::from_parts(parts, Body::empty());
+                self.config.response_headers.apply(res.headers_mut());
+                return res;
+            }
+        }
+        let (mut parts, incoming) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false, false);
+        self.config.response_headers.apply(&mut parts.headers);
+        Response::from_parts(parts, Body::new(RespBody::new(incoming, read, guard)))
+    }
+}
+
+/// Copies bytes both ways between the upgraded client and upstream connections.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, guard: Option<InFlight>) {
+    // The upstream's side resolves first (its 101 is already here), the client's once the 101
+    // has been written to it.
+    let upstream = upstream.await;
+    let client = client.await;
+    match (client, upstream) {
+        (Ok(client), Ok(upstream)) => {
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(error = %e, "upgraded connection ended with an error");
+            }
+        }
+        (c, u) => {
+            tracing::debug!(client = ?c.err(), upstream = ?u.err(), "upgrade failed");
+        }
+    }
+    drop(guard);
+}
+
+fn hash_ip(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => hash_key(&v4.octets()),
+        IpAddr::V6(v6) => hash_key(&v6.octets()),
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Retryable(e) | Failure::Final(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Services, their instances and load balancing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::uri::Authority;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tower::retry::budget::TpsBudget;
+
+/// One instance of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// Unique id within the service.
+    pub id: String,
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Relative weight for `weighted` and `consistent_hash` (default 100).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Free-form metadata (version, zone, …).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn default_weight() -> u32 {
+    100
+}
+
+/// How an instance is chosen for each request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancer {
+    /// Each instance in turn.
+    #[default]
+    RoundRobin,
+    /// Smooth weighted round robin, as nginx.
+    Weighted,
+    /// The instance with the fewest requests in flight (ties in turn).
+    LeastConn,
+    /// A hash ring keyed by the user id, else the client address.
+    ConsistentHash,
+}
+
+/// The protocol spoken to the instances of a service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), e.g. for gRPC.
+    Http2,
+}
+
+/// Per-instance runtime state, kept across [`Upstream::set_instances`] for ids that remain.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) instance: Instance,
+    pub(crate) authority: Authority,
+    /// `host:port`, for [`gw_core::UpstreamInfo`].
+    pub(crate) addr: Arc<str>,
+    pub(crate) id: Arc<str>,
+    pub(crate) in_flight: Arc<AtomicUsize>,
+}
+
+/// Virtual nodes on the hash ring for an instance of weight 100.
+const VNODES_PER_100: u64 = 160;
+
+/// An immutable view of the instances, swapped as a whole.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) endpoints: Vec<Endpoint>,
+    /// Smooth weighted round robin `current` values, one per endpoint.
+    wrr: Mutex<Vec<i64>>,
+    total_weight: i64,
+    /// Sorted `(point, endpoint index)`.
+    ring: Vec<(u64, u32)>,
+}
+
+/// A set of endpoints already tried by this request (bit per index; indexes ≥ 64 never count).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tried(u64);
+
+impl Tried {
+    pub(crate) fn insert(&mut self, i: usize) {
+        if i < 64 {
+            self.0 |= 1 << i;
+        }
+    }
+    fn contains(self, i: usize) -> bool {
+        i < 64 && self.0 & (1 << i) != 0
+    }
+}
+
+/// One upstream service: its instances (swappable at runtime), its balancer state, its retry
+/// budget.
+pub struct Upstream {
+    name: String,
+    lb: LoadBalancer,
+    protocol: UpstreamProtocol,
+    snapshot: ArcSwap<Snapshot>,
+    rr: AtomicUsize,
+    /// Serialises [`Upstream::set_instances`] so in-flight counters are carried over exactly.
+    swap_lock: Mutex<()>,
+    pub(crate) budget: TpsBudget,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("load_balancer", &self.lb)
+            .field("protocol", &self.protocol)
+            .field("instances", &self.snapshot.load().endpoints.len())
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// A service with its initial instances.
+    pub fn new(
+        name: &str,
+        lb: LoadBalancer,
+        protocol: UpstreamProtocol,
+        instances: Vec<Instance>,
+    ) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            name: name.to_owned(),
+            lb,
+            protocol,
+            snapshot: ArcSwap::from_pointee(Snapshot::build(instances, None)),
+            rr: AtomicUsize::new(0),
+            swap_lock: Mutex::new(()),
+            budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+        })
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The balancing algorithm.
+    pub fn load_balancer(&self) -> LoadBalancer {
+        self.lb
+    }
+
+    /// The protocol spoken to the instances.
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
+    }
+
+    /// Replaces the instances atomically. In-flight counts of ids that remain are kept; the
+    /// hash ring is rebuilt here, not per request.
+    pub fn set_instances(&self, instances: Vec<Instance>) {
+        let _guard = self.swap_lock.lock();
+        let old = self.snapshot.load_full();
+        self.snapshot
+            .store(Arc::new(Snapshot::build(instances, Some(&old))));
+    }
+
+    /// The current instances.
+    pub fn instances(&self) -> Vec<Instance> {
+        self.snapshot
+            .load()
+            .endpoints
+            .iter()
+            .map(|e| e.instance.clone())
+            .collect()
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Chooses an endpoint index, avoiding `tried` when another one is left.
+    pub(crate) fn pick(&self, snap: &Snapshot, key: Option<u64>, tried: Tried) -> Option<usize> {
+        let n = snap.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        if n == 1 {
+            return Some(0);
+        }
+        // When every endpoint was tried already, any is fine.
+        let tried = if (0..n).all(|i| tried.contains(i)) {
+            Tried::default()
+        } else {
+            tried
+        };
+        match self.lb {
+            LoadBalancer::RoundRobin => Some(self.round_robin(n, tried)),
+            LoadBalancer::Weighted => Some(
+                snap.weighted(tried)
+                    .unwrap_or_else(|| self.round_robin(n, tried)),
+            ),
+            LoadBalancer::LeastConn => {
+                let start = self.rr.fetch_add(1, Ordering::Relaxed);
+                let mut best: Option<(usize, usize)> = None;
+                for k in 0..n {
+                    let i = (start + k) % n;
+                    if tried.contains(i) {
+                        continue;
+                    }
+                    let load = snap.endpoints[i].in_flight.load(Ordering::Relaxed);
+                    if best.is_none_or(|(_, b)| load < b) {
+                        best = Some((i, load));
+                    }
+                }
+                best.map(|(i, _)| i)
+            }
+            LoadBalancer::ConsistentHash => match key {
+                Some(key) => snap
+                    .ring_lookup(key, tried)
+                    .or_else(|| Some(self.round_robin(n, tried))),
+                None => Some(self.round_robin(n, tried)),
+            },
+        }
+    }
+
+    fn round_robin(&self, n: usize, tried: Tried) -> usize {
+        loop {
+            let i = self.rr.fetch_add(1, Ordering::Relaxed) % n;
+            if !tried.contains(i) {
+                return i;
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    fn build(instances: Vec<Instance>, old: Option<&Snapshot>) -> Snapshot {
+        let endpoints: Vec<Endpoint> = instances
+            .into_iter()
+            .map(|instance| {
+                let in_flight = old
+                    .and_then(|o| o.endpoints.iter().find(|e| e.instance.id == instance.id))
+                    .map(|e| e.in_flight.clone())
+                    .unwrap_or_default();
+                let addr = format_authority(&instance.host, instance.port);
+                let authority = Authority::try_from(addr.as_str()).unwrap_or_else(|_| {
+                    // An unparsable host never connects; keep the service usable otherwise.
+                    Authority::from_static("invalid.invalid")
+                });
+                Endpoint {
+                    id: Arc::from(instance.id.as_str()),
+                    addr: Arc::from(addr),
+                    authority,
+                    in_flight,
+                    instance,
+                }
+            })
+            .collect();
+        let total_weight = endpoints.iter().map(|e| i64::from(e.instance.weight)).sum();
+        let mut ring = Vec::new();
+        for (idx, e) in endpoints.iter().enumerate() {
+            let vnodes = (u64::from(e.instance.weight) * VNODES_PER_100 / 100).max(1);
+            for v in 0..vnodes {
+                let mut h = Fnv::new();
+                h.write(e.instance.id.as_bytes());
+                h.write(b"#");
+                h.write(&v.to_le_bytes());
+                ring.push((mix(h.0), idx as u32));
+            }
+        }
+        ring.sort_unstable();
+        Snapshot {
+            wrr: Mutex::new(vec![0; endpoints.len()]),
+            endpoints,
+            total_weight,
+            ring,
+        }
+    }
+
+    /// nginx's smooth weighted round robin: every `current += weight`, pick the largest,
+    /// subtract the total from it.
+    fn weighted(&self, tried: Tried) -> Option<usize> {
+        if self.total_weight <= 0 {
+            return None;
+        }
+        let mut current = self.wrr.lock();
+        let mut best: Option<usize> = None;
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let w = i64::from(e.instance.weight);
+            current[i] += w;
+            if w > 0 && !tried.contains(i) && best.is_none_or(|b| current[i] > current[b]) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        current[b] -= self.total_weight;
+        Some(b)
+    }
+
+    fn ring_lookup(&self, point: u64, tried: Tried) -> Option<usize> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        let start = self.ring.partition_point(|&(p, _)| p < point);
+        let len = self.ring.len();
+        (0..len)
+            .map(|k| self.ring[(start + k) % len].1 as usize)
+            .find(|&i| !tried.contains(i))
+    }
+}
+
+fn format_authority(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// FNV-1a, 64 bit: stable across processes and releases (the ring must not move on restart).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// splitmix64's finaliser: spreads FNV's output over the whole ring.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+pub(crate) fn hash_key(key: &[u8]) -> u64 {
+    let mut h = Fnv::new();
+    h.write(key);
+    mix(h.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(id: &str, weight: u32) -> Instance {
+        Instance {
+            id: id.into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            weight,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn smooth_weighted_matches_nginx() {
+        let up = Upstream::new(
+            "s",
+            LoadBalancer::Weighted,
+            UpstreamProtocol::Http1,
+            vec![inst("a", 5), inst("b", 1), inst("c", 1)],
+        );
+        let snap = up.snapshot();
+        let seq: String = (0..7)
+            .map(|_| ["a", "b", "c"][up.pick(&snap, None, Tried::default()).unwrap()])
+            .collect();
+        assert_eq!(seq, "aabacaa");
+    }
+
+    #[test]
+    fn in_flight_kept_across_swap() {
+        let up = Upstream::new(
+            "s",
+            LoadBalancer::LeastConn,
+            UpstreamProtocol::Http1,
+            vec![inst("a", 1), inst("b", 1)],
+        );
+        up.snapshot().endpoints[0]
+            .in_flight
+            .fetch_add(3, Ordering::Relaxed);
+        up.set_instances(vec![inst("c", 1), inst("a", 1)]);
+        let snap = up.snapshot();
+        assert_eq!(snap.endpoints[1].in_flight.load(Ordering::Relaxed), 3);
+        assert_eq!(snap.endpoints[0].in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn pick_avoids_tried() {
+        let up = Upstream::new(
+            "s",
+            LoadBalancer::ConsistentHash,
+            UpstreamProtocol::Http1,
+            vec![inst("a", 100), inst("b", 100)],
+        );
+        let snap = up.snapshot();
+        let first = up
+            .pick(&snap, Some(hash_key(b"user-1")), Tried::default())
+            .unwrap();
+        assert_eq!(
+            up.pick(&snap, Some(hash_key(b"user-1")), Tried::default()),
+            Some(first)
+        );
+        let mut tried = Tried::default();
+        tried.insert(first);
+        assert_eq!(
+            up.pick(&snap, Some(hash_key(b"user-1")), tried),
+            Some(1 - first)
+        );
+    }
+
+    #[test]
+    fn instance_serde_defaults() {
+        let i: Instance = serde_json::from_str(r#"{"id":"a","host":"h","port":1}"#).unwrap();
+        assert_eq!(i.weight, 100);
+    }
+}
