@@ -1,0 +1,179 @@
+//! [`Router`]: the tower service that dispatches each request to its route's service.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use gw_core::{error_response_for, Body, RouteTag};
+use http::header::{ALLOW, HOST};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri};
+use tower::util::Oneshot;
+use tower::{Service, ServiceExt};
+
+use crate::{RouteMatch, RouteService, RouteTable};
+
+/// Dispatches each request to the service of the route it matches.
+///
+/// - The host is the `Host` header, else the URI's authority (HTTP/2).
+/// - On a match the request URI's path becomes the route's upstream path; the query, scheme
+///   and authority are kept. The route's service is called, and the route's
+///   [`RouteTag`] is put into the response extensions.
+/// - No route: 404 `Route not found`. Path matched, method not: 405 `Method not allowed` with
+///   an `Allow` header. Both are the gateway's JSON error answer.
+///
+/// The table is read once per request from the shared [`ArcSwap`]: store a new
+/// [`RouteTable`] there to change the routes; requests in flight finish on the snapshot they
+/// started with. Always ready; cloning is cheap (an [`Arc`]).
+#[derive(Clone, Debug)]
+pub struct Router {
+    table: Arc<ArcSwap<RouteTable>>,
+}
+
+impl Router {
+    /// A router reading its routes from `table`.
+    pub fn new(table: Arc<ArcSwap<RouteTable>>) -> Self {
+        Self { table }
+    }
+
+    /// The shared table: `router.table().store(Arc::new(new_table))` swaps the routes.
+    pub fn table(&self) -> &Arc<ArcSwap<RouteTable>> {
+        &self.table
+    }
+}
+
+impl Service<Request<Body>> for Router {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The guard lives only in this block: nothing is held across an await.
+        let outcome = {
+            let table = self.table.load();
+            let host = request_host(&req);
+            let path = req.uri().path();
+            match table.find(req.method(), host, path) {
+                RouteMatch::Found {
+                    route,
+                    upstream_path,
+                } => {
+                    let rewrite = (upstream_path != path)
+                        .then(|| path_and_query(&upstream_path, req.uri().query()))
+                        .flatten();
+                    Ok((route.service().clone(), route.tag().clone(), rewrite))
+                }
+                RouteMatch::MethodNotAllowed { allow } => Err(Some(allow)),
+                RouteMatch::NotFound => Err(None),
+            }
+        };
+
+        match outcome {
+            Ok((service, tag, rewrite)) => {
+                if let Some(path_and_query) = rewrite {
+                    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+                    parts.path_and_query = Some(path_and_query);
+                    // Scheme and authority came from a valid URI: rebuilding cannot fail.
+                    if let Ok(uri) = Uri::from_parts(parts) {
+                        *req.uri_mut() = uri;
+                    }
+                }
+                ResponseFuture {
+                    kind: Kind::Dispatch {
+                        call: service.oneshot(req),
+                        tag: Some(tag),
+                    },
+                }
+            }
+            Err(Some(allow)) => {
+                let mut res =
+                    error_response_for(&req, StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+                res.headers_mut().insert(ALLOW, allow);
+                ResponseFuture::ready(res)
+            }
+            Err(None) => ResponseFuture::ready(error_response_for(
+                &req,
+                StatusCode::NOT_FOUND,
+                "Route not found",
+            )),
+        }
+    }
+}
+
+/// The request's host: the `Host` header, else the URI's authority.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    match req.headers().get(HOST) {
+        Some(value) => value.to_str().ok(),
+        None => req.uri().authority().map(|a| a.host()),
+    }
+}
+
+/// `path` + `?query`. `None` only if the result is not a valid request target, which cannot
+/// happen: `path` is a piece of the request's own path, maybe with a leading '/'.
+fn path_and_query(path: &str, query: Option<&str>) -> Option<PathAndQuery> {
+    let mut target = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    target.push_str(path);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    PathAndQuery::try_from(target).ok()
+}
+
+/// The future of [`Router::call`]: the route's service call, or the gateway's own answer.
+pub struct ResponseFuture {
+    kind: Kind,
+}
+
+enum Kind {
+    Ready(Option<Response<Body>>),
+    Dispatch {
+        call: Oneshot<RouteService, Request<Body>>,
+        tag: Option<RouteTag>,
+    },
+}
+
+impl ResponseFuture {
+    fn ready(res: Response<Body>) -> Self {
+        Self {
+            kind: Kind::Ready(Some(res)),
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().kind {
+            Kind::Ready(res) => Poll::Ready(Ok(res.take().expect("polled after completion"))),
+            Kind::Dispatch { call, tag } => {
+                let Ok(mut res) = std::task::ready!(Pin::new(call).poll(cx));
+                if let Some(tag) = tag.take() {
+                    res.extensions_mut().insert(tag);
+                }
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Ready(_) => "Ready",
+            Kind::Dispatch { .. } => "Dispatch",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
