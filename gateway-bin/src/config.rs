@@ -1,0 +1,679 @@
+//! The configuration model: TOML file + `GW_` environment overrides (figment), and `validate()`.
+//!
+//! Every struct denies unknown keys, so a typo is an error that names the key. `validate()`
+//! collects every semantic problem with its path (`routes[2].service: unknown service "bills"`),
+//! positions zero-based as SPEC §7 asks.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use gw_proxy::{Instance, LoadBalancer, UpstreamProtocol};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The default configuration, embedded so that `gateway` runs with no file at all.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/gateway.toml");
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: the proxy listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[admin]`: the admin listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// `[log]`: process log and access log.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// `[services.NAME]`: upstream services.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// `[[routes]]`: the route table, in order.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the proxy listener (HTTP/1.1 and h2c on one port).
+    pub listen: SocketAddr,
+    /// Runtime worker threads; 0 = one per core; 1 = a single-threaded runtime.
+    pub workers: usize,
+    /// TLS listener (HTTP/1.1 and HTTP/2 by ALPN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: u64,
+    /// CIDRs whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            tls: None,
+            max_body_bytes: 10 * 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[server.tls]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the TLS listener.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener.
+    pub listen: SocketAddr,
+    /// CIDRs allowed to use the admin API.
+    pub allow: Vec<IpNet>,
+    /// Bearer token; required when `listen` is not a loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            allow: vec![
+                "127.0.0.0/8".parse().expect("valid CIDR"),
+                "::1/128".parse().expect("valid CIDR"),
+            ],
+            token: None,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Process log filter (`info`, `gateway_bin=debug,warn`, …); `RUST_LOG` wins when set.
+    pub level: String,
+    /// Access log: `"stdout"`, `"off"`, or a file path (appended).
+    pub access_log: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            access_log: "stdout".into(),
+        }
+    }
+}
+
+/// `[services.NAME]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Balancer among the instances.
+    #[serde(default)]
+    pub load_balancer: LoadBalancer,
+    /// Protocol spoken to the instances: `"http1"` or `"http2"` (h2c, for gRPC).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Static instances; may be empty.
+    #[serde(default)]
+    pub instances: Vec<Instance>,
+}
+
+/// `[[routes]]`, and the route object of the admin API.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique id.
+    pub id: String,
+    /// A service declared under `[services.*]`.
+    pub service: String,
+    /// Regex on the path; capture group 1 becomes the upstream path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Path prefix, matched on a segment boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// With `path`: send only the rest after the prefix.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub strip_prefix: bool,
+    /// Allowed methods; empty = all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Host the route is bound to (`api.example.com`, `*.example.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Higher first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+    /// Upstream timeouts in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<TimeoutConfig>,
+    /// Retries of idempotent requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryConfig>,
+    /// Header changes on the upstream request and on the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<HeadersConfig>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// Route `timeout`, in (possibly fractional) seconds.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    /// Opening the upstream connection.
+    pub connect: f64,
+    /// Sending the request (added to `read` for the wait for the response headers).
+    pub send: f64,
+    /// Waiting for the response headers, and the longest gap between response body frames.
+    pub read: f64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            connect: 60.0,
+            send: 60.0,
+            read: 60.0,
+        }
+    }
+}
+
+/// Route `retry`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries after the first attempt.
+    pub times: u32,
+    /// Seconds between attempts.
+    #[serde(default)]
+    pub delay: f64,
+}
+
+/// Route `headers`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersConfig {
+    /// Changes to the request sent upstream.
+    #[serde(default)]
+    pub request: HeaderRulesConfig,
+    /// Changes to the response sent to the client.
+    #[serde(default)]
+    pub response: HeaderRulesConfig,
+}
+
+/// `add` (set, replacing) and `remove`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRulesConfig {
+    /// Headers to set.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Headers to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Every problem found in a configuration, each with its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// One problem: where and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `routes[2].service`, `server.listen`, … (empty for the file as a whole).
+    pub path: String,
+    /// Why.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads `path` (or the embedded default when `path` is `None`), applies `GW_` environment
+    /// overrides and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let base = match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigErrors(vec![ConfigError::new(
+                        "",
+                        format!("{}: file not found", p.display()),
+                    )]));
+                }
+                Figment::from(Toml::file_exact(p))
+            }
+            None => Figment::from(Toml::string(DEFAULT_CONFIG)),
+        };
+        let env = Env::prefixed("GW_").split("__").filter(|k| k != "config");
+        Self::extract(base.merge(env))
+    }
+
+    /// Parses TOML text without environment overrides, and validates (for tests and tools).
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+        Self::extract(Figment::from(Toml::string(text)))
+    }
+
+    fn extract(figment: Figment) -> Result<Config, ConfigErrors> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigErrors(e.into_iter().map(figment_error).collect()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every semantic problem, each with its path.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        if self.server.max_body_bytes == 0 {
+            errors.push(ConfigError::new(
+                "server.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if let Some(tls) = &self.server.tls {
+            for (key, file) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if !file.is_file() {
+                    errors.push(ConfigError::new(
+                        format!("server.tls.{key}"),
+                        format!("file not found: {}", file.display()),
+                    ));
+                }
+            }
+            if tls.listen == self.server.listen && tls.listen.port() != 0 {
+                errors.push(ConfigError::new(
+                    "server.tls.listen",
+                    "must differ from server.listen",
+                ));
+            }
+        }
+        if self.admin.listen == self.server.listen && self.admin.listen.port() != 0 {
+            errors.push(ConfigError::new(
+                "admin.listen",
+                "must differ from server.listen",
+            ));
+        }
+        let token_set = self.admin.token.as_deref().is_some_and(|t| !t.is_empty());
+        if !self.admin.listen.ip().is_loopback() && !token_set {
+            errors.push(ConfigError::new(
+                "admin.token",
+                "required when admin.listen is not a loopback address",
+            ));
+        }
+        if let Err(e) = crate::logging::parse_filter(&self.log.level) {
+            errors.push(ConfigError::new("log.level", e));
+        }
+        for (name, service) in &self.services {
+            validate_service(name, service, &mut errors);
+        }
+        let mut ids = HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            for e in route.problems(&self.services) {
+                errors.push(ConfigError::new(
+                    if e.path.is_empty() {
+                        at.clone()
+                    } else {
+                        format!("{at}.{}", e.path)
+                    },
+                    e.message,
+                ));
+            }
+            if !route.id.is_empty() && !ids.insert(route.id.as_str()) {
+                errors.push(ConfigError::new(
+                    format!("{at}.id"),
+                    format!("duplicate route id \"{}\"", route.id),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn validate_service(name: &str, service: &ServiceConfig, errors: &mut Vec<ConfigError>) {
+    if name.is_empty() {
+        errors.push(ConfigError::new(
+            "services",
+            "service name must not be empty",
+        ));
+    }
+    let mut ids = HashSet::new();
+    for (j, inst) in service.instances.iter().enumerate() {
+        let at = format!("services.{name}.instances[{j}]");
+        errors.extend(
+            instance_problems(inst)
+                .into_iter()
+                .map(|e| ConfigError::new(format!("{at}.{}", e.path), e.message)),
+        );
+        if !inst.id.is_empty() && !ids.insert(inst.id.as_str()) {
+            errors.push(ConfigError::new(
+                format!("{at}.id"),
+                format!("duplicate instance id \"{}\"", inst.id),
+            ));
+        }
+    }
+}
+
+/// Problems of one instance, paths relative to it.
+pub fn instance_problems(inst: &Instance) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if inst.id.is_empty() {
+        errors.push(ConfigError::new("id", "must not be empty"));
+    }
+    if inst.host.is_empty() || inst.host.contains(['/', ' ', '?', '#', '@']) {
+        errors.push(ConfigError::new(
+            "host",
+            format!("invalid host \"{}\"", inst.host),
+        ));
+    }
+    if inst.port == 0 {
+        errors.push(ConfigError::new("port", "must be between 1 and 65535"));
+    }
+    if inst.weight == 0 {
+        errors.push(ConfigError::new("weight", "must be greater than 0"));
+    }
+    errors
+}
+
+impl RouteConfig {
+    /// Problems of this route, paths relative to it (`service`, `pattern`, …).
+    pub fn problems(&self, services: &BTreeMap<String, ServiceConfig>) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.id.is_empty() {
+            errors.push(ConfigError::new("id", "must not be empty"));
+        }
+        if self.service.is_empty() {
+            errors.push(ConfigError::new("service", "must not be empty"));
+        } else if !services.contains_key(&self.service) {
+            errors.push(ConfigError::new(
+                "service",
+                format!("unknown service \"{}\"", self.service),
+            ));
+        }
+        match (&self.pattern, &self.path) {
+            (Some(_), Some(_)) => errors.push(ConfigError::new(
+                "path",
+                "give either pattern or path, not both",
+            )),
+            (None, None) => errors.push(ConfigError::new(
+                "pattern",
+                "one of pattern or path is required",
+            )),
+            (Some(p), None) => {
+                if let Err(e) = regex::Regex::new(p) {
+                    let first = e.to_string();
+                    let why = first.lines().last().unwrap_or("invalid regex").trim();
+                    errors.push(ConfigError::new("pattern", format!("invalid regex: {why}")));
+                }
+                if self.strip_prefix {
+                    errors.push(ConfigError::new(
+                        "strip_prefix",
+                        "only applies to routes with path",
+                    ));
+                }
+            }
+            (None, Some(p)) => {
+                if !p.starts_with('/') {
+                    errors.push(ConfigError::new("path", "must start with '/'"));
+                }
+            }
+        }
+        for (k, m) in self.methods.iter().enumerate() {
+            if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
+                errors.push(ConfigError::new(
+                    format!("methods[{k}]"),
+                    format!("invalid method \"{m}\""),
+                ));
+            }
+        }
+        if let Some(host) = &self.host {
+            if host.is_empty() || host.contains(['/', ' ']) {
+                errors.push(ConfigError::new("host", format!("invalid host \"{host}\"")));
+            }
+        }
+        if let Some(t) = &self.timeout {
+            for (key, v) in [("connect", t.connect), ("send", t.send), ("read", t.read)] {
+                if !(v.is_finite() && v > 0.0 && v < 1e9) {
+                    errors.push(ConfigError::new(
+                        format!("timeout.{key}"),
+                        "must be a positive number of seconds",
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &self.retry {
+            if !(r.delay.is_finite() && r.delay >= 0.0 && r.delay < 1e9) {
+                errors.push(ConfigError::new(
+                    "retry.delay",
+                    "must be zero or a positive number of seconds",
+                ));
+            }
+            if r.times > 100 {
+                errors.push(ConfigError::new("retry.times", "must be at most 100"));
+            }
+        }
+        if let Some(h) = &self.headers {
+            for (side, rules) in [("request", &h.request), ("response", &h.response)] {
+                for (name, value) in &rules.add {
+                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        errors.push(ConfigError::new(
+                            format!("headers.{side}.add"),
+                            format!("invalid header name \"{name}\""),
+                        ));
+                    }
+                    if http::HeaderValue::from_str(value).is_err() {
+                        errors.push(ConfigError::new(
+                            format!("headers.{side}.add.{name}"),
+                            "invalid header value",
+                        ));
+                    }
+                }
+                for (k, name) in rules.remove.iter().enumerate() {
+                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        errors.push(ConfigError::new(
+                            format!("headers.{side}.remove[{k}]"),
+                            format!("invalid header name \"{name}\""),
+                        ));
+                    }
+                }
+            }
+        }
+        errors
+    }
+
+    /// Timeouts as durations (defaults when absent).
+    pub fn timeouts(&self) -> gw_proxy::Timeouts {
+        let t = self.timeout.clone().unwrap_or_default();
+        gw_proxy::Timeouts {
+            connect: Duration::from_secs_f64(t.connect),
+            send: Duration::from_secs_f64(t.send),
+            read: Duration::from_secs_f64(t.read),
+        }
+    }
+}
+
+/// Turns a figment error into `path: why`, with sequence positions as `[i]`.
+fn figment_error(e: figment::Error) -> ConfigError {
+    let mut path = String::new();
+    for part in &e.path {
+        if part.parse::<usize>().is_ok() {
+            path.push('[');
+            path.push_str(part);
+            path.push(']');
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(part);
+        }
+    }
+    let mut message = e.kind.to_string();
+    if let Some(source) = &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        message.push_str(&format!(" (in {source})"));
+    }
+    ConfigError::new(path, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[services.users]
+instances = [{ id = "u1", host = "127.0.0.1", port = 8001 }]
+
+[[routes]]
+id = "users"
+path = "/api/users"
+service = "users"
+"#;
+
+    #[test]
+    fn default_config_is_valid() {
+        Config::from_toml_str(DEFAULT_CONFIG).expect("embedded default must validate");
+    }
+
+    #[test]
+    fn minimal_config_parses() {
+        let c = Config::from_toml_str(BASE).unwrap();
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.services["users"].instances[0].weight, 100);
+        assert_eq!(c.server.listen.port(), 8080);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e =
+            Config::from_toml_str("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("lisen"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_has_path() {
+        let text = format!("{BASE}\n[[routes]]\nid = \"b\"\npath = \"/b\"\nservice = \"users\"\npriority = \"high\"\n");
+        let e = Config::from_toml_str(&text).unwrap_err();
+        assert!(e.to_string().starts_with("routes[1].priority:"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+[services.users]
+instances = [{ id = "u1", host = "127.0.0.1", port = 0 }]
+
+[[routes]]
+id = "a"
+path = "/a"
+service = "users"
+
+[[routes]]
+id = "a"
+pattern = "^/(unclosed"
+service = "users"
+
+[[routes]]
+id = "c"
+path = "/c"
+service = "bills"
+methods = ["GET", "BAD METHOD"]
+timeout = { connect = 0, send = 1, read = 1 }
+"#;
+        let e = Config::from_toml_str(text).unwrap_err().to_string();
+        for want in [
+            "services.users.instances[0].port: must be between 1 and 65535",
+            "routes[1].id: duplicate route id \"a\"",
+            "routes[1].pattern: invalid regex",
+            "routes[2].service: unknown service \"bills\"",
+            "routes[2].methods[1]: invalid method",
+            "routes[2].timeout.connect: must be a positive number of seconds",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn admin_token_required_off_loopback() {
+        let e = Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:9901\"\n").unwrap_err();
+        assert!(e.to_string().contains("admin.token: required"), "{e}");
+        Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:9901\"\ntoken = \"t\"\n").unwrap();
+    }
+
+    #[test]
+    fn either_pattern_or_path() {
+        let text = "[services.s]\n[[routes]]\nid = \"r\"\nservice = \"s\"\n";
+        let e = Config::from_toml_str(text).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("routes[0].pattern: one of pattern or path is required"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! Listeners (proxy, TLS, admin), the edge of the request path, graceful shutdown and reload.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gw_admin::{admin_router, AccessControl};
+use gw_core::{Body, ConnInfo};
+use gw_monitor::{AccessLog, AccessLogLayer, Metrics, MetricsLayer, RequestIdLayer};
+use gw_router::Router;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use crate::app::{health_response, is_health_check, App, Control, EdgeService};
+use crate::config::{Config, ConfigErrors};
+
+/// Error starting the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The access log file could not be opened.
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
+}
+
+/// A gateway running on the current tokio runtime.
+#[derive(Debug)]
+pub struct Gateway {
+    app: App,
+    proxy_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    admin_addr: SocketAddr,
+    config_path: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl Gateway {
+    /// Binds the listeners of `config` (port 0 picks a free port) and starts serving.
+    /// `config_path` is what [`Gateway::reload_from_file`] re-reads.
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> Result<Gateway, StartError> {
+        config.validate()?;
+        let metrics = Metrics::global();
+        let app = App::new(config.clone(), metrics.clone())?;
+        let access_log = match config.log.access_log.as_str() {
+            "off" | "" => None,
+            "stdout" => Some(AccessLog::stdout()),
+            path => {
+                Some(AccessLog::file(std::path::Path::new(path)).map_err(StartError::AccessLog)?)
+            }
+        };
+        let edge = edge_service(&app, &metrics, access_log);
+
+        let (stop, stop_rx) = watch::channel(false);
+        let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
+        let mut tasks = Vec::new();
+
+        // Per connection: a function from request to answer, which first records who the
+        // client is (after trusted proxies).
+        let make_proxy = {
+            let app = app.clone();
+            move |conn: ConnInfo| {
+                let app = app.clone();
+                let edge = edge.clone();
+                move |mut req: Request<Body>| {
+                    let settings = app.edge();
+                    let client =
+                        gw_proxy::client_addr(&conn, req.headers(), &settings.trusted_proxies);
+                    let ext = req.extensions_mut();
+                    ext.insert(conn);
+                    ext.insert(client);
+                    edge.clone().oneshot(req)
+                }
+            }
+        };
+
+        let proxy_listener = bind(config.server.listen).await?;
+        let proxy_addr = local(&proxy_listener, config.server.listen);
+        tasks.push(tokio::spawn(serve(
+            proxy_listener,
+            None,
+            make_proxy.clone(),
+            stop_rx.clone(),
+            shutdown_timeout,
+        )));
+
+        let mut tls_addr = None;
+        if let Some(tls) = &config.server.tls {
+            let acceptor = tls_acceptor(&tls.cert, &tls.key)?;
+            let listener = bind(tls.listen).await?;
+            tls_addr = Some(local(&listener, tls.listen));
+            tasks.push(tokio::spawn(serve(
+                listener,
+                Some(acceptor),
+                make_proxy.clone(),
+                stop_rx.clone(),
+                shutdown_timeout,
+            )));
+        }
+
+        let admin_listener = bind(config.admin.listen).await?;
+        let admin_addr = local(&admin_listener, config.admin.listen);
+        let access = AccessControl {
+            allow: config.admin.allow.clone(),
+            token: config.admin.token.clone().filter(|t| !t.is_empty()),
+        };
+        let admin = admin_router(Arc::new(Control::new(app.clone())), access);
+        tasks.push(tokio::spawn(serve(
+            admin_listener,
+            None,
+            move |conn: ConnInfo| {
+                let admin = admin.clone();
+                move |mut req: Request<Body>| {
+                    req.extensions_mut().insert(conn);
+                    admin.clone().oneshot(req)
+                }
+            },
+            stop_rx,
+            shutdown_timeout,
+        )));
+
+        tracing::info!(%proxy_addr, ?tls_addr, %admin_addr, version = gw_core::VERSION, "gateway listening");
+        Ok(Gateway {
+            app,
+            proxy_addr,
+            tls_addr,
+            admin_addr,
+            config_path,
+            stop,
+            tasks,
+            shutdown_timeout,
+        })
+    }
+
+    /// Address of the proxy listener.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    /// Address of the TLS listener, when configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Address of the admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The shared state.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Applies a new configuration; an invalid one is refused and the running one stays.
+    pub fn reload(&self, config: Config) -> Result<(), ConfigErrors> {
+        self.app.reload(config)
+    }
+
+    /// Re-reads the configuration file (with `GW_` overrides) and applies it.
+    pub fn reload_from_file(&self) -> Result<(), ConfigErrors> {
+        let config = Config::load(self.config_path.as_deref())?;
+        self.reload(config)
+    }
+
+    /// Stops accepting, lets requests in flight finish (bounded by
+    /// `server.shutdown_timeout_secs`), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let bound = self.shutdown_timeout + Duration::from_secs(1);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(bound, task).await;
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}
+
+/// RequestId → Metrics → AccessLog → (`/health` | Router): built once, cloned per request.
+fn edge_service(app: &App, metrics: &Metrics, access_log: Option<AccessLog>) -> EdgeService {
+    let router = Router::new(app.table());
+    let inner = tower::service_fn(move |req: Request<Body>| {
+        let mut router = router.clone();
+        async move {
+            if is_health_check(&req) {
+                return Ok::<_, Infallible>(health_response());
+            }
+            router.call(req).await
+        }
+    });
+    let base = ServiceBuilder::new()
+        .layer(RequestIdLayer)
+        .layer(MetricsLayer::new(metrics.clone()));
+    match access_log {
+        None => BoxCloneSyncService::new(base.service(inner)),
+        Some(log) => BoxCloneSyncService::new(
+            base.map_response(|res: Response<_>| res.map(Body::new))
+                .layer(AccessLogLayer::new(log))
+                .service(inner),
+        ),
+    }
+}
+
+/// Accepts connections until `stop` turns true, serving each with HTTP/1.1 or HTTP/2
+/// (prior knowledge or ALPN), then drains the open connections for at most `drain`.
+async fn serve<M, S, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    make: M,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) where
+    M: Fn(ConnInfo) -> S + Send + 'static,
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let local_addr = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = ConnInfo {
+            peer,
+            local: stream.local_addr().ok().or(local_addr).unwrap_or(peer),
+            tls: tls.is_some(),
+        };
+        let service = make(conn);
+        let service =
+            hyper::service::service_fn(move |req: Request<Incoming>| service(req.map(Body::new)));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_conn(&builder, watcher, stream, service).await,
+                Some(acceptor) => {
+                    let accept =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    match accept.await {
+                        Ok(Ok(stream)) => serve_conn(&builder, watcher, stream, service).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown timeout reached with connections still open");
+    }
+}
+
+async fn serve_conn<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    service: S,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Loads a PEM certificate chain and key into a rustls acceptor offering h2 and HTTP/1.1.
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!(
+            "{}: no certificate",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,196 @@
+//! The command line of SPEC §1, run as a real process: `--check-config`, `--version`,
+//! SIGHUP reload and SIGTERM shutdown.
+
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn gateway() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    // The test environment must not leak overrides into the child.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GW_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gw-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_config_ok() {
+    let out = gateway()
+        .args([
+            "--check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config/gateway.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configuration OK"
+    );
+}
+
+#[test]
+fn check_config_lists_every_error_with_its_path() {
+    let path = temp_file(
+        "bad",
+        r#"
+[services.users]
+instances = []
+
+[[routes]]
+id = "a"
+path = "/a"
+service = "users"
+
+[[routes]]
+id = "b"
+path = "/b"
+service = "users"
+
+[[routes]]
+id = "c"
+path = "c"
+service = "bills"
+"#,
+    );
+    let out = gateway().arg("--check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("routes[2].service: unknown service \"bills\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[2].path: must start with '/'"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_names_unknown_keys() {
+    let path = temp_file(
+        "unknown",
+        "[server]\nlisten = \"127.0.0.1:1\"\nworkerz = 2\n",
+    );
+    let out = gateway().arg("--check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("workerz"), "{text}");
+}
+
+#[test]
+fn version() {
+    let out = gateway().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+fn config_text(proxy: u16, admin: u16, route_path: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{proxy}\"\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\naccess_log = \"off\"\n\
+         [services.s]\ninstances = [{{ id = \"i\", host = \"127.0.0.1\", port = 9 }}]\n\
+         [[routes]]\nid = \"r\"\npath = \"{route_path}\"\nservice = \"s\"\n"
+    )
+}
+
+#[test]
+fn sighup_reloads_and_sigterm_exits_zero() {
+    let (proxy, admin) = (free_port(), free_port());
+    let path = temp_file("signals", &config_text(proxy, admin, "/one"));
+    let mut child = gateway()
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
+    assert!(wait_until(Duration::from_secs(20), || http_get(
+        addr, "/health"
+    )
+    .is_some_and(|(s, _)| s == 200)));
+    // /one is routed (to a port nothing listens on: 502), /two is not (404).
+    assert_eq!(http_get(addr, "/one").unwrap().0, 502);
+    assert_eq!(http_get(addr, "/two").unwrap().0, 404);
+
+    std::fs::write(&path, config_text(proxy, admin, "/two")).unwrap();
+    signal(&child, "-HUP");
+    assert!(wait_until(Duration::from_secs(10), || http_get(
+        addr, "/two"
+    )
+    .is_some_and(|(s, _)| s == 502)));
+
+    // A broken file is refused; the running configuration stays.
+    std::fs::write(&path, "[[routes]]\nid = 1\n").unwrap();
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(http_get(addr, "/two").unwrap().0, 502);
+
+    signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("reload refused"),
+        "the refusal is logged:\n{err}"
+    );
+}
