@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -33,6 +33,7 @@ pub(crate) enum ReqBody {
         inner: Body,
         remaining: u64,
         limit: u64,
+        progress: Arc<Progress>,
     },
     /// A buffered body that can be sent again on retry (`None` once sent).
     Full(Option<Bytes>),
@@ -54,11 +55,12 @@ impl fmt::Debug for ReqBody {
 }
 
 impl ReqBody {
-    pub(crate) fn stream(inner: Body, limit: u64) -> Self {
+    pub(crate) fn stream(inner: Body, limit: u64, progress: Arc<Progress>) -> Self {
         ReqBody::Stream {
             inner,
             remaining: limit,
             limit,
+            progress,
         }
     }
 
@@ -81,6 +83,7 @@ impl http_body::Body for ReqBody {
                 inner,
                 remaining,
                 limit,
+                progress,
             } => {
                 let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
                     None => return Poll::Ready(None),
@@ -95,6 +98,7 @@ impl http_body::Body for ReqBody {
                     }
                     *remaining -= len;
                 }
+                progress.touch();
                 Poll::Ready(Some(Ok(frame)))
             }
         }
@@ -112,6 +116,34 @@ impl http_body::Body for ReqBody {
             ReqBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ReqBody::Stream { inner, .. } => inner.size_hint(),
         }
+    }
+}
+
+/// When the streamed request body last made progress, so that the wait for the response
+/// headers is measured from the end of the upload, not from its start.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    base: Instant,
+    /// Nanoseconds from `base` to the last frame sent.
+    last: AtomicU64,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Progress {
+            base: Instant::now(),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(ns, Ordering::Relaxed);
+    }
+
+    /// The instant of the last frame sent (the start when none was).
+    pub(crate) fn last(&self) -> Instant {
+        self.base + Duration::from_nanos(self.last.load(Ordering::Relaxed))
     }
 }
 
@@ -141,6 +173,7 @@ pin_project! {
         #[pin]
         idle: Sleep,
         read: Duration,
+        armed: bool,
         guard: Option<InFlight>,
     }
 }
@@ -159,6 +192,7 @@ impl RespBody {
             inner,
             idle: tokio::time::sleep_until(deadline(read)),
             read,
+            armed: false,
             guard,
         }
     }
@@ -172,10 +206,12 @@ impl http_body::Body for RespBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
+        let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.idle.reset(deadline(*this.read));
+                // The timer is (re)armed only when the upstream makes us wait: a body that is
+                // already buffered costs no timer operation.
+                *this.armed = false;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -187,6 +223,10 @@ impl http_body::Body for RespBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
+                if !*this.armed {
+                    *this.armed = true;
+                    this.idle.as_mut().reset(deadline(*this.read));
+                }
                 ready!(this.idle.poll(cx));
                 *this.guard = None;
                 Poll::Ready(Some(Err(Box::new(ReadTimeout(*this.read)))))
@@ -204,7 +244,7 @@ impl http_body::Body for RespBody {
 }
 
 /// `now + d`, saturating at a far future instead of panicking on overflow.
-fn deadline(d: Duration) -> Instant {
+pub(crate) fn deadline(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))

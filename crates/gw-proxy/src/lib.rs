@@ -12,7 +12,12 @@
 //!
 //! # What is sent upstream
 //! - The client's `Host` is kept (as nginx's `proxy_set_header Host $host`); when the request
-//!   has none (HTTP/2 clients), the URI authority is used.
+//!   has none (HTTP/2 clients), the URI authority is used. To an HTTP/2 upstream no `Host` is
+//!   sent: `:authority` is the instance's `host:port` (RFC 9113 forbids a differing `Host`)
+//!   and the original host is in `X-Forwarded-Host`.
+//! - The request goes out as HTTP/1.1 to `http1` services and HTTP/2 (h2c, prior knowledge)
+//!   to `http2` services, whatever the client spoke. `Expect` is not forwarded (the listener
+//!   answers `100-continue` itself).
 //! - `X-Request-ID`, `X-Gateway-Version`, `X-Forwarded-For` (kept and appended to when the
 //!   peer is a trusted proxy, replaced by the peer otherwise), `X-Forwarded-Proto` and
 //!   `X-Forwarded-Host` (a trusted peer's values are kept).
@@ -24,9 +29,11 @@
 //!
 //! # Timeouts
 //! `connect` is the connector's timeout (504). The wait for the response headers is bounded
-//! by `send + read` (504), upload included. While the response body streams, a gap longer
-//! than `read` between two frames ends the body with an error: the status was already sent,
-//! so the client's connection (HTTP/1.1) or stream (HTTP/2) is reset.
+//! by `send + read` (504), counted from the last frame of a streamed request body (so a long
+//! but steady upload is not cut off; a client that stalls its upload for that long is). While
+//! the response body streams, a gap longer than `read` between two frames ends the body with
+//! an error: the status was already sent, so the client's connection (HTTP/1.1) or stream
+//! (HTTP/2) is reset.
 //!
 //! # Retries
 //! Only with a [`RetryPolicy`] of `times > 0`, only for GET, HEAD, OPTIONS, PUT and DELETE,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gw_core::headers::{X_GATEWAY_VERSION, X_REQUEST_ID, X_USER_ID, X_USER_ROLE};
 use gw_core::{error_into_response, Body, ClientAddr, ConnInfo, Identity, RequestId, UpstreamInfo};
-use http::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
+use http::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, UPGRADE};
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
@@ -21,7 +21,7 @@ use hyper::upgrade::OnUpgrade;
 use smallvec::SmallVec;
 use tower::retry::budget::Budget;
 
-use crate::body::{BodyLimitExceeded, InFlight, ReqBody, RespBody};
+use crate::body::{deadline, BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody};
 use crate::client::HttpClient;
 use crate::forwarded::{has_token, set_forwarded, strip_hop_by_hop};
 use crate::upstream::{hash_key, Tried};
@@ -93,6 +93,9 @@ impl tower::Service<Request<Body>> for Proxy {
         Box::pin(async move { Ok(shared.forward(req).await) })
     }
 }
+
+/// The response headers did not arrive in time.
+struct Elapsed;
 
 /// How one attempt failed.
 enum Failure {
@@ -249,6 +252,14 @@ impl Shared {
             headers.insert(HOST, h.clone());
         }
         set_forwarded(headers, peer, tls, peer_trusted, original_host);
+        // The listener answers `Expect: 100-continue` itself when the body is first read.
+        headers.remove(EXPECT);
+        if upstream.protocol() == UpstreamProtocol::Http2 {
+            // HTTP/2 carries the authority in `:authority` (the instance's address, which the
+            // pool is keyed on); a differing Host is not allowed (RFC 9113 §8.3.1). The
+            // original host travels in X-Forwarded-Host.
+            headers.remove(HOST);
+        }
         config.request_headers.apply(headers);
         drop(extensions);
 
@@ -268,6 +279,7 @@ impl Shared {
             .filter(|r| r.times > 0 && !upgrade && idempotent(&parts.method));
         let mut stream = None;
         let mut replay = None;
+        let mut progress = None;
         if retry.is_some() && body.is_end_stream() {
             replay = Some(Bytes::new());
         } else if retry.is_some()
@@ -276,7 +288,7 @@ impl Shared {
                 .upper()
                 .is_some_and(|n| n <= MAX_REPLAY_BYTES)
         {
-            match ReqBody::stream(body, max).collect().await {
+            match ReqBody::stream(body, max, Progress::new()).collect().await {
                 Ok(c) => replay = Some(c.to_bytes()),
                 Err(e) if e.is::<BodyLimitExceeded>() => {
                     return (Err(ProxyError::BodyTooLarge), None)
@@ -284,7 +296,9 @@ impl Shared {
                 Err(e) => return (Err(ProxyError::BadGateway(e)), None),
             }
         } else {
-            stream = Some(ReqBody::stream(body, max));
+            let p = Progress::new();
+            progress = Some(p.clone());
+            stream = Some(ReqBody::stream(body, max, p));
         }
         let max_attempts = match (&replay, retry) {
             (Some(_), Some(r)) => r.times.saturating_add(1),
@@ -330,7 +344,9 @@ impl Shared {
             let guard = (upstream.load_balancer() == LoadBalancer::LeastConn)
                 .then(|| InFlight::new(&ep.in_flight));
             let start = Instant::now();
-            let result = tokio::time::timeout(self.header_timeout, self.client.request(req)).await;
+            let result = self
+                .wait_headers(self.client.request(req), progress.as_deref())
+                .await;
             let info = UpstreamInfo {
                 addr: ep.addr.clone(),
                 instance: ep.id.clone(),
@@ -363,7 +379,7 @@ impl Shared {
                         Some(e)
                     }
                 },
-                Err(_elapsed) => return (Err(ProxyError::Timeout), Some(info)),
+                Err(Elapsed) => return (Err(ProxyError::Timeout), Some(info)),
             };
             drop(guard);
             tracing::debug!(
@@ -379,6 +395,30 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Awaits the response headers for at most `send + read` after the request body was last
+    /// sent a frame (after the start when there is no streamed body).
+    async fn wait_headers<F, T>(&self, fut: F, progress: Option<&Progress>) -> Result<T, Elapsed>
+    where
+        F: Future<Output = T>,
+    {
+        let limit = self.header_timeout;
+        let mut fut = std::pin::pin!(fut);
+        let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline(limit)));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            loop {
+                std::task::ready!(sleep.as_mut().poll(cx));
+                match progress.and_then(|p| p.last().checked_add(limit)) {
+                    Some(later) if later > sleep.deadline() => sleep.as_mut().reset(later),
+                    _ => return Poll::Ready(Err(Elapsed)),
+                }
+            }
+        })
+        .await
     }
 
     fn respond(

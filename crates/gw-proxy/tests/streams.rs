@@ -257,3 +257,55 @@ async fn websocket_upgrade_echoes_through_the_proxy() {
         assert_eq!(buf, msg);
     }
 }
+
+/// A body that sends a chunk every `gap`.
+struct Trickle {
+    left: usize,
+    gap: std::time::Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(std::future::Future::poll(self.sleep.as_mut(), cx));
+        self.left -= 1;
+        let next = tokio::time::Instant::now() + self.gap;
+        self.sleep.as_mut().reset(next);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            b"chunk",
+        )))))
+    }
+}
+
+#[tokio::test]
+async fn slow_but_steady_upload_is_not_a_timeout() {
+    let up = counter().await;
+    let config = ProxyConfig {
+        timeouts: gw_proxy::Timeouts {
+            connect: std::time::Duration::from_secs(5),
+            send: std::time::Duration::from_millis(150),
+            read: std::time::Duration::from_millis(150),
+        },
+        ..ProxyConfig::default()
+    };
+    let (proxy, _) = proxy(LoadBalancer::RoundRobin, vec![up.instance("a")], config);
+    let gap = std::time::Duration::from_millis(60);
+    let body = Body::new(Trickle {
+        left: 15,
+        gap,
+        sleep: Box::pin(tokio::time::sleep(gap)),
+    });
+    // 15 × 60 ms ≈ 0.9 s in all, more than send + read, but never idle that long.
+    assert_eq!(
+        call(&proxy, request("PUT", "/", body)).await,
+        (200, "75".to_string())
+    );
+}
