@@ -280,7 +280,8 @@ impl Shared {
         let mut stream = None;
         let mut replay = None;
         let mut progress = None;
-        if retry.is_some() && body.is_end_stream() {
+        if body.is_end_stream() {
+            // Nothing to stream (most GETs): no limit counting, no progress tracking.
             replay = Some(Bytes::new());
         } else if retry.is_some()
             && body
