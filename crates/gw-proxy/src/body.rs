@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -94,6 +94,7 @@ impl http_body::Body for ReqBody {
                     let len = data.len() as u64;
                     if len > *remaining {
                         *remaining = 0;
+                        progress.exceeded.store(true, Ordering::Relaxed);
                         return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded(*limit)))));
                     }
                     *remaining -= len;
@@ -126,6 +127,9 @@ pub(crate) struct Progress {
     base: Instant,
     /// Nanoseconds from `base` to the last frame sent.
     last: AtomicU64,
+    /// The body went over the limit (HTTP/2 does not hand our error back in the cause
+    /// chain, so it is flagged here too).
+    exceeded: AtomicBool,
 }
 
 impl Progress {
@@ -133,12 +137,18 @@ impl Progress {
         Arc::new(Progress {
             base: Instant::now(),
             last: AtomicU64::new(0),
+            exceeded: AtomicBool::new(false),
         })
     }
 
     fn touch(&self) {
         let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last.store(ns, Ordering::Relaxed);
+    }
+
+    /// Whether the body went over the limit.
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
     }
 
     /// The instant of the last frame sent (the start when none was).

@@ -371,6 +371,9 @@ impl Shared {
                     drop(res);
                     None
                 }
+                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.exceeded()) => {
+                    return (Err(ProxyError::BodyTooLarge), Some(info));
+                }
                 Ok(Err(err)) => match classify(err) {
                     Failure::Final(e) => return (Err(e), Some(info)),
                     Failure::Retryable(e) => {

@@ -309,3 +309,29 @@ async fn slow_but_steady_upload_is_not_a_timeout() {
         (200, "75".to_string())
     );
 }
+
+#[tokio::test]
+async fn http2_streamed_body_over_the_limit_is_413() {
+    let up = serve_proto(true, |req| async move {
+        let n = match req.into_body().collect().await {
+            Ok(c) => c.to_bytes().len(),
+            Err(_) => 0,
+        };
+        Response::new(Body::from(n.to_string()))
+    })
+    .await;
+    let (proxy, _) = proxy_proto(
+        LoadBalancer::RoundRobin,
+        UpstreamProtocol::Http2,
+        vec![up.instance("a")],
+        limited(100_000),
+    );
+    let body = Body::new(Generated::new(1_000_000, 8192));
+    let (status, body) = call(&proxy, request("POST", "/", body)).await;
+    assert_eq!(status, 413, "{body}");
+    let body = Body::new(Generated::new(50_000, 8192));
+    assert_eq!(
+        call(&proxy, request("POST", "/", body)).await,
+        (200, "50000".to_string())
+    );
+}
