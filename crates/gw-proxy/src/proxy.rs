@@ -76,7 +76,7 @@ impl Proxy {
     }
 }
 
-/// The future of [`Proxy::call`].
+/// The future of `Proxy::call`.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 impl tower::Service<Request<Body>> for Proxy {
