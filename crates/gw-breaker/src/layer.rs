@@ -1,0 +1,180 @@
+//! `CircuitBreakerLayer`, the `CircuitBreaker<S>` service and its `ResponseFuture`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use gw_core::{error_response_for, Body, UpstreamInfo};
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::breaker::{Breaker, BreakerPermit};
+use crate::outlier::OutlierDetector;
+
+/// The SPEC's message for a request refused by an open (or saturated half-open) breaker.
+pub const OPEN_MESSAGE: &str = "Service temporarily unavailable";
+
+/// Guards a service with a [`Breaker`] and, optionally, feeds an [`OutlierDetector`].
+///
+/// While the breaker refuses, requests are answered 503 `Service temporarily unavailable`
+/// (the gateway's JSON error with the request id) without calling the inner service. A
+/// response with status >= 500, or an `Err` from the inner service, is a failure; anything
+/// else a success. The instance in the response's [`UpstreamInfo`] gets the same verdict in
+/// the outlier detector.
+#[derive(Clone)]
+pub struct CircuitBreakerLayer {
+    breaker: Arc<Breaker>,
+    outliers: Option<Arc<OutlierDetector>>,
+}
+
+impl fmt::Debug for CircuitBreakerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerLayer")
+            .field("breaker", &self.breaker)
+            .field("outliers", &self.outliers.is_some())
+            .finish()
+    }
+}
+
+impl CircuitBreakerLayer {
+    /// A layer over `breaker`, reporting per-instance results to `outliers` when given.
+    pub fn new(breaker: Arc<Breaker>, outliers: Option<Arc<OutlierDetector>>) -> Self {
+        CircuitBreakerLayer { breaker, outliers }
+    }
+}
+
+impl<S> Layer<S> for CircuitBreakerLayer {
+    type Service = CircuitBreaker<S>;
+
+    fn layer(&self, inner: S) -> CircuitBreaker<S> {
+        CircuitBreaker {
+            inner,
+            breaker: self.breaker.clone(),
+            outliers: self.outliers.clone(),
+        }
+    }
+}
+
+/// The service made by [`CircuitBreakerLayer`].
+#[derive(Clone)]
+pub struct CircuitBreaker<S> {
+    inner: S,
+    breaker: Arc<Breaker>,
+    outliers: Option<Arc<OutlierDetector>>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for CircuitBreaker<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker)
+            .field("outliers", &self.outliers.is_some())
+            .finish()
+    }
+}
+
+impl<S, B> Service<Request<B>> for CircuitBreaker<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Decided per request in `call` (routed services are always ready).
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match self.breaker.try_acquire() {
+            Ok(permit) => ResponseFuture {
+                kind: Kind::Called {
+                    future: self.inner.call(req),
+                    permit: Some(permit),
+                    outliers: self.outliers.clone(),
+                },
+            },
+            Err(_) => ResponseFuture {
+                kind: Kind::Rejected {
+                    response: Some(error_response_for(
+                        &req,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        OPEN_MESSAGE,
+                    )),
+                },
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`CircuitBreaker`]. Dropped before completion, it hands back its
+    /// half-open probe slot without recording a result.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called {
+            #[pin]
+            future: F,
+            permit: Option<BreakerPermit>,
+            outliers: Option<Arc<OutlierDetector>>,
+        },
+        Rejected {
+            response: Option<Response<Body>>,
+        },
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Called { .. } => "called",
+            Kind::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Rejected { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            KindProj::Called {
+                future,
+                permit,
+                outliers,
+            } => {
+                let result = ready!(future.poll(cx));
+                let success = matches!(&result, Ok(res) if res.status().as_u16() < 500);
+                if let Some(permit) = permit.take() {
+                    permit.record(success);
+                }
+                if let (Some(outliers), Ok(res)) = (outliers.as_ref(), &result) {
+                    if let Some(info) = res.extensions().get::<UpstreamInfo>() {
+                        outliers.record(&info.instance, success);
+                    }
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
+}
