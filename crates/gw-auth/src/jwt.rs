@@ -1,0 +1,474 @@
+//! JWT verification: keys per algorithm family (secret, PEM file, JWKS cache) and the claim
+//! checks, which take `now` explicitly.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use serde::{Deserialize, Deserializer};
+use tokio::time::Instant;
+
+use crate::config::{is_hmac, JwtConfig};
+use crate::error::{AuthConfigError, AuthError};
+
+/// The claims the gateway reads from a verified token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct TokenClaims {
+    /// Subject: the user id.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// Expiry, epoch seconds.
+    #[serde(default, deserialize_with = "opt_secs")]
+    pub exp: Option<u64>,
+    /// Not before, epoch seconds.
+    #[serde(default, deserialize_with = "opt_secs")]
+    pub nbf: Option<u64>,
+    /// Issued at, epoch seconds.
+    #[serde(default, deserialize_with = "opt_secs")]
+    pub iat: Option<u64>,
+    /// Issuer.
+    #[serde(default)]
+    pub iss: Option<String>,
+    /// Audience (one string or an array).
+    #[serde(default, deserialize_with = "opt_aud")]
+    pub aud: Option<Vec<String>>,
+    /// Token id (the revocation key).
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// Role claim.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Permissions claim.
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
+    /// User name claim.
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+fn opt_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n: Option<serde_json::Number> = Option::deserialize(d)?;
+    Ok(n.and_then(|n| {
+        n.as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+    }))
+}
+
+fn opt_aud<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Aud {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Option::<Aud>::deserialize(d)?.map(|a| match a {
+        Aud::One(s) => vec![s],
+        Aud::Many(v) => v,
+    }))
+}
+
+/// Claim rules (`exp`, `nbf`, `iss`, `aud`, leeway), applied after the signature verified.
+#[derive(Clone, Debug)]
+pub(crate) struct ClaimRules {
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Vec<String>,
+    pub(crate) leeway: u64,
+}
+
+impl ClaimRules {
+    /// Pure: checks `claims` at `now` (epoch seconds).
+    pub(crate) fn check(&self, c: &TokenClaims, now: u64) -> Result<(), AuthError> {
+        let exp = c.exp.ok_or(AuthError::InvalidToken)?;
+        if now > exp.saturating_add(self.leeway) {
+            return Err(AuthError::TokenExpired);
+        }
+        if let Some(nbf) = c.nbf {
+            if nbf > now.saturating_add(self.leeway) {
+                return Err(AuthError::InvalidToken);
+            }
+        }
+        if let Some(iss) = &self.issuer {
+            if c.iss.as_deref() != Some(iss.as_str()) {
+                return Err(AuthError::InvalidIssuer);
+            }
+        }
+        if !self.audience.is_empty() {
+            let ok = c
+                .aud
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|x| self.audience.contains(x)));
+            if !ok {
+                return Err(AuthError::InvalidToken);
+            }
+        }
+        match c.sub.as_deref() {
+            Some(s) if !s.is_empty() => Ok(()),
+            _ => Err(AuthError::InvalidToken),
+        }
+    }
+}
+
+/// Knobs of the JWKS cache (not part of the user configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct JwksOptions {
+    /// At most one refresh per this interval (unknown `kid`s within it are refused at once).
+    pub min_refresh_interval: Duration,
+    /// Bound of one JWKS fetch.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for JwksOptions {
+    fn default() -> Self {
+        Self {
+            min_refresh_interval: Duration::from_secs(10),
+            fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Default)]
+struct JwksKeys {
+    by_kid: HashMap<String, Arc<DecodingKey>>,
+    all: Vec<Arc<DecodingKey>>,
+}
+
+struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    keys: ArcSwap<JwksKeys>,
+    /// Time of the last refresh attempt; the async lock makes refreshes single-flight. Only
+    /// requests with an unknown `kid` ever wait on it.
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    opts: JwksOptions,
+}
+
+impl Jwks {
+    fn find(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        self.keys.load().by_kid.get(kid).cloned()
+    }
+
+    async fn fetch(&self) -> Result<JwksKeys, String> {
+        let res = self
+            .client
+            .get(&self.url)
+            .timeout(self.opts.fetch_timeout)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .error_for_status()
+            .map_err(|e| e.to_string())?;
+        let set: JwkSet = res.json().await.map_err(|e| e.to_string())?;
+        let mut keys = JwksKeys::default();
+        for jwk in &set.keys {
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
+            let key = Arc::new(key);
+            if let Some(kid) = &jwk.common.key_id {
+                keys.by_kid.insert(kid.clone(), key.clone());
+            }
+            keys.all.push(key);
+        }
+        Ok(keys)
+    }
+
+    /// Refreshes (rate-limited, single-flight) and looks `kid` up again. A failed refresh keeps
+    /// the old keys.
+    async fn refresh_for(&self, kid: Option<&str>) -> Option<()> {
+        let mut last = self.last_refresh.lock().await;
+        if let Some(k) = kid {
+            if self.find(k).is_some() {
+                return Some(()); // another request refreshed meanwhile
+            }
+        }
+        let now = Instant::now();
+        if let Some(t) = *last {
+            if now.duration_since(t) < self.opts.min_refresh_interval {
+                return None;
+            }
+        }
+        *last = Some(now);
+        match self.fetch().await {
+            Ok(keys) => {
+                tracing::info!(url = %self.url, keys = keys.all.len(), "JWKS refreshed");
+                self.keys.store(Arc::new(keys));
+                Some(())
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "JWKS refresh failed; keeping cached keys");
+                None
+            }
+        }
+    }
+}
+
+enum KeyRef<'a> {
+    Borrowed(&'a DecodingKey),
+    Shared(Arc<DecodingKey>),
+}
+
+impl Deref for KeyRef<'_> {
+    type Target = DecodingKey;
+    fn deref(&self) -> &DecodingKey {
+        match self {
+            KeyRef::Borrowed(k) => k,
+            KeyRef::Shared(k) => k,
+        }
+    }
+}
+
+/// Verifies tokens against the configured algorithms and keys.
+pub(crate) struct Verifier {
+    algorithms: Vec<Algorithm>,
+    hmac: Option<DecodingKey>,
+    public: Option<DecodingKey>,
+    jwks: Option<Jwks>,
+    validation: Validation,
+    pub(crate) rules: ClaimRules,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.algorithms)
+            .field("hmac", &self.hmac.is_some())
+            .field("public_key", &self.public.is_some())
+            .field("jwks", &self.jwks.as_ref().map(|j| &j.url))
+            .field("rules", &self.rules)
+            .finish()
+    }
+}
+
+fn load_public_key(
+    path: &std::path::Path,
+    algorithms: &[Algorithm],
+) -> Result<Option<DecodingKey>, AuthConfigError> {
+    let pem = std::fs::read(path).map_err(|source| AuthConfigError::KeyFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let families: Vec<AlgorithmFamily> = algorithms
+        .iter()
+        .map(|a| a.family())
+        .filter(|f| *f != AlgorithmFamily::Hmac)
+        .collect();
+    let mut last_err = String::from("no RS*/ES*/EdDSA algorithm is configured");
+    for fam in families {
+        let r = match fam {
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(&pem),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
+            AlgorithmFamily::Ed => DecodingKey::from_ed_pem(&pem),
+            AlgorithmFamily::Hmac => continue,
+        };
+        match r {
+            Ok(k) => return Ok(Some(k)),
+            Err(e) => last_err = format!("not a {fam:?} public key: {e}"),
+        }
+    }
+    Err(AuthConfigError::BadKey {
+        path: path.to_owned(),
+        why: last_err,
+    })
+}
+
+impl Verifier {
+    pub(crate) fn new(cfg: &JwtConfig, opts: JwksOptions) -> Result<Self, AuthConfigError> {
+        let algorithms = cfg.parsed_algorithms();
+        let hmac = match (&cfg.secret, algorithms.iter().any(|a| is_hmac(*a))) {
+            (Some(s), true) => Some(DecodingKey::from_secret(s.as_bytes())),
+            _ => None,
+        };
+        let public = match &cfg.public_key_file {
+            Some(p) => load_public_key(p, &algorithms)?,
+            None => None,
+        };
+        let jwks = match &cfg.jwks_url {
+            Some(url) => Some(Jwks {
+                url: url.clone(),
+                client: reqwest::Client::builder()
+                    .connect_timeout(opts.fetch_timeout)
+                    .build()
+                    .map_err(|e| AuthConfigError::Client(e.to_string()))?,
+                keys: ArcSwap::from_pointee(JwksKeys::default()),
+                last_refresh: tokio::sync::Mutex::new(None),
+                opts,
+            }),
+            None => None,
+        };
+        // Signature and algorithm only; the claim rules run in `ClaimRules::check` with an
+        // explicit clock.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = algorithms.clone();
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        Ok(Self {
+            algorithms,
+            hmac,
+            public,
+            jwks,
+            validation,
+            rules: ClaimRules {
+                issuer: cfg.issuer.clone(),
+                audience: cfg.audience.clone(),
+                leeway: cfg.leeway_secs,
+            },
+        })
+    }
+
+    /// First JWKS fetch; failure is logged, not fatal (keys are fetched on first use).
+    pub(crate) async fn prime(&self) {
+        if let Some(j) = &self.jwks {
+            if let Err(e) = j.fetch().await.map(|k| j.keys.store(Arc::new(k))) {
+                tracing::warn!(url = %j.url, error = %e, "JWKS not reachable at start; will retry on first use");
+            }
+        }
+    }
+
+    fn decode_with(&self, token: &str, key: &DecodingKey) -> Result<TokenClaims, AuthError> {
+        match decode::<TokenClaims>(token, key, &self.validation) {
+            Ok(d) => Ok(d.claims),
+            Err(e) => {
+                tracing::debug!(error = ?e.kind(), "token refused");
+                Err(match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::TokenExpired,
+                    ErrorKind::InvalidIssuer => AuthError::InvalidIssuer,
+                    _ => AuthError::InvalidToken,
+                })
+            }
+        }
+    }
+
+    /// Verifies the signature and algorithm (not the claims): returns the claims.
+    pub(crate) async fn verify_signature(&self, token: &str) -> Result<TokenClaims, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::InvalidToken)?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(AuthError::InvalidToken);
+        }
+        let family = header.alg.family();
+        if family == AlgorithmFamily::Hmac {
+            let key = self.hmac.as_ref().ok_or(AuthError::InvalidToken)?;
+            return self.decode_with(token, key);
+        }
+        if let Some(k) = &self.public {
+            if k.family() == family && (header.kid.is_none() || self.jwks.is_none()) {
+                return self.decode_with(token, &KeyRef::Borrowed(k));
+            }
+        }
+        let jwks = self.jwks.as_ref().ok_or(AuthError::InvalidToken)?;
+        match header.kid.as_deref() {
+            Some(kid) => {
+                let key = match jwks.find(kid) {
+                    Some(k) => k,
+                    None => {
+                        jwks.refresh_for(Some(kid)).await;
+                        jwks.find(kid).ok_or(AuthError::InvalidToken)?
+                    }
+                };
+                if key.family() != family {
+                    return Err(AuthError::InvalidToken);
+                }
+                self.decode_with(token, &KeyRef::Shared(key))
+            }
+            None => {
+                // No kid: try the cached keys of the token's family.
+                let keys = jwks.keys.load();
+                let mut out = Err(AuthError::InvalidToken);
+                for k in keys.all.iter().filter(|k| k.family() == family) {
+                    out = self.decode_with(token, k);
+                    if out.is_ok() {
+                        break;
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Signature, algorithm and claims at `now`.
+    pub(crate) async fn verify(&self, token: &str, now: u64) -> Result<TokenClaims, AuthError> {
+        let claims = self.verify_signature(token).await?;
+        self.rules.check(&claims, now)?;
+        Ok(claims)
+    }
+
+    /// The algorithm used to mint tokens: the first configured HS* one.
+    pub(crate) fn mint_algorithm(&self) -> Option<Algorithm> {
+        self.algorithms.iter().copied().find(|a| is_hmac(*a))
+    }
+}
+
+/// Parses an algorithm name (for tests and tooling).
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    Algorithm::from_str(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> ClaimRules {
+        ClaimRules {
+            issuer: Some("api-gateway".into()),
+            audience: vec!["gw".into()],
+            leeway: 5,
+        }
+    }
+
+    fn claims() -> TokenClaims {
+        TokenClaims {
+            sub: Some("u1".into()),
+            exp: Some(1000),
+            iss: Some("api-gateway".into()),
+            aud: Some(vec!["gw".into()]),
+            ..TokenClaims::default()
+        }
+    }
+
+    #[test]
+    fn exp_with_leeway() {
+        let r = rules();
+        assert_eq!(r.check(&claims(), 1000), Ok(()));
+        assert_eq!(r.check(&claims(), 1005), Ok(()));
+        assert_eq!(r.check(&claims(), 1006), Err(AuthError::TokenExpired));
+        let no_exp = TokenClaims {
+            exp: None,
+            ..claims()
+        };
+        assert_eq!(r.check(&no_exp, 0), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn nbf_iss_aud_sub() {
+        let r = rules();
+        let nbf = TokenClaims {
+            nbf: Some(900),
+            ..claims()
+        };
+        assert_eq!(r.check(&nbf, 894), Err(AuthError::InvalidToken));
+        assert_eq!(r.check(&nbf, 895), Ok(()));
+        let iss = TokenClaims {
+            iss: Some("evil".into()),
+            ..claims()
+        };
+        assert_eq!(r.check(&iss, 900), Err(AuthError::InvalidIssuer));
+        let aud = TokenClaims {
+            aud: Some(vec!["other".into()]),
+            ..claims()
+        };
+        assert_eq!(r.check(&aud, 900), Err(AuthError::InvalidToken));
+        let sub = TokenClaims {
+            sub: None,
+            ..claims()
+        };
+        assert_eq!(r.check(&sub, 900), Err(AuthError::InvalidToken));
+    }
+}

@@ -1,0 +1,70 @@
+//! Authentication and authorization for the gateway, as a tower layer.
+//!
+//! - **JWT** in `Authorization: Bearer`: HS256/384/512 with a `secret`, RS*/ES256/ES384/EdDSA
+//!   with a `public_key_file` or a `jwks_url` (keys cached by `kid` in an `ArcSwap`, refreshed
+//!   on an unknown `kid` at most once per 10 s, old keys kept when a refresh fails, so a JWKS
+//!   outage never blocks tokens signed with known keys). Only the configured algorithms are
+//!   accepted: `alg: none` and HS/RS confusion are refused. `exp`, `nbf`, `iss`, `aud` and
+//!   `leeway_secs` are checked with an explicit clock. This build has no TLS client, so a
+//!   JWKS must be served over `http://` (validation refuses `https://`).
+//! - **API keys** in `X-API-Key`, stored as `api_key:{sha256 hex}`; `status`, `expires_at`.
+//! - **Revocation** (`blacklist:{jti}`), **user lookup** (`user:{sub}`, status `active`), role,
+//!   permission and ownership rules ([`SecurityConfig`]), `require_https`.
+//! - One store round trip per authenticated request (revocation, user and owner fetched in
+//!   one pipeline); none at all on routes without `auth_required`.
+//!
+//! After authentication the [`gw_core::Identity`] is put into the request **and** response
+//! extensions, and `X-User-ID` / `X-User-Role` are set for the upstream; client-sent
+//! `X-User-*` headers are removed first, on every route. Refusals are the SPEC's JSON answers
+//! (401 with `WWW-Authenticate`, 403, 503 when the store is down).
+//!
+//! Why not tower-http's `ValidateRequestHeaderLayer`/`auth`: the gateway needs JWT/JWKS,
+//! revocation through a shared store, the SPEC's exact messages and an [`Identity`](gw_core::Identity)
+//! for the other layers.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{routing::get, Extension, Router};
+//! use gw_auth::{AuthLayer, AuthMethod, Authenticator, JwtConfig, MemoryAuthStore, RoutePolicy};
+//! use gw_core::Identity;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let config = JwtConfig {
+//!     secret: Some("change-me".into()),
+//!     user_lookup: false,
+//!     ..JwtConfig::default()
+//! };
+//! let auth = Authenticator::new(config, Arc::new(MemoryAuthStore::new())).await.unwrap();
+//! let app: Router = Router::new()
+//!     .route("/me", get(|Extension(id): Extension<Identity>| async move { id.user_id }))
+//!     .layer(AuthLayer::new(auth.clone(), RoutePolicy::required(AuthMethod::Jwt)));
+//!
+//! let (token, _exp) = auth.mint_token("alice", None, Some("user")).unwrap();
+//! # use tower::ServiceExt;
+//! let req = http::Request::get("/me")
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let res = app.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), 200);
+//! # });
+//! ```
+
+mod authenticator;
+mod config;
+mod error;
+mod jwt;
+mod layer;
+mod store;
+
+pub use authenticator::{
+    hash_api_key, unix_now, ApiKeyInput, Authenticator, Refusal, UserInput, X_API_KEY,
+};
+pub use config::{AuthMethod, JwtConfig, ResourceCheck, RoutePolicy, SecurityConfig};
+pub use error::{AdminError, AuthConfigError, AuthError, StoreError};
+pub use jwt::{parse_algorithm, JwksOptions, TokenClaims};
+pub use layer::{Auth, AuthLayer, ResponseFuture};
+pub use store::{
+    ApiKeyRecord, AuthStore, BoxFuture, Lookup, LookupResult, MemoryAuthStore, RedisAuthStore,
+    UserRecord,
+};
