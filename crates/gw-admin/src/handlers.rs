@@ -14,7 +14,9 @@ use http::request::Parts;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::control::{ControlPlane, RouteChange};
+use axum::extract::RawQuery;
+
+use crate::control::{AdminError, ControlPlane, RouteChange};
 
 /// The content type of the Prometheus text exposition format.
 pub(crate) const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -62,6 +64,7 @@ pub(crate) async fn get_route<C: ControlPlane>(
 pub(crate) async fn post_route<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -88,6 +91,9 @@ pub(crate) async fn post_route<C: ControlPlane>(
             } else {
                 "Route updated"
             };
+            if let Err(res) = wait_if_asked(&*c, &rid, query.as_deref()).await {
+                return res;
+            }
             let body = json!({ "message": message, "route": route });
             (StatusCode::CREATED, Json(body)).into_response()
         }
@@ -101,6 +107,7 @@ pub(crate) async fn post_route<C: ControlPlane>(
 pub(crate) async fn delete_route<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
+    RawQuery(query): RawQuery,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let removed = match id {
@@ -108,6 +115,9 @@ pub(crate) async fn delete_route<C: ControlPlane>(
         Err(_) => false,
     };
     if removed {
+        if let Err(res) = wait_if_asked(&*c, &rid, query.as_deref()).await {
+            return res;
+        }
         Json(json!({ "message": "Route removed" })).into_response()
     } else {
         rid.error(StatusCode::NOT_FOUND, "Route not found")
@@ -134,4 +144,284 @@ pub(crate) async fn not_found(rid: ReqId) -> Response {
 /// axum adds the `Allow` header listing the path's methods.
 pub(crate) async fn method_not_allowed(rid: ReqId) -> Response {
     rid.error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
+/// With `?wait=all`, answers only once every live node runs the configuration version this
+/// node now has; 504 naming the nodes that did not get there in time.
+#[allow(clippy::result_large_err)]
+async fn wait_if_asked<C: ControlPlane>(
+    c: &C,
+    rid: &ReqId,
+    query: Option<&str>,
+) -> Result<(), Response> {
+    let wants = query.is_some_and(|q| q.split('&').any(|kv| kv == "wait=all"));
+    if !wants {
+        return Ok(());
+    }
+    let version = c.config_version();
+    c.wait_for_version(version).await.map_err(|late| {
+        rid.error(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "Timed out waiting for nodes to apply version {version}: {}",
+                late.join(", ")
+            ),
+        )
+    })
+}
+
+/// A JSON object body, or the SPEC's 400.
+#[allow(clippy::result_large_err)] // built once per admin request; boxing buys nothing here
+fn json_object(rid: &ReqId, body: Result<Bytes, BytesRejection>) -> Result<Value, Response> {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(rid.error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"));
+        }
+        Err(_) => return Err(rid.error(StatusCode::BAD_REQUEST, "Invalid JSON")),
+    };
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(rid.error(StatusCode::BAD_REQUEST, "Invalid JSON: expected an object")),
+        Err(_) => Err(rid.error(StatusCode::BAD_REQUEST, "Invalid JSON")),
+    }
+}
+
+fn refused(rid: &ReqId, e: AdminError) -> Response {
+    rid.error(e.status, &e.message)
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// A path parameter that decodes, or the endpoint's 404.
+fn param(p: Result<Path<String>, PathRejection>) -> Option<String> {
+    p.ok().map(|Path(s)| s)
+}
+
+pub(crate) async fn list_services<C: ControlPlane>(State(c): Control<C>, rid: ReqId) -> Response {
+    match c.list_services().await {
+        Ok(v) => answer(StatusCode::OK, json!({ "services": v })),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn get_service<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Some(name) = param(name) else {
+        return rid.error(StatusCode::NOT_FOUND, "Service not found");
+    };
+    match c.get_service(&name).await {
+        Ok(v) => answer(StatusCode::OK, v),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn register_instance<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    RawQuery(query): RawQuery,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(name) = param(name) else {
+        return rid.error(StatusCode::NOT_FOUND, "Service not found");
+    };
+    let instance = match json_object(&rid, body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    match c.register_instance(&name, instance).await {
+        Ok(instance) => {
+            if let Err(res) = wait_if_asked(&*c, &rid, query.as_deref()).await {
+                return res;
+            }
+            answer(
+                StatusCode::CREATED,
+                json!({ "message": "Service instance registered", "instance": instance }),
+            )
+        }
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn deregister_instance<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    RawQuery(query): RawQuery,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    let Ok(Path((name, id))) = path else {
+        return rid.error(StatusCode::NOT_FOUND, "Service instance not found");
+    };
+    match c.deregister_instance(&name, &id).await {
+        Ok(()) => {
+            if let Err(res) = wait_if_asked(&*c, &rid, query.as_deref()).await {
+                return res;
+            }
+            answer(
+                StatusCode::OK,
+                json!({ "message": "Service instance deregistered" }),
+            )
+        }
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn list_circuit_breakers<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+) -> Response {
+    match c.list_circuit_breakers().await {
+        Ok(v) => answer(StatusCode::OK, json!({ "circuit_breakers": v })),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn get_circuit_breaker<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    service: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Some(service) = param(service) else {
+        return rid.error(StatusCode::NOT_FOUND, "Circuit breaker not found");
+    };
+    match c.get_circuit_breaker(&service).await {
+        Ok(v) => answer(StatusCode::OK, json!({ "circuit_breaker": v })),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn reset_circuit_breaker<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    service: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Some(service) = param(service) else {
+        return rid.error(StatusCode::NOT_FOUND, "Circuit breaker not found");
+    };
+    match c.reset_circuit_breaker(&service).await {
+        Ok(()) => answer(
+            StatusCode::OK,
+            json!({ "message": "Circuit breaker reset successfully" }),
+        ),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn rate_limits<C: ControlPlane>(State(c): Control<C>, rid: ReqId) -> Response {
+    match c.rate_limits().await {
+        Ok(v) => answer(StatusCode::OK, json!({ "rate_limits": v })),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn mint_token<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match json_object(&rid, body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    match c.mint_token(request).await {
+        Ok(v) => answer(StatusCode::CREATED, v),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn revoke_token<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match json_object(&rid, body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    match c.revoke_token(request).await {
+        Ok(()) => answer(StatusCode::OK, json!({ "message": "Token revoked" })),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn put_user<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(id) = param(id) else {
+        return rid.error(StatusCode::NOT_FOUND, "User not found");
+    };
+    let user = match json_object(&rid, body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    match c.put_user(&id, user).await {
+        Ok(v) => answer(StatusCode::OK, json!({ "user": v })),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn get_user<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Some(id) = param(id) else {
+        return rid.error(StatusCode::NOT_FOUND, "User not found");
+    };
+    match c.get_user(&id).await {
+        Ok(v) => answer(StatusCode::OK, json!({ "user": v })),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn delete_user<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Some(id) = param(id) else {
+        return rid.error(StatusCode::NOT_FOUND, "User not found");
+    };
+    match c.delete_user(&id).await {
+        Ok(()) => answer(StatusCode::OK, json!({ "message": "User deleted" })),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn create_api_key<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match json_object(&rid, body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    match c.create_api_key(request).await {
+        Ok(v) => answer(StatusCode::CREATED, v),
+        Err(e) => refused(&rid, e),
+    }
+}
+
+pub(crate) async fn delete_api_key<C: ControlPlane>(
+    State(c): Control<C>,
+    rid: ReqId,
+    key_id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Some(key_id) = param(key_id) else {
+        return rid.error(StatusCode::NOT_FOUND, "API key not found");
+    };
+    match c.delete_api_key(&key_id).await {
+        Ok(()) => answer(StatusCode::OK, json!({ "message": "API key revoked" })),
+        Err(e) => refused(&rid, e),
+    }
 }

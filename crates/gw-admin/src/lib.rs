@@ -59,7 +59,7 @@ mod control;
 mod handlers;
 
 pub use access::AccessControl;
-pub use control::{ControlPlane, RouteChange};
+pub use control::{AdminError, ControlPlane, RouteChange};
 
 /// The whole admin API as an axum [`Router`], state applied, ready to serve.
 ///
@@ -81,6 +81,48 @@ pub fn admin_router<C: ControlPlane>(control: Arc<C>, access: AccessControl) -> 
         .route("/admin/metrics/prometheus", get(h::metrics_prometheus::<C>))
         .route("/metrics", get(h::metrics_prometheus::<C>))
         .route("/admin/health", get(h::health::<C>))
+        .route("/admin/services", get(h::list_services::<C>))
+        .route("/admin/services/{name}", get(h::get_service::<C>))
+        .route(
+            "/admin/services/{name}/instances",
+            axum::routing::post(h::register_instance::<C>),
+        )
+        .route(
+            "/admin/services/{name}/instances/{id}",
+            axum::routing::delete(h::deregister_instance::<C>),
+        )
+        .route(
+            "/admin/circuit-breakers",
+            get(h::list_circuit_breakers::<C>),
+        )
+        .route(
+            "/admin/circuit-breakers/{service}",
+            get(h::get_circuit_breaker::<C>),
+        )
+        .route(
+            "/admin/circuit-breakers/{service}/reset",
+            axum::routing::post(h::reset_circuit_breaker::<C>),
+        )
+        .route("/admin/rate-limits", get(h::rate_limits::<C>))
+        .route("/admin/tokens", axum::routing::post(h::mint_token::<C>))
+        .route(
+            "/admin/tokens/revoke",
+            axum::routing::post(h::revoke_token::<C>),
+        )
+        .route(
+            "/admin/users/{id}",
+            get(h::get_user::<C>)
+                .put(h::put_user::<C>)
+                .delete(h::delete_user::<C>),
+        )
+        .route(
+            "/admin/api-keys",
+            axum::routing::post(h::create_api_key::<C>),
+        )
+        .route(
+            "/admin/api-keys/{key_id}",
+            axum::routing::delete(h::delete_api_key::<C>),
+        )
         .fallback(h::not_found)
         .method_not_allowed_fallback(h::method_not_allowed)
         // Last, so that it wraps every route and both fallbacks.
