@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use gateway_bin::{logging, Config, Gateway};
 
+/// mimalloc: fewer instructions per allocation than glibc's malloc on the request path
+/// (thread-local free lists, no consolidation passes).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// API gateway: routing, load balancing, retries, metrics and an admin API in front of your services.
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about)]
