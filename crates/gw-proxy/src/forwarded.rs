@@ -102,12 +102,46 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
+/// Which hop-by-hop headers a map holds (one bit each), found in one pass over its names.
+const HOP_CONNECTION: u8 = 1;
+const HOP_TE: u8 = 1 << 1;
+const HOP_UPGRADE: u8 = 1 << 2;
+/// keep-alive, proxy-connection, proxy-authenticate, proxy-authorization, transfer-encoding.
+const HOP_OTHER: u8 = 1 << 3;
+
+fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+    let mut found = 0;
+    for name in headers.keys() {
+        found |= if name == CONNECTION {
+            HOP_CONNECTION
+        } else if name == TE {
+            HOP_TE
+        } else if name == UPGRADE {
+            HOP_UPGRADE
+        } else if name == TRANSFER_ENCODING
+            || name == http::header::PROXY_AUTHENTICATE
+            || name == http::header::PROXY_AUTHORIZATION
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+        {
+            HOP_OTHER
+        } else {
+            0
+        };
+    }
+    found
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), and every header the `Connection` header
 /// names. `Trailer` is kept (it is end-to-end since RFC 7230 and hyper needs it to send h1
 /// trailers). `TE: trailers` is kept when `keep_te_trailers` (gRPC needs it). When `upgrade`
 /// (a WebSocket handshake), `Upgrade` is kept and `Connection` is set to `upgrade`.
+///
+/// One pass over the header names finds which of them are present; only those are removed
+/// (most requests carry none, or only `Connection`).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool, upgrade: bool) {
-    if headers.contains_key(CONNECTION) {
+    let found = hop_by_hop_present(headers);
+    if found & HOP_CONNECTION != 0 {
         let mut named: SmallVec<[HeaderName; 4]> = SmallVec::new();
         for value in headers.get_all(CONNECTION) {
             for token in value.as_bytes().split(|&b| b == b',') {
@@ -132,19 +166,23 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool, 
         }
         headers.remove(CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(http::header::PROXY_AUTHENTICATE);
-    headers.remove(http::header::PROXY_AUTHORIZATION);
-    headers.remove(TRANSFER_ENCODING);
-    if let Some(te) = headers.remove(TE) {
-        if keep_te_trailers && has_token(&te, b"trailers") {
-            headers.insert(TE, HeaderValue::from_static("trailers"));
+    if found & HOP_OTHER != 0 {
+        headers.remove(&KEEP_ALIVE);
+        headers.remove(&PROXY_CONNECTION);
+        headers.remove(http::header::PROXY_AUTHENTICATE);
+        headers.remove(http::header::PROXY_AUTHORIZATION);
+        headers.remove(TRANSFER_ENCODING);
+    }
+    if found & HOP_TE != 0 {
+        if let Some(te) = headers.remove(TE) {
+            if keep_te_trailers && has_token(&te, b"trailers") {
+                headers.insert(TE, HeaderValue::from_static("trailers"));
+            }
         }
     }
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if found & HOP_UPGRADE != 0 {
         headers.remove(UPGRADE);
     }
 }
@@ -176,11 +214,13 @@ pub(crate) fn set_forwarded(
                     }
                     s.push_str(v.to_str().unwrap_or(""));
                 }
-                use std::fmt::Write;
-                let _ = write!(s, ", {peer}");
+                s.push_str(", ");
+                push_ip(&mut s, peer);
                 HeaderValue::try_from(s).ok()
             } else {
-                HeaderValue::try_from(peer.to_string()).ok()
+                let mut s = String::new();
+                push_ip(&mut s, peer);
+                HeaderValue::try_from(s).ok()
             };
             match value {
                 Some(v) => {
@@ -209,6 +249,31 @@ pub(crate) fn set_forwarded(
             None => {
                 headers.remove(X_FORWARDED_HOST);
             }
+        }
+    }
+}
+
+/// Appends `ip` as text; IPv4 (the common case) without going through `fmt`.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            out.reserve(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -258,6 +323,40 @@ mod tests {
         let c = client_addr(&conn("10.0.0.1:1"), &h, &trusted());
         assert_eq!(c.ip, "10.9.9.9".parse::<IpAddr>().unwrap());
         assert!(!c.https);
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.0.255",
+            "100.99.9.109",
+            "255.255.255.255",
+            "::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_untouched_map_and_upgrade() {
+        let mut h = HeaderMap::new();
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, true, false);
+        assert_eq!(h.len(), 1);
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        strip_hop_by_hop(&mut h, false, true);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h[CONNECTION], "upgrade");
+        assert_eq!(h[UPGRADE], "websocket");
     }
 
     #[test]
