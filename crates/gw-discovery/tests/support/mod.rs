@@ -1,0 +1,375 @@
+//! Test servers on 127.0.0.1:0: health endpoints whose answer can be switched, and a small
+//! Consul that speaks `/v1/catalog/services` and `/v1/health/service/{name}` with blocking
+//! queries. Plus `eventually`.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`.
+pub async fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Serves HTTP/1.1 with `f` on `listener` until the returned set is dropped or aborted
+/// (which also closes every open connection).
+fn serve<F, Fut>(listener: TcpListener, f: F) -> JoinSet<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    set.spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let f = f.clone();
+            let svc = service_fn(move |req| {
+                let fut = f(req);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            conns.spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    set
+}
+
+fn respond(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+/// A health endpoint: answers `status` (switchable), or hangs when told to.
+#[derive(Debug)]
+pub struct HealthServer {
+    pub addr: SocketAddr,
+    status: Arc<AtomicU16>,
+    hang: Arc<AtomicBool>,
+    hits: Arc<AtomicUsize>,
+    oks: Arc<AtomicUsize>,
+    fails: Arc<AtomicUsize>,
+    _task: JoinSet<()>,
+}
+
+impl HealthServer {
+    pub async fn start(status: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let st = Arc::new(AtomicU16::new(status));
+        let hang = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let oks = Arc::new(AtomicUsize::new(0));
+        let fails = Arc::new(AtomicUsize::new(0));
+        let (s, h, n, o, f) = (st.clone(), hang.clone(), hits.clone(), oks.clone(), fails.clone());
+        let task = serve(listener, move |req: Request<Incoming>| {
+            let (s, h, n, o, f) = (s.clone(), h.clone(), n.clone(), o.clone(), f.clone());
+            async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                if h.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                if req.uri().path() != "/health" {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    return respond(404, "not found");
+                }
+                let status = s.load(Ordering::SeqCst);
+                if status < 400 {
+                    o.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    f.fetch_add(1, Ordering::SeqCst);
+                }
+                respond(status, "{}")
+            }
+        });
+        HealthServer {
+            addr,
+            status: st,
+            hang,
+            hits,
+            oks,
+            fails,
+            _task: task,
+        }
+    }
+
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+    pub fn set_hang(&self, hang: bool) {
+        self.hang.store(hang, Ordering::SeqCst);
+    }
+    /// Requests received.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+    /// Answers sent with a status below 400.
+    pub fn oks(&self) -> usize {
+        self.oks.load(Ordering::SeqCst)
+    }
+    /// Answers sent with a status of 400 or more.
+    pub fn fails(&self) -> usize {
+        self.fails.load(Ordering::SeqCst)
+    }
+    pub fn instance(&self, id: &str) -> gw_discovery::Instance {
+        gw_discovery::Instance::new(id, self.addr.ip().to_string(), self.addr.port())
+    }
+}
+
+/// One service instance in the fake Consul.
+#[derive(Clone, Debug)]
+pub struct ConsulEntry {
+    pub node: String,
+    pub node_address: String,
+    pub id: String,
+    pub address: String,
+    pub port: u16,
+    pub meta: BTreeMap<String, String>,
+    pub passing_weight: Option<i64>,
+    pub passing: bool,
+}
+
+impl ConsulEntry {
+    pub fn new(id: &str, port: u16) -> Self {
+        ConsulEntry {
+            node: "n1".into(),
+            node_address: "127.0.0.1".into(),
+            id: id.into(),
+            address: String::new(),
+            port,
+            meta: BTreeMap::new(),
+            passing_weight: Some(1),
+            passing: true,
+        }
+    }
+
+    fn to_json(&self, service: &str) -> Value {
+        let mut svc = json!({
+            "ID": self.id, "Service": service, "Tags": [], "Address": self.address,
+            "Port": self.port, "Meta": self.meta, "EnableTagOverride": false,
+        });
+        if let Some(w) = self.passing_weight {
+            svc["Weights"] = json!({"Passing": w, "Warning": 1});
+        }
+        let status = if self.passing { "passing" } else { "critical" };
+        json!({
+            "Node": {"ID": "0000", "Node": self.node, "Address": self.node_address,
+                     "Datacenter": "dc1", "TaggedAddresses": {}, "Meta": {}},
+            "Service": svc,
+            "Checks": [{"Node": self.node, "CheckID": "serfHealth", "Name": "Serf Health Status",
+                        "Status": status, "ServiceID": "", "ServiceName": ""},
+                       {"Node": self.node, "CheckID": format!("service:{}", self.id),
+                        "Status": status, "ServiceID": self.id, "ServiceName": service}],
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct ConsulData {
+    services: BTreeMap<String, Vec<ConsulEntry>>,
+    error: bool,
+}
+
+#[derive(Debug)]
+struct ConsulShared {
+    data: Mutex<ConsulData>,
+    index: watch::Sender<u64>,
+    requests: Mutex<HashMap<String, usize>>,
+}
+
+/// A small Consul agent: catalog and health endpoints with blocking queries
+/// (`index`, `wait`) and `X-Consul-Index`; one index for every change.
+#[derive(Debug)]
+pub struct FakeConsul {
+    pub addr: SocketAddr,
+    shared: Arc<ConsulShared>,
+    task: Mutex<Option<JoinSet<()>>>,
+}
+
+impl FakeConsul {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(ConsulShared {
+            data: Mutex::new(ConsulData::default()),
+            index: watch::channel(10).0,
+            requests: Mutex::new(HashMap::new()),
+        });
+        let consul = FakeConsul {
+            addr,
+            shared,
+            task: Mutex::new(None),
+        };
+        consul.listen(listener);
+        consul
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn listen(&self, listener: TcpListener) {
+        let shared = self.shared.clone();
+        let set = serve(listener, move |req| handle(shared.clone(), req));
+        *self.task.lock() = Some(set);
+    }
+
+    /// Closes the listener and every connection (blocking queries in flight included).
+    pub fn stop(&self) {
+        self.task.lock().take();
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.listen(listener);
+    }
+
+    fn change(&self, f: impl FnOnce(&mut ConsulData)) {
+        f(&mut self.shared.data.lock());
+        self.shared.index.send_modify(|i| *i += 1);
+    }
+
+    /// Adds (or replaces by id) an instance of `service`; the service enters the catalog.
+    pub fn upsert(&self, service: &str, entry: ConsulEntry) {
+        self.change(|d| {
+            let list = d.services.entry(service.to_owned()).or_default();
+            list.retain(|e| e.id != entry.id);
+            list.push(entry);
+        });
+    }
+
+    /// A service without instances, in the catalog.
+    pub fn add_service(&self, service: &str) {
+        self.change(|d| {
+            d.services.entry(service.to_owned()).or_default();
+        });
+    }
+
+    pub fn set_passing(&self, service: &str, id: &str, passing: bool) {
+        self.change(|d| {
+            for e in d.services.get_mut(service).into_iter().flatten() {
+                if e.id == id {
+                    e.passing = passing;
+                }
+            }
+        });
+    }
+
+    pub fn remove_service(&self, service: &str) {
+        self.change(|d| {
+            d.services.remove(service);
+        });
+    }
+
+    /// Answer every request with 500 (`true`) or normally.
+    pub fn set_error(&self, error: bool) {
+        self.shared.data.lock().error = error;
+    }
+
+    /// Requests received whose path starts with `prefix`.
+    pub fn requests(&self, prefix: &str) -> usize {
+        self.shared
+            .requests
+            .lock()
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+async fn handle(shared: Arc<ConsulShared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    *shared.requests.lock().entry(path.clone()).or_default() += 1;
+    if shared.data.lock().error {
+        return respond(500, "rpc error: No cluster leader");
+    }
+    // Blocking query: hold while the caller's index is current, at most `wait`.
+    let index: u64 = query_param(&query, "index").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let wait = query_param(&query, "wait")
+        .and_then(|v| v.strip_suffix('s'))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(300));
+    let mut rx = shared.index.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    while *rx.borrow_and_update() <= index {
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    let current = *shared.index.borrow();
+    let data = shared.data.lock();
+    let body = if path == "/v1/catalog/services" {
+        let map: serde_json::Map<String, Value> = data
+            .services
+            .keys()
+            .map(|k| (k.clone(), json!(["tag"])))
+            .collect();
+        Value::Object(map)
+    } else if let Some(name) = path.strip_prefix("/v1/health/service/") {
+        let passing_only = query_param(&query, "passing").is_some_and(|v| v != "false");
+        let list: Vec<Value> = data
+            .services
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.passing || !passing_only)
+            .map(|e| e.to_json(name))
+            .collect();
+        Value::Array(list)
+    } else {
+        return respond(404, "not found");
+    };
+    let mut res = respond(200, serde_json::to_vec(&body).unwrap());
+    res.headers_mut()
+        .insert("x-consul-index", current.to_string().parse().unwrap());
+    *res.status_mut() = StatusCode::OK;
+    res
+}
