@@ -287,7 +287,10 @@ mod tests {
         let c = o.apply(&base);
         assert_eq!(c.open_secs, 5);
         assert_eq!(c.outlier.max_ejection_percent, 20);
-        assert_eq!(c.outlier.consecutive_failures, base.outlier.consecutive_failures);
+        assert_eq!(
+            c.outlier.consecutive_failures,
+            base.outlier.consecutive_failures
+        );
         assert_eq!(
             BreakerConfig {
                 open_secs: 60,

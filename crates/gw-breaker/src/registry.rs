@@ -128,12 +128,7 @@ impl BreakerRegistry {
 
     /// The names of the services with a breaker, sorted.
     pub fn services(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .breakers
-            .read()
-            .keys()
-            .map(|s| s.to_string())
-            .collect();
+        let mut v: Vec<String> = self.breakers.read().keys().map(|s| s.to_string()).collect();
         v.sort();
         v
     }

@@ -189,11 +189,7 @@ impl Window {
         WindowStats {
             total,
             failures,
-            avg_latency: if total == 0 {
-                Duration::ZERO
-            } else {
-                Duration::from_micros(latency_us / total)
-            },
+            avg_latency: Duration::from_micros(latency_us.checked_div(total).unwrap_or(0)),
         }
     }
 }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gw_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer, OutlierConfig, OutlierDetector, State};
+use gw_breaker::{
+    Breaker, BreakerConfig, CircuitBreakerLayer, OutlierConfig, OutlierDetector, State,
+};
 use gw_core::{Body, RequestId, UpstreamInfo};
 use http::{HeaderValue, Request, Response, StatusCode};
 use parking_lot::Mutex;
@@ -92,7 +94,9 @@ where
 }
 
 async fn body_json(res: Response<Body>) -> serde_json::Value {
-    let bytes = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -114,7 +118,11 @@ async fn trips_and_then_answers_503_without_the_inner_service() {
     let svc = up.service(CircuitBreakerLayer::new(breaker.clone(), None));
 
     for i in 0..3 {
-        assert_eq!(send(&svc).await.status(), StatusCode::BAD_GATEWAY, "request {i}");
+        assert_eq!(
+            send(&svc).await.status(),
+            StatusCode::BAD_GATEWAY,
+            "request {i}"
+        );
         assert_eq!(breaker.state(), State::Closed);
     }
     assert_eq!(send(&svc).await.status(), StatusCode::BAD_GATEWAY);
@@ -205,7 +213,11 @@ async fn half_open_lets_exactly_max_probes_through_under_concurrency() {
     for _ in 0..17 {
         assert_eq!(rx.recv().await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
     }
-    assert_eq!(up.calls(), 4 + 3, "exactly half_open_max_requests probes reach the upstream");
+    assert_eq!(
+        up.calls(),
+        4 + 3,
+        "exactly half_open_max_requests probes reach the upstream"
+    );
     assert_eq!(breaker.state(), State::HalfOpen);
     assert!(rx.try_recv().is_err());
 
@@ -278,7 +290,11 @@ async fn a_dropped_future_releases_its_probe_slot() {
     // The only slot is taken.
     assert_eq!(send(&svc).await.status(), StatusCode::SERVICE_UNAVAILABLE);
     drop(probe);
-    assert_eq!(breaker.state(), State::HalfOpen, "an abandoned probe is no failure");
+    assert_eq!(
+        breaker.state(),
+        State::HalfOpen,
+        "an abandoned probe is no failure"
+    );
 
     // The slot is free again: this probe reaches the (now healthy) upstream and closes.
     up.set_failing(false);
@@ -329,7 +345,7 @@ async fn the_answering_instance_feeds_outlier_ejection() {
             // Round robin over a (always 500) and b (always 200).
             let n = next.fetch_add(1, Ordering::SeqCst);
             async move {
-                let (id, status) = if n % 2 == 0 { ("a", 500) } else { ("b", 200) };
+                let (id, status) = if n & 1 == 0 { ("a", 500) } else { ("b", 200) };
                 let mut res = Response::new(Body::empty());
                 *res.status_mut() = StatusCode::from_u16(status).unwrap();
                 res.extensions_mut().insert(UpstreamInfo {
@@ -345,7 +361,10 @@ async fn the_answering_instance_feeds_outlier_ejection() {
     for _ in 0..4 {
         svc.clone().oneshot(request()).await.unwrap();
     }
-    assert!(outliers.ejected().is_empty(), "b's successes do not reset a's count");
+    assert!(
+        outliers.ejected().is_empty(),
+        "b's successes do not reset a's count"
+    );
     svc.clone().oneshot(request()).await.unwrap();
     assert_eq!(outliers.ejected(), ["a"]);
     assert_eq!(*seen.lock(), [vec!["a".to_owned()]]);

@@ -158,7 +158,7 @@ fn disabled_never_ejects_and_disabling_lets_everyone_back() {
 
 #[test]
 fn detector_reports_every_change_of_the_set() {
-    let seen: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let sink = seen.clone();
     let d = OutlierDetector::new(
         "svc",
@@ -212,3 +212,6 @@ async fn detector_tick_ends_ejections_on_the_clock() {
     assert!(d.ejected().is_empty());
     assert_eq!(*seen.lock(), [ids(&["a"]), ids(&[])]);
 }
+
+/// What the eject callback was called with: (service, ejected ids), in order.
+type Seen = Arc<Mutex<Vec<(String, Vec<String>)>>>;

@@ -102,7 +102,10 @@ fn window_stats_for_the_admin_api() {
     m.on_result(p, false, Duration::from_millis(300), 0);
     let s = m.snapshot(0);
     assert_eq!(s.state, State::Closed);
-    assert_eq!((s.window.total, s.window.failures, s.window.successes()), (2, 1, 1));
+    assert_eq!(
+        (s.window.total, s.window.failures, s.window.successes()),
+        (2, 1, 1)
+    );
     assert_eq!(s.window.failure_rate(), 0.5);
     assert_eq!(s.window.avg_latency, Duration::from_millis(200));
 }
@@ -152,7 +155,11 @@ fn success_threshold_closes_with_a_fresh_window() {
     let mut m = opened(0);
     for i in 0..2 {
         let p = m.try_acquire(5_000).unwrap();
-        assert_eq!(m.on_result(p, true, MS, 5_000), State::HalfOpen, "probe {i}");
+        assert_eq!(
+            m.on_result(p, true, MS, 5_000),
+            State::HalfOpen,
+            "probe {i}"
+        );
     }
     let p = m.try_acquire(5_000).unwrap();
     assert_eq!(m.on_result(p, true, MS, 5_000), State::Closed);
