@@ -11,9 +11,9 @@ use crate::algorithm::{Outcome, SlidingWindow, TokenBucket};
 use crate::config::Algorithm;
 
 const SHARDS: usize = 64;
-/// A shard sweeps itself after this many new keys, or after as many new keys as it holds,
-/// whichever is more: amortized O(1) per insert, and idle keys never pile up.
-const MIN_SWEEP_INTERVAL: usize = 1024;
+/// A shard sweeps itself when it holds twice as many keys as after its last sweep (and at
+/// least this many): amortized O(1) per insert, and idle keys never pile up.
+const MIN_SWEEP_LEN: usize = 1024;
 
 #[derive(Debug)]
 enum Entry {
@@ -82,13 +82,14 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Shard {
     map: HashMap<Box<str>, Entry>,
-    inserts_since_sweep: usize,
+    /// Sweep when `map.len()` reaches this.
+    sweep_at: usize,
 }
 
 impl Shard {
     fn sweep(&mut self, now_ms: u64) {
         self.map.retain(|_, e| !e.is_idle(now_ms));
-        self.inserts_since_sweep = 0;
+        self.sweep_at = MIN_SWEEP_LEN.max(2 * self.map.len());
     }
 
     fn entry(&mut self, limit: &KeyedLimit, now_ms: u64) -> &mut Entry {
@@ -98,8 +99,7 @@ impl Shard {
             .get(limit.key.as_str())
             .is_some_and(|e| e.matches(limit.algorithm))
         {
-            self.inserts_since_sweep += 1;
-            if self.inserts_since_sweep >= MIN_SWEEP_INTERVAL.max(self.map.len()) {
+            if self.map.len() >= self.sweep_at.max(MIN_SWEEP_LEN) {
                 self.sweep(now_ms);
             }
             self.map
@@ -116,8 +116,7 @@ impl Shard {
 /// Keys hash to one of 64 shards. A request's limits lock their shards in ascending order
 /// (no deadlock), are all evaluated, and are consumed only when all allow — the same
 /// atomicity as the Redis script. Idle entries (window passed, bucket full) are forgotten by
-/// [`sweep`](Self::sweep) and, amortized, whenever a shard has taken as many new keys as it
-/// holds, so memory stays bounded by the keys active in the last minute.
+/// [`sweep`](Self::sweep) and, amortized, whenever a shard has doubled since its last sweep, so memory stays bounded by the keys active in the last minute.
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
