@@ -146,9 +146,10 @@ impl Breaker {
         }
         let epoch = inner.epoch;
         drop(inner);
+        let permit = permit?;
         Ok(BreakerPermit {
             breaker: self.clone(),
-            permit: Some(permit?),
+            permit: Some(permit),
             epoch,
             start: now,
         })
