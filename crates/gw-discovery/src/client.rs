@@ -54,7 +54,11 @@ impl HttpClient {
     }
 
     /// `GET url` within `timeout`: the status once the whole body was read (and dropped).
-    pub(crate) async fn status(&self, url: &str, timeout: Duration) -> Result<StatusCode, FetchError> {
+    pub(crate) async fn status(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<StatusCode, FetchError> {
         let fetch = async {
             let res = self.send(url).await?;
             let status = res.status();

@@ -212,7 +212,12 @@ mod tests {
             healthy_threshold: 0,
             unhealthy_threshold: 0,
         };
-        let paths: Vec<_> = c.validate().unwrap_err().into_iter().map(|p| p.path).collect();
+        let paths: Vec<_> = c
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
         assert_eq!(
             paths,
             [
@@ -245,6 +250,8 @@ mod tests {
         let problems = bad.validate().unwrap_err();
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["url", "services[1]", "wait_secs"]);
-        assert!(problems[0].to_string().starts_with("url: must be an http:// URL"));
+        assert!(problems[0]
+            .to_string()
+            .starts_with("url: must be an http:// URL"));
     }
 }

@@ -97,8 +97,7 @@ impl Inner {
             let Some(body) = query.next(&self, "/v1/catalog/services?".to_owned()).await else {
                 continue;
             };
-            let catalog: BTreeMap<String, serde_json::Value> = match serde_json::from_slice(&body)
-            {
+            let catalog: BTreeMap<String, serde_json::Value> = match serde_json::from_slice(&body) {
                 Ok(c) => c,
                 Err(e) => {
                     query.failed(&format!("invalid catalog JSON: {e}")).await;
@@ -183,7 +182,8 @@ impl Query {
         };
         if !parts.status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            self.failed(&format!("status {}: {}", parts.status, text.trim())).await;
+            self.failed(&format!("status {}: {}", parts.status, text.trim()))
+                .await;
             return None;
         }
         if self.failures > 0 {
@@ -214,9 +214,18 @@ impl Query {
     /// Reports a failed query and pauses: 100 ms doubling to 5 s, ±20 % jitter.
     async fn failed(&mut self, error: &str) {
         if self.failures == 0 {
-            tracing::warn!(query = self.what, error, "Consul query failed; keeping the last known instances");
+            tracing::warn!(
+                query = self.what,
+                error,
+                "Consul query failed; keeping the last known instances"
+            );
         } else {
-            tracing::debug!(query = self.what, error, failures = self.failures, "Consul query failed");
+            tracing::debug!(
+                query = self.what,
+                error,
+                failures = self.failures,
+                "Consul query failed"
+            );
         }
         let exp = BACKOFF_MIN.saturating_mul(1u32 << self.failures.min(16));
         let pause = exp.min(BACKOFF_MAX).mul_f64(0.8 + fastrand::f64() * 0.4);
@@ -281,7 +290,12 @@ fn parse_health(body: &[u8]) -> Result<Vec<Instance>, serde_json::Error> {
             e.service.id
         };
         if host.is_empty() || e.service.port == 0 || id.is_empty() {
-            tracing::debug!(id, host, port = e.service.port, "Consul entry without an address skipped");
+            tracing::debug!(
+                id,
+                host,
+                port = e.service.port,
+                "Consul entry without an address skipped"
+            );
             continue;
         }
         if out.iter().any(|i| i.id == id) {
@@ -341,11 +355,17 @@ mod tests {
         let got = parse_health(body).unwrap();
         assert_eq!(got.len(), 3, "the entry without any address is skipped");
         assert_eq!(got[0].id, "web-1");
-        assert_eq!(got[0].host, "10.0.0.1", "Node.Address when Service.Address is empty");
+        assert_eq!(
+            got[0].host, "10.0.0.1",
+            "Node.Address when Service.Address is empty"
+        );
         assert_eq!(got[0].port, 8080);
         assert_eq!(got[0].weight, 5);
         assert_eq!(got[0].metadata["version"], "2");
-        assert_eq!(got[1].id, "web-1@n2", "a duplicate id is told apart by node");
+        assert_eq!(
+            got[1].id, "web-1@n2",
+            "a duplicate id is told apart by node"
+        );
         assert_eq!(got[1].host, "10.0.0.9");
         assert_eq!(got[1].weight, 1, "weights are at least 1");
         assert!(got[1].metadata.is_empty());

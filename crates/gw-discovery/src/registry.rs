@@ -189,6 +189,17 @@ impl Registry {
             let health_before = state.health_check.clone();
             let result = f(state, &mut effects);
             state.reconcile(service, &mut effects.gauges);
+            if state.health_check.is_none() {
+                // Without checks nothing says otherwise: every instance is healthy.
+                for (id, (_, health)) in &mut state.health {
+                    if *health != HealthState::default() {
+                        if health.status == Status::Unhealthy {
+                            effects.gauges.push(Gauge::new(service, id, true));
+                        }
+                        *health = HealthState::default();
+                    }
+                }
+            }
             if health_before != state.health_check {
                 effects.config_changed = true;
             }
@@ -220,7 +231,8 @@ impl Registry {
 
     /// Declares a service from the configuration (at start and on every reload): its static
     /// instances and its health check. Admin and Consul instances stay, and so does the
-    /// health of every instance that keeps its address.
+    /// health of every instance that keeps its address — unless `health` is `None`: without
+    /// checks every instance is healthy.
     pub fn set_static(
         &self,
         service: &str,

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use gw_discovery::{
-    HealthCheckConfig, Instance, RegisterError, Registry, Source, Status,
-};
+use gw_discovery::{HealthCheckConfig, Instance, RegisterError, Registry, Source, Status};
 use serde_json::json;
 
 fn inst(id: &str, port: u16) -> Instance {
@@ -36,7 +34,12 @@ fn static_admin_and_consul_merge_by_id() {
     assert_eq!(ids(&healthy), ["a", "b", "c", "d"]);
     assert_eq!(healthy[1].port, 20, "Consul over static");
     assert_eq!(healthy[2].port, 30, "admin over Consul");
-    let sources: Vec<Source> = r.instances("svc").unwrap().iter().map(|i| i.source).collect();
+    let sources: Vec<Source> = r
+        .instances("svc")
+        .unwrap()
+        .iter()
+        .map(|i| i.source)
+        .collect();
     assert_eq!(
         sources,
         [Source::Static, Source::Consul, Source::Admin, Source::Admin]
@@ -69,7 +72,9 @@ fn register_needs_a_known_service_and_a_valid_instance() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(err.to_string().starts_with("Invalid instance: id: must not be empty"));
+    assert!(err
+        .to_string()
+        .starts_with("Invalid instance: id: must not be empty"));
 
     let mut one = inst("a", 1);
     one.metadata.insert("version".into(), "1".into());
@@ -109,8 +114,15 @@ fn health_is_kept_across_set_static_and_reset_on_a_new_address() {
     let r = Registry::new();
     r.set_static("svc", vec![inst("a", 1), inst("b", 2)], checks());
     let a = inst("a", 1);
-    assert_eq!(r.record_check("svc", &a, false, 100), None, "1 of 2 failures");
-    assert_eq!(r.record_check("svc", &a, false, 101), Some(Status::Unhealthy));
+    assert_eq!(
+        r.record_check("svc", &a, false, 100),
+        None,
+        "1 of 2 failures"
+    );
+    assert_eq!(
+        r.record_check("svc", &a, false, 101),
+        Some(Status::Unhealthy)
+    );
     assert_eq!(ids(&r.healthy("svc")), ["b"]);
 
     // Reload with the same address and a new weight: still unhealthy, counters kept.
@@ -122,7 +134,11 @@ fn health_is_kept_across_set_static_and_reset_on_a_new_address() {
     assert_eq!(info.health.status, Status::Unhealthy);
     assert_eq!(info.health.last_check, Some(101));
     assert_eq!(info.instance.weight, 5);
-    assert_eq!(r.record_check("svc", &a2, true, 102), None, "1 of 2 successes");
+    assert_eq!(
+        r.record_check("svc", &a2, true, 102),
+        None,
+        "1 of 2 successes"
+    );
     assert_eq!(r.record_check("svc", &a2, true, 103), Some(Status::Healthy));
     r.record_check("svc", &a2, false, 104);
     r.record_check("svc", &a2, false, 105);
@@ -210,12 +226,18 @@ fn subscribers_hear_of_healthy_set_changes_only() {
     let mut c = inst("c", 3);
     c.weight = 9;
     r.set_consul("svc", vec![c]);
-    assert!(rx.has_changed().unwrap(), "a weight change matters to the balancer");
+    assert!(
+        rx.has_changed().unwrap(),
+        "a weight change matters to the balancer"
+    );
     rx.borrow_and_update();
     r.register("svc", inst("d", 4)).unwrap();
     rx.borrow_and_update();
     r.remove_service("svc");
-    assert!(rx.has_changed().unwrap(), "service undeclared: its admin instance left");
+    assert!(
+        rx.has_changed().unwrap(),
+        "service undeclared: its admin instance left"
+    );
     assert_eq!(ids(&r.healthy("svc")), ["c"]);
 }
 

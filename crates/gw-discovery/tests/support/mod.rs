@@ -96,7 +96,13 @@ impl HealthServer {
         let hits = Arc::new(AtomicUsize::new(0));
         let oks = Arc::new(AtomicUsize::new(0));
         let fails = Arc::new(AtomicUsize::new(0));
-        let (s, h, n, o, f) = (st.clone(), hang.clone(), hits.clone(), oks.clone(), fails.clone());
+        let (s, h, n, o, f) = (
+            st.clone(),
+            hang.clone(),
+            hits.clone(),
+            oks.clone(),
+            fails.clone(),
+        );
         let task = serve(listener, move |req: Request<Incoming>| {
             let (s, h, n, o, f) = (s.clone(), h.clone(), n.clone(), o.clone(), f.clone());
             async move {
@@ -330,7 +336,9 @@ async fn handle(shared: Arc<ConsulShared>, req: Request<Incoming>) -> Response<F
         return respond(500, "rpc error: No cluster leader");
     }
     // Blocking query: hold while the caller's index is current, at most `wait`.
-    let index: u64 = query_param(&query, "index").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let index: u64 = query_param(&query, "index")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let wait = query_param(&query, "wait")
         .and_then(|v| v.strip_suffix('s'))
         .and_then(|v| v.parse::<u64>().ok())
