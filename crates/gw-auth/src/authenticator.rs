@@ -221,8 +221,7 @@ impl Authenticator {
             self.by_api_key(&req.headers, owner_key.as_deref(), now)
                 .await?
         } else {
-            self.by_jwt(&req.headers, owner_key.as_deref(), now)
-                .await?
+            self.by_jwt(&req.headers, owner_key.as_deref(), now).await?
         };
         if authorize(&identity, policy, &req.method, path, found.owner.as_deref()) {
             Ok(identity)

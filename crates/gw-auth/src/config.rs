@@ -97,7 +97,10 @@ impl JwtConfig {
                     "https JWKS URLs cannot be fetched: this build has no TLS client; use an http:// URL (e.g. a local sidecar) or public_key_file".to_owned(),
                 ));
             } else if !url.starts_with("http://") {
-                errors.push(("jwks_url".to_owned(), format!("not an http:// URL: \"{url}\"")));
+                errors.push((
+                    "jwks_url".to_owned(),
+                    format!("not an http:// URL: \"{url}\""),
+                ));
             }
         }
         if self.issuer.as_deref() == Some("") {

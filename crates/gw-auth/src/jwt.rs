@@ -229,7 +229,9 @@ pub(crate) struct Verifier {
     hmac: Option<DecodingKey>,
     public: Option<DecodingKey>,
     jwks: Option<Jwks>,
-    validation: Validation,
+    /// One `Validation` per algorithm family: jsonwebtoken requires every algorithm of a
+    /// `Validation` to match the key's family.
+    validations: Vec<(AlgorithmFamily, Validation)>,
     pub(crate) rules: ClaimRules,
 }
 
@@ -303,19 +305,27 @@ impl Verifier {
         };
         // Signature and algorithm only; the claim rules run in `ClaimRules::check` with an
         // explicit clock.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = algorithms.clone();
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.leeway = 0;
+        let mut validations: Vec<(AlgorithmFamily, Validation)> = Vec::new();
+        for alg in &algorithms {
+            let fam = alg.family();
+            if let Some((_, v)) = validations.iter_mut().find(|(f, _)| *f == fam) {
+                v.algorithms.push(*alg);
+                continue;
+            }
+            let mut v = Validation::new(*alg);
+            v.required_spec_claims.clear();
+            v.validate_exp = false;
+            v.validate_nbf = false;
+            v.validate_aud = false;
+            v.leeway = 0;
+            validations.push((fam, v));
+        }
         Ok(Self {
             algorithms,
             hmac,
             public,
             jwks,
-            validation,
+            validations,
             rules: ClaimRules {
                 issuer: cfg.issuer.clone(),
                 audience: cfg.audience.clone(),
@@ -334,7 +344,13 @@ impl Verifier {
     }
 
     fn decode_with(&self, token: &str, key: &DecodingKey) -> Result<TokenClaims, AuthError> {
-        match decode::<TokenClaims>(token, key, &self.validation) {
+        let validation = self
+            .validations
+            .iter()
+            .find(|(f, _)| *f == key.family())
+            .map(|(_, v)| v)
+            .ok_or(AuthError::InvalidToken)?;
+        match decode::<TokenClaims>(token, key, validation) {
             Ok(d) => Ok(d.claims),
             Err(e) => {
                 tracing::debug!(error = ?e.kind(), "token refused");

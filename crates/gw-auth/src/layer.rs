@@ -87,7 +87,10 @@ fn refuse(ext: &http::Extensions, err: &AuthError, method: AuthMethod) -> Respon
         let h = res.headers_mut();
         h.append(WWW_AUTHENTICATE, HeaderValue::from_static(ch));
         if method == AuthMethod::JwtOrApiKey && *err == AuthError::MissingAuthorization {
-            h.append(WWW_AUTHENTICATE, HeaderValue::from_static(API_KEY_CHALLENGE));
+            h.append(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(API_KEY_CHALLENGE),
+            );
         }
     }
     res
@@ -100,7 +103,11 @@ fn set_identity_headers(h: &mut HeaderMap, id: &Identity) {
         }
         Err(_) => tracing::warn!("user id is not a valid header value; X-User-ID not set"),
     }
-    if let Some(v) = id.role.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
+    if let Some(v) = id
+        .role
+        .as_deref()
+        .and_then(|r| HeaderValue::from_str(r).ok())
+    {
         h.insert(X_USER_ROLE, v);
     }
 }
@@ -123,7 +130,11 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         strip_user_headers(req.headers_mut());
         if self.policy.security.require_https && !is_https(&req) {
-            let res = refuse(req.extensions(), &AuthError::HttpsRequired, self.policy.method);
+            let res = refuse(
+                req.extensions(),
+                &AuthError::HttpsRequired,
+                self.policy.method,
+            );
             return ResponseFuture::ready(res);
         }
         if !self.policy.auth_required {

@@ -113,7 +113,9 @@ impl MemoryAuthStore {
     }
 
     fn lookup_now(&self, q: Lookup<'_>) -> Result<LookupResult, StoreError> {
-        let revoked = q.revoked_jti.is_some_and(|j| self.exists(&blacklist_key(j)));
+        let revoked = q
+            .revoked_jti
+            .is_some_and(|j| self.exists(&blacklist_key(j)));
         let user = match q.user {
             Some(id) => {
                 let k = user_key(id);

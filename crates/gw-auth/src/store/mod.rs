@@ -106,10 +106,8 @@ pub trait AuthStore: Debug + Send + Sync + 'static {
     /// Writes `user:{user_id}`.
     fn put_user<'a>(&'a self, user: &'a UserRecord) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Reads `user:{id}`.
-    fn get_user<'a>(
-        &'a self,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<UserRecord>, StoreError>>;
+    fn get_user<'a>(&'a self, id: &'a str)
+        -> BoxFuture<'a, Result<Option<UserRecord>, StoreError>>;
     /// Deletes `user:{id}`; whether it existed.
     fn delete_user<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Writes `api_key:{hash}` and the index `api_key_id:{key_id}` → hash.

@@ -1,0 +1,380 @@
+//! Token verification: every algorithm, refused algorithms, claims, JWKS.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use gw_auth::{AuthError, Authenticator, JwksOptions, JwtConfig, MemoryAuthStore};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use support::*;
+
+async fn authn(cfg: JwtConfig) -> Arc<Authenticator> {
+    Authenticator::new(cfg, Arc::new(MemoryAuthStore::new()))
+        .await
+        .unwrap()
+}
+
+fn asym(alg: &str, public: &str) -> JwtConfig {
+    JwtConfig {
+        algorithms: vec![alg.into()],
+        public_key_file: Some(key_path(public)),
+        user_lookup: false,
+        ..JwtConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn every_algorithm_verifies() {
+    for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+        let cfg = JwtConfig {
+            algorithms: vec![format!("{alg:?}")],
+            ..hs_config()
+        };
+        let a = authn(cfg).await;
+        let t = sign(
+            alg,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+            None,
+            claims("u1"),
+        );
+        assert_eq!(
+            a.verify_token(&t, now()).await.unwrap().sub.as_deref(),
+            Some("u1"),
+            "{alg:?}"
+        );
+    }
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
+    for alg in [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512] {
+        let a = authn(asym(&format!("{alg:?}"), "rsa_public.pem")).await;
+        let t = sign(alg, &rsa, None, claims("u1"));
+        assert!(a.verify_token(&t, now()).await.is_ok(), "{alg:?}");
+    }
+    let ec = EncodingKey::from_ec_pem(&pem("ec_private.pem")).unwrap();
+    let a = authn(asym("ES256", "ec_public.pem")).await;
+    assert!(a
+        .verify_token(&sign(Algorithm::ES256, &ec, None, claims("u1")), now())
+        .await
+        .is_ok());
+    let ed = EncodingKey::from_ed_pem(&pem("ed_private.pem")).unwrap();
+    let a = authn(asym("EdDSA", "ed_public.pem")).await;
+    assert!(a
+        .verify_token(&sign(Algorithm::EdDSA, &ed, None, claims("u1")), now())
+        .await
+        .is_ok());
+    // A token signed by another RSA key fails.
+    let other = EncodingKey::from_rsa_pem(&pem("rsa2_private.pem")).unwrap();
+    let a = authn(asym("RS256", "rsa_public.pem")).await;
+    let t = sign(Algorithm::RS256, &other, None, claims("u1"));
+    assert_eq!(
+        a.verify_token(&t, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+}
+
+#[tokio::test]
+async fn alg_none_and_unconfigured_algorithms_are_refused() {
+    let a = authn(hs_config()).await;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap())
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(claims("u1"))
+    );
+    assert_eq!(
+        a.verify_token(&none, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    // HS512 is not configured (only HS256).
+    let t = sign(
+        Algorithm::HS512,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        None,
+        claims("u1"),
+    );
+    assert_eq!(
+        a.verify_token(&t, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    assert_eq!(
+        a.verify_token("not.a.jwt", now()).await,
+        Err(AuthError::InvalidToken)
+    );
+}
+
+#[tokio::test]
+async fn hs_rs_confusion_is_refused() {
+    // RS256 configured: an HS256 token signed with the public key PEM as secret must fail.
+    let a = authn(asym("RS256", "rsa_public.pem")).await;
+    let t = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&pem("rsa_public.pem")),
+        None,
+        claims("u1"),
+    );
+    assert_eq!(
+        a.verify_token(&t, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    // Both families configured, each with its own key: the public PEM is not the HS secret.
+    let cfg = JwtConfig {
+        algorithms: vec!["HS256".into(), "RS256".into()],
+        secret: Some(SECRET.into()),
+        public_key_file: Some(key_path("rsa_public.pem")),
+        user_lookup: false,
+        ..JwtConfig::default()
+    };
+    let a = authn(cfg).await;
+    assert_eq!(
+        a.verify_token(&t, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
+    assert!(a
+        .verify_token(&sign(Algorithm::RS256, &rsa, None, claims("u1")), now())
+        .await
+        .is_ok());
+    assert!(a.verify_token(&hs256(claims("u1")), now()).await.is_ok());
+}
+
+#[tokio::test]
+async fn exp_nbf_iss_aud_leeway() {
+    let cfg = JwtConfig {
+        audience: vec!["gw".into()],
+        leeway_secs: 30,
+        ..hs_config()
+    };
+    let a = authn(cfg).await;
+    let t0 = 1_700_000_000u64;
+    let tok = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({"sub": "u1", "exp": t0, "iss": "api-gateway", "aud": "gw"});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        hs256(c)
+    };
+    let ok = tok(serde_json::json!({}));
+    assert!(a.verify_token(&ok, t0 + 30).await.is_ok(), "within leeway");
+    assert_eq!(
+        a.verify_token(&ok, t0 + 31).await,
+        Err(AuthError::TokenExpired)
+    );
+    let nbf = tok(serde_json::json!({"nbf": t0 - 100}));
+    assert_eq!(
+        a.verify_token(&nbf, t0 - 131).await,
+        Err(AuthError::InvalidToken)
+    );
+    assert!(a.verify_token(&nbf, t0 - 130).await.is_ok());
+    let iss = tok(serde_json::json!({"iss": "someone-else"}));
+    assert_eq!(
+        a.verify_token(&iss, t0).await,
+        Err(AuthError::InvalidIssuer)
+    );
+    let aud = tok(serde_json::json!({"aud": ["other", "gw"]}));
+    assert!(a.verify_token(&aud, t0).await.is_ok());
+    let bad_aud = tok(serde_json::json!({"aud": "other"}));
+    assert_eq!(
+        a.verify_token(&bad_aud, t0).await,
+        Err(AuthError::InvalidToken)
+    );
+    let no_exp = hs256(serde_json::json!({"sub": "u1", "iss": "api-gateway", "aud": "gw"}));
+    assert_eq!(
+        a.verify_token(&no_exp, t0).await,
+        Err(AuthError::InvalidToken)
+    );
+}
+
+#[tokio::test]
+async fn minted_tokens_verify_and_revocation_needs_signature() {
+    let a = authn(hs_config()).await;
+    let (t, exp) = a.mint_token("alice", Some("Alice"), Some("admin")).unwrap();
+    let c = a.verify_token(&t, now()).await.unwrap();
+    assert_eq!(c.sub.as_deref(), Some("alice"));
+    assert_eq!(c.role.as_deref(), Some("admin"));
+    assert_eq!(c.iss.as_deref(), Some("api-gateway"));
+    assert_eq!(c.exp, Some(exp));
+    assert!(c.jti.is_some());
+    let forged = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"other"),
+        None,
+        claims("u1"),
+    );
+    assert!(a.revoke_token(&forged).await.is_err());
+    assert!(a.revoke_token(&t).await.is_ok());
+    // No secret: minting is unavailable.
+    let a = authn(asym("RS256", "rsa_public.pem")).await;
+    assert!(a.mint_token("x", None, None).is_err());
+}
+
+// ---- JWKS ----
+
+struct JwksServer {
+    url: String,
+    hits: Arc<AtomicUsize>,
+    set: Arc<parking_lot::Mutex<JwkSet>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {
+    let mut j = Jwk::from_encoding_key(key, alg).unwrap();
+    j.common.key_id = Some(kid.into());
+    j
+}
+
+async fn jwks_server(keys: Vec<Jwk>) -> JwksServer {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let set = Arc::new(parking_lot::Mutex::new(JwkSet { keys }));
+    let (h, s) = (hits.clone(), set.clone());
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let (h, s) = (h.clone(), s.clone());
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                let body = serde_json::to_string(&*s.lock()).unwrap();
+                ([("content-type", "application/json")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    JwksServer {
+        url: format!("http://{addr}/jwks.json"),
+        hits,
+        set,
+        task,
+    }
+}
+
+fn jwks_config(url: &str) -> JwtConfig {
+    JwtConfig {
+        algorithms: vec!["RS256".into(), "ES256".into()],
+        jwks_url: Some(url.into()),
+        user_lookup: false,
+        ..JwtConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_known_kid_new_kid_rate_limit_and_outage() {
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
+    let rsa2 = EncodingKey::from_rsa_pem(&pem("rsa2_private.pem")).unwrap();
+    let ec = EncodingKey::from_ec_pem(&pem("ec_private.pem")).unwrap();
+    let srv = jwks_server(vec![jwk(&rsa, Algorithm::RS256, "k1")]).await;
+    let opts = JwksOptions {
+        min_refresh_interval: Duration::from_millis(300),
+        fetch_timeout: Duration::from_secs(2),
+    };
+    let a = Authenticator::with_options(
+        jwks_config(&srv.url),
+        Arc::new(MemoryAuthStore::new()),
+        opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 1, "fetched at start");
+
+    // Known kid: no fetch.
+    let t1 = sign(Algorithm::RS256, &rsa, Some("k1"), claims("u1"));
+    assert!(a.verify_token(&t1, now()).await.is_ok());
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 1);
+
+    // A wrong key under a known kid fails without a fetch.
+    let forged = sign(Algorithm::RS256, &rsa2, Some("k1"), claims("u1"));
+    assert_eq!(
+        a.verify_token(&forged, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 1);
+
+    // New kid published: one refresh, then it verifies.
+    srv.set.lock().keys.push(jwk(&ec, Algorithm::ES256, "k2"));
+    let t2 = sign(Algorithm::ES256, &ec, Some("k2"), claims("u2"));
+    assert!(a.verify_token(&t2, now()).await.is_ok());
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 2);
+
+    // Unknown kids right after: refused without another fetch (rate limited).
+    let t3 = sign(Algorithm::RS256, &rsa2, Some("k3"), claims("u3"));
+    for _ in 0..5 {
+        assert_eq!(
+            a.verify_token(&t3, now()).await,
+            Err(AuthError::InvalidToken)
+        );
+    }
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 2);
+
+    // After the interval the next unknown kid may refresh again.
+    srv.set.lock().keys.push(jwk(&rsa2, Algorithm::RS256, "k3"));
+    let start = std::time::Instant::now();
+    loop {
+        if a.verify_token(&t3, now()).await.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 3);
+
+    // JWKS outage: known keys still verify; an unknown kid is refused, bounded in time.
+    srv.task.abort();
+    let _ = srv.task.await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let t4 = sign(Algorithm::RS256, &rsa, Some("k4"), claims("u4"));
+    assert_eq!(
+        a.verify_token(&t4, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    assert!(a.verify_token(&t1, now()).await.is_ok());
+    assert!(a.verify_token(&t2, now()).await.is_ok());
+    assert!(a.verify_token(&t3, now()).await.is_ok());
+}
+
+#[tokio::test]
+async fn unreachable_jwks_at_start_does_not_prevent_startup() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = jwks_config(&format!("http://127.0.0.1:{port}/jwks.json"));
+    let a = Authenticator::new(cfg, Arc::new(MemoryAuthStore::new()))
+        .await
+        .unwrap();
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
+    let t = sign(Algorithm::RS256, &rsa, Some("k1"), claims("u1"));
+    assert_eq!(
+        a.verify_token(&t, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+}
+
+#[tokio::test]
+async fn config_errors_are_reported() {
+    let cfg = JwtConfig {
+        algorithms: vec!["RS256".into()],
+        public_key_file: Some(key_path("does-not-exist.pem")),
+        ..JwtConfig::default()
+    };
+    assert!(Authenticator::new(cfg, Arc::new(MemoryAuthStore::new()))
+        .await
+        .is_err());
+    // An EC key for an RSA algorithm is refused at start.
+    let cfg = asym("RS256", "ec_public.pem");
+    assert!(Authenticator::new(cfg, Arc::new(MemoryAuthStore::new()))
+        .await
+        .is_err());
+    assert!(
+        Authenticator::new(JwtConfig::default(), Arc::new(MemoryAuthStore::new()))
+            .await
+            .is_err()
+    );
+}

@@ -1,0 +1,216 @@
+//! Shared test helpers: a Redis finder, unique key prefixes, token and request builders.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gw_auth::{AuthLayer, Authenticator, JwtConfig, RoutePolicy};
+use gw_core::{Body, Identity};
+use http::{Request, Response};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+pub const SECRET: &str = "test-secret-0123456789-abcdefghij";
+
+/// A Redis to test against; a server started here is killed on drop.
+pub struct TestRedis {
+    pub url: String,
+    child: Option<Child>,
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl TestRedis {
+    /// Kills a server started by this helper (for "Redis stopped" tests).
+    pub fn stop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.child = None;
+    }
+}
+
+fn pings(addr: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read(&mut buf)
+        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+/// `GW_TEST_REDIS_URL`, else the local Redis if it answers, else a fresh `redis-server`.
+pub fn redis() -> TestRedis {
+    if let Ok(url) = std::env::var("GW_TEST_REDIS_URL") {
+        return TestRedis { url, child: None };
+    }
+    if pings("127.0.0.1:6379") {
+        return TestRedis {
+            url: "redis://127.0.0.1:6379".into(),
+            child: None,
+        };
+    }
+    spawn_redis()
+}
+
+/// A private `redis-server` on an ephemeral port.
+pub fn spawn_redis() -> TestRedis {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|_| panic!("install redis-server"));
+    let addr = format!("127.0.0.1:{port}");
+    let redis = TestRedis {
+        url: format!("redis://{addr}"),
+        child: Some(child),
+    };
+    let start = Instant::now();
+    while !pings(&addr) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    redis
+}
+
+/// A unique key prefix per test.
+pub fn prefix(test: &str) -> String {
+    let mut b = [0u8; 6];
+    getrandom::fill(&mut b).unwrap();
+    format!("test:gw-auth:{test}:{}:", hex::encode(b))
+}
+
+pub fn now() -> u64 {
+    gw_auth::unix_now()
+}
+
+pub fn key_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
+
+pub fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(key_path(name)).unwrap()
+}
+
+pub fn hs_config() -> JwtConfig {
+    JwtConfig {
+        secret: Some(SECRET.into()),
+        user_lookup: false,
+        ..JwtConfig::default()
+    }
+}
+
+/// Signs `claims` with `alg` and `key`.
+pub fn sign(
+    alg: Algorithm,
+    key: &EncodingKey,
+    kid: Option<&str>,
+    claims: serde_json::Value,
+) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_owned);
+    encode(&h, &claims, key).unwrap()
+}
+
+pub fn hs256(claims: serde_json::Value) -> String {
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        None,
+        claims,
+    )
+}
+
+/// Typical claims valid for an hour.
+pub fn claims(sub: &str) -> serde_json::Value {
+    serde_json::json!({
+        "sub": sub, "exp": now() + 3600, "iat": now(), "iss": "api-gateway",
+        "role": "user", "permissions": ["read"],
+    })
+}
+
+/// The upstream: echoes what it saw as response headers.
+pub async fn echo(req: Request<Body>) -> Result<Response<Body>, BoxError> {
+    let mut res = Response::new(Body::empty());
+    let h = res.headers_mut();
+    if let Some(v) = req.headers().get("x-user-id") {
+        h.insert("seen-user-id", v.clone());
+    }
+    if let Some(v) = req.headers().get("x-user-role") {
+        h.insert("seen-user-role", v.clone());
+    }
+    if req.headers().contains_key("x-user-evil") {
+        h.insert("seen-evil", "1".parse().unwrap());
+    }
+    if let Some(id) = req.extensions().get::<Identity>() {
+        h.insert("seen-identity", id.user_id.parse().unwrap());
+    }
+    Ok(res)
+}
+
+/// Runs one request through `AuthLayer(auth, policy)` over [`echo`].
+pub async fn call(
+    auth: &Arc<Authenticator>,
+    policy: RoutePolicy,
+    req: Request<Body>,
+) -> Response<Body> {
+    ServiceBuilder::new()
+        .layer(AuthLayer::new(auth.clone(), policy))
+        .service_fn(echo)
+        .oneshot(req)
+        .await
+        .unwrap()
+}
+
+pub fn get(path: &str) -> http::request::Builder {
+    Request::get(path)
+}
+
+pub fn bearer(path: &str, token: &str) -> Request<Body> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// The `error` field of a JSON answer.
+pub async fn error_of(res: Response<Body>) -> String {
+    use http_body_util::BodyExt;
+    let b = res.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    v["error"].as_str().unwrap_or_default().to_owned()
+}
