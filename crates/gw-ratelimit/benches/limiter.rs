@@ -52,8 +52,16 @@ fn bench(c: &mut Criterion) {
         });
         let three = [
             limits[0].clone(),
-            KeyedLimit::new("rate_limit:per_ip:10.0.0.0", Limit::per_minute(1_000_000), algorithm),
-            KeyedLimit::new("rate_limit:global", Limit::per_minute(1_000_000_000), algorithm),
+            KeyedLimit::new(
+                "rate_limit:per_ip:10.0.0.0",
+                Limit::per_minute(1_000_000),
+                algorithm,
+            ),
+            KeyedLimit::new(
+                "rate_limit:global",
+                Limit::per_minute(1_000_000_000),
+                algorithm,
+            ),
         ];
         g.bench_function(format!("{}_three_limits", algorithm.as_str()), |b| {
             b.iter(|| {
@@ -64,7 +72,9 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let limiter = RateLimiter::new(&RateLimitConfig::default(), Arc::new(MemoryStore::new()));
     let one = [KeyedLimit::new(
         "rate_limit:ip:10.0.0.1:users",

@@ -35,7 +35,12 @@ async fn main() {
             .expect("request");
         let res = app.clone().oneshot(req).await.expect("infallible");
         let h = res.headers();
-        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+        let get = |n: &str| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
         println!(
             "request {i}: {} limit={} remaining={} reset={} retry-after={} RateLimit: {}",
             res.status(),

@@ -89,10 +89,7 @@ impl Limit {
             ));
         }
         if self.burst == Some(0) {
-            errors.push((
-                format!("{path}.burst"),
-                "must be greater than 0".to_owned(),
-            ));
+            errors.push((format!("{path}.burst"), "must be greater than 0".to_owned()));
         }
     }
 }

@@ -125,7 +125,10 @@ impl RateLimiter {
                         self.skip_until_ms.store(0, Ordering::Release);
                     }
                     if self.degraded.swap(false, Ordering::Relaxed) {
-                        tracing::info!(store = self.store.name(), "rate limit store reachable again");
+                        tracing::info!(
+                            store = self.store.name(),
+                            "rate limit store reachable again"
+                        );
                     }
                     return Ok(decisions);
                 }

@@ -122,9 +122,10 @@ where
             };
             let allowed = decisions.iter().all(|d| d.allowed);
             let shown = most_restrictive(&decisions, &keys.kinds);
-            let route_remaining = decisions
-                .first()
-                .map_or(0, |d| if allowed { d.remaining } else { 0 });
+            let route_remaining =
+                decisions
+                    .first()
+                    .map_or(0, |d| if allowed { d.remaining } else { 0 });
             shared.route.record(
                 &keys.subject,
                 allowed,
@@ -144,12 +145,7 @@ where
                 };
                 let mut res = error_response_for(&req, err.status(), err.message());
                 if let Some((d, kind)) = shown {
-                    set_headers(
-                        res.headers_mut(),
-                        d,
-                        kind,
-                        shared.policy_header.as_ref(),
-                    );
+                    set_headers(res.headers_mut(), d, kind, shared.policy_header.as_ref());
                 }
                 res.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(retry_after));
@@ -157,12 +153,7 @@ where
             }
             let mut res = inner.call(req).await?;
             if let Some((d, kind)) = shown {
-                set_headers(
-                    res.headers_mut(),
-                    d,
-                    kind,
-                    shared.policy_header.as_ref(),
-                );
+                set_headers(res.headers_mut(), d, kind, shared.policy_header.as_ref());
             }
             Ok(res)
         })

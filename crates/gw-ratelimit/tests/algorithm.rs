@@ -56,10 +56,17 @@ fn sliding_window_never_more_than_limit_in_any_minute() {
             .iter()
             .take_while(|&&x| x < start + WINDOW_MS)
             .count();
-        assert!(in_window <= 100, "{in_window} requests within 60 s of {start}");
+        assert!(
+            in_window <= 100,
+            "{in_window} requests within 60 s of {start}"
+        );
     }
     // And the limiter is not too strict: ~100 per minute pass.
-    assert!(passed.len() >= 300, "only {} passed in 3 minutes", passed.len());
+    assert!(
+        passed.len() >= 300,
+        "only {} passed in 3 minutes",
+        passed.len()
+    );
 }
 
 #[test]

@@ -73,7 +73,10 @@ async fn headers_on_200_and_429_with_retry_after_and_json_body() {
     let lim = limiter(&config, &clock);
     let hits = Arc::new(AtomicUsize::new(0));
     let svc = stack(
-        RateLimitLayer::new(lim.clone(), RoutePolicy::from_config("users", None, &config)),
+        RateLimitLayer::new(
+            lim.clone(),
+            RoutePolicy::from_config("users", None, &config),
+        ),
         hits.clone(),
     );
 
@@ -107,7 +110,11 @@ async fn headers_on_200_and_429_with_retry_after_and_json_body() {
         json,
         serde_json::json!({"error": "Rate limit exceeded", "request_id": "req-42"})
     );
-    assert_eq!(hits.load(Ordering::SeqCst), 3, "the 429 never reached the inner service");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "the 429 never reached the inner service"
+    );
 
     // A minute after the first requests the window is free again.
     clock.set(T0 + 250 + 60_000);
@@ -127,12 +134,21 @@ async fn identity_and_ip_keys_are_separate() {
         Arc::default(),
     );
     // Same address, different users: each has its own quota, and the anonymous caller too.
-    assert_eq!(call(&svc, req_user("10.0.0.1", "alice")).await.status(), 200);
+    assert_eq!(
+        call(&svc, req_user("10.0.0.1", "alice")).await.status(),
+        200
+    );
     assert_eq!(call(&svc, req_user("10.0.0.1", "bob")).await.status(), 200);
     assert_eq!(call(&svc, req_from("10.0.0.1")).await.status(), 200);
-    assert_eq!(call(&svc, req_user("10.0.0.1", "alice")).await.status(), 429);
+    assert_eq!(
+        call(&svc, req_user("10.0.0.1", "alice")).await.status(),
+        429
+    );
     // Alice from another address is still alice.
-    assert_eq!(call(&svc, req_user("10.9.9.9", "alice")).await.status(), 429);
+    assert_eq!(
+        call(&svc, req_user("10.9.9.9", "alice")).await.status(),
+        429
+    );
     assert_eq!(call(&svc, req_from("10.0.0.1")).await.status(), 429);
     assert_eq!(call(&svc, req_from("10.0.0.2")).await.status(), 200);
 
@@ -273,7 +289,8 @@ async fn unlimited_route_passes_without_headers_and_custom_key_overrides() {
     let svc = stack(layer, Arc::default());
     let tenant = |t: &'static str, ip: &str| {
         let mut r = req_from(ip);
-        r.headers_mut().insert("x-tenant", HeaderValue::from_static(t));
+        r.headers_mut()
+            .insert("x-tenant", HeaderValue::from_static(t));
         r
     };
     assert_eq!(call(&svc, tenant("acme", "10.0.0.1")).await.status(), 200);
@@ -283,7 +300,11 @@ async fn unlimited_route_passes_without_headers_and_custom_key_overrides() {
     assert_eq!(call(&svc, req_from("10.0.0.1")).await.status(), 429);
     let stats = lim.stats();
     let top = stats["routes"]["tenant"]["top_keys"].as_array().unwrap();
-    let count = |k: &str| top.iter().find(|e| e["key"] == k).map(|e| e["requests"].clone());
+    let count = |k: &str| {
+        top.iter()
+            .find(|e| e["key"] == k)
+            .map(|e| e["requests"].clone())
+    };
     assert_eq!(count("tenant:acme"), Some(2.into()));
     assert_eq!(count("tenant:other"), Some(1.into()));
     assert_eq!(count("ip:10.0.0.1"), Some(2.into()));
@@ -392,7 +413,10 @@ fn config_deserializes_and_validates() {
                 "global.requests_per_minute".to_owned(),
                 "must be greater than 0".to_owned()
             ),
-            ("per_ip.burst".to_owned(), "must be greater than 0".to_owned()),
+            (
+                "per_ip.burst".to_owned(),
+                "must be greater than 0".to_owned()
+            ),
         ]
     );
     assert!(RateLimitConfig::default().validate().is_empty());
@@ -420,7 +444,19 @@ async fn poll_ready_and_clone_semantics() {
         RateLimitLayer::new(lim, RoutePolicy::from_config("r", None, &config)),
         Arc::default(),
     );
-    let a = svc.ready().await.unwrap().call(req_from("10.0.0.1")).await.unwrap();
-    let b = svc.ready().await.unwrap().call(req_from("10.0.0.1")).await.unwrap();
+    let a = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req_from("10.0.0.1"))
+        .await
+        .unwrap();
+    let b = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req_from("10.0.0.1"))
+        .await
+        .unwrap();
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 429));
 }

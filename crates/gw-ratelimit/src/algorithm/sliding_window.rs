@@ -87,6 +87,8 @@ impl SlidingWindow {
 
     /// Whether the window holds no request at `now_ms`: forgetting it changes nothing.
     pub fn is_idle(&self, now_ms: u64) -> bool {
-        self.hits.back().is_none_or(|&last| last + WINDOW_MS <= now_ms)
+        self.hits
+            .back()
+            .is_none_or(|&last| last + WINDOW_MS <= now_ms)
     }
 }

@@ -149,18 +149,22 @@ impl MemoryStore {
         let mut order = shard_ids.clone();
         order.sort_unstable();
         order.dedup();
-        let mut guards: SmallVec<[(usize, MutexGuard<'_, Shard>); 3]> = order
-            .iter()
-            .map(|&i| (i, self.shards[i].lock()))
-            .collect();
+        let mut guards: SmallVec<[(usize, MutexGuard<'_, Shard>); 3]> =
+            order.iter().map(|&i| (i, self.shards[i].lock())).collect();
         let mut outcomes: SmallVec<[Outcome; 3]> = SmallVec::new();
         for (i, limit) in limits.iter().enumerate() {
-            outcomes.push(locked(&mut guards, shard_ids[i]).entry(limit, now_ms).peek(limit, now_ms));
+            outcomes.push(
+                locked(&mut guards, shard_ids[i])
+                    .entry(limit, now_ms)
+                    .peek(limit, now_ms),
+            );
         }
         let all = outcomes.iter().all(|o| o.allowed);
         if all {
             for (i, limit) in limits.iter().enumerate() {
-                locked(&mut guards, shard_ids[i]).entry(limit, now_ms).take(now_ms);
+                locked(&mut guards, shard_ids[i])
+                    .entry(limit, now_ms)
+                    .take(now_ms);
             }
         }
         drop(guards);

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::Script;
 use deadpool_redis::Pool;
 
@@ -103,10 +107,15 @@ return res
 /// [`redis::Script::invoke_async`](deadpool_redis::redis::Script)). Taking a connection and
 /// the script together are bounded by `timeout`.
 ///
+/// The store takes one multiplexed connection from the pool and keeps using it (requests are
+/// pipelined on it), so a check does not pay the pool's recycle `PING`; after any error it
+/// drops that connection and takes a fresh one from the pool on the next check.
+///
 /// All keys of one request are passed as `KEYS`, so on a Redis Cluster they would need one
 /// hash slot; the gateway targets one Redis (or a primary with replicas).
 pub struct RedisStore {
     pool: Pool,
+    conn: ArcSwapOption<MultiplexedConnection>,
     prefix: String,
     timeout: Duration,
     script: Script,
@@ -127,6 +136,7 @@ impl RedisStore {
     pub fn new(pool: Pool, key_prefix: impl Into<String>, timeout: Duration) -> Self {
         Self {
             pool,
+            conn: ArcSwapOption::empty(),
             prefix: key_prefix.into(),
             timeout,
             script: Script::new(SCRIPT),
@@ -159,8 +169,22 @@ impl RedisStore {
                 .arg(l.limit.requests_per_minute)
                 .arg(l.quota());
         }
-        let mut conn = self.pool.get().await?;
-        let answer: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        let mut conn = match self.conn.load_full() {
+            Some(conn) => MultiplexedConnection::clone(&conn),
+            None => {
+                let pooled = self.pool.get().await?;
+                let conn = MultiplexedConnection::clone(&pooled);
+                self.conn.store(Some(Arc::new(conn.clone())));
+                conn
+            }
+        };
+        let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                self.conn.store(None);
+                return Err(err.into());
+            }
+        };
         if answer.len() != 1 + 4 * limits.len() {
             return Err(StoreError::Protocol(format!(
                 "expected {} integers, got {}",
@@ -195,7 +219,11 @@ impl Store for RedisStore {
         Box::pin(async move {
             match tokio::time::timeout(self.timeout, self.run(limits)).await {
                 Ok(result) => result,
-                Err(_) => Err(StoreError::Timeout(self.timeout)),
+                Err(_) => {
+                    // The connection may be stuck (half-open TCP): take a fresh one next time.
+                    self.conn.store(None);
+                    Err(StoreError::Timeout(self.timeout))
+                }
             }
         })
     }

@@ -77,7 +77,10 @@ impl OwnRedis {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ping(&me.url()) {
-            assert!(Instant::now() < deadline, "redis-server on {port} did not start");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {port} did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         me
