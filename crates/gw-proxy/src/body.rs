@@ -14,6 +14,8 @@ use gw_core::{Body, BoxError};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
+
+use crate::client::Pooled;
 use tokio::time::{Instant, Sleep};
 
 /// The request body grew past `max_body_bytes` while streaming.
@@ -185,6 +187,8 @@ pin_project! {
         read: Duration,
         armed: bool,
         guard: Option<InFlight>,
+        // The HTTP/1.1 connection, back to its pool once the body was read to the end.
+        pooled: Option<Pooled>,
     }
 }
 
@@ -197,13 +201,24 @@ impl fmt::Debug for RespBody {
 }
 
 impl RespBody {
-    pub(crate) fn new(inner: Incoming, read: Duration, guard: Option<InFlight>) -> Self {
+    pub(crate) fn new(
+        inner: Incoming,
+        read: Duration,
+        guard: Option<InFlight>,
+        mut pooled: Option<Pooled>,
+    ) -> Self {
+        if http_body::Body::is_end_stream(&inner) {
+            if let Some(p) = pooled.as_mut() {
+                p.done();
+            }
+        }
         RespBody {
             inner,
             idle: tokio::time::sleep_until(deadline(read)),
             read,
             armed: false,
             guard,
+            pooled,
         }
     }
 }
@@ -217,19 +232,28 @@ impl http_body::Body for RespBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        match this.inner.poll_frame(cx) {
+        match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 // The timer is (re)armed only when the upstream makes us wait: a body that is
                 // already buffered costs no timer operation.
                 *this.armed = false;
+                if this.inner.is_end_stream() {
+                    if let Some(p) = this.pooled.as_mut() {
+                        p.done();
+                    }
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
                 *this.guard = None;
+                *this.pooled = None;
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Ready(None) => {
                 *this.guard = None;
+                if let Some(mut p) = this.pooled.take() {
+                    p.done();
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -239,6 +263,7 @@ impl http_body::Body for RespBody {
                 }
                 ready!(this.idle.poll(cx));
                 *this.guard = None;
+                *this.pooled = None;
                 Poll::Ready(Some(Err(Box::new(ReadTimeout(*this.read)))))
             }
         }

@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use tower::retry::budget::Budget;
 
 use crate::body::{deadline, BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody};
-use crate::client::HttpClient;
+use crate::client::{HttpClient, Pooled, SendError};
 use crate::forwarded::{has_token, set_forwarded, strip_hop_by_hop};
 use crate::upstream::{hash_key, Tried};
 use crate::{Clients, LoadBalancer, ProxyConfig, ProxyError, Upstream, UpstreamProtocol};
@@ -145,7 +145,18 @@ fn remove_x_user(headers: &mut HeaderMap) {
     }
 }
 
-fn classify(err: hyper_util::client::legacy::Error) -> Failure {
+fn classify(err: SendError) -> Failure {
+    let err = match err {
+        SendError::ConnectTimeout => return Failure::Retryable(ProxyError::Timeout),
+        SendError::Connect(e) => return Failure::Retryable(ProxyError::BadGateway(Box::new(e))),
+        SendError::Http1(e) => {
+            if has_body_limit_cause(&e) {
+                return Failure::Final(ProxyError::BodyTooLarge);
+            }
+            return Failure::Retryable(ProxyError::BadGateway(Box::new(e)));
+        }
+        SendError::Http2(e) => e,
+    };
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
     let mut timed_out = false;
     while let Some(e) = src {
@@ -162,6 +173,17 @@ fn classify(err: hyper_util::client::legacy::Error) -> Failure {
     } else {
         Failure::Retryable(ProxyError::BadGateway(Box::new(err)))
     }
+}
+
+fn has_body_limit_cause(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src = err.source();
+    while let Some(e) = src {
+        if e.is::<BodyLimitExceeded>() {
+            return true;
+        }
+        src = e.source();
+    }
+    false
 }
 
 impl Shared {
@@ -323,8 +345,11 @@ impl Shared {
             let last = attempts >= max_attempts;
 
             let mut uri_parts = uri::Parts::default();
-            uri_parts.scheme = Some(Scheme::HTTP);
-            uri_parts.authority = Some(ep.authority.clone());
+            if version == Version::HTTP_2 {
+                uri_parts.scheme = Some(Scheme::HTTP);
+                uri_parts.authority = Some(ep.authority.clone());
+            }
+            // HTTP/1.1 connections are made by the pool: the request line is origin-form.
             uri_parts.path_and_query = Some(pq.clone());
             let uri = Uri::from_parts(uri_parts).expect("scheme, authority and path are valid");
             let req_body = match (&replay, stream.take()) {
@@ -346,7 +371,7 @@ impl Shared {
                 .then(|| InFlight::new(&ep.in_flight));
             let start = Instant::now();
             let result = self
-                .wait_headers(self.client.request(req), progress.as_deref())
+                .wait_headers(self.client.send(ep, req), progress.as_deref())
                 .await;
             let info = UpstreamInfo {
                 addr: ep.addr.clone(),
@@ -356,7 +381,7 @@ impl Shared {
                 attempts,
             };
             let failure = match result {
-                Ok(Ok(res)) => {
+                Ok(Ok((res, pooled))) => {
                     let status = res.status();
                     let retry_status = matches!(
                         status,
@@ -365,10 +390,10 @@ impl Shared {
                             | StatusCode::GATEWAY_TIMEOUT
                     );
                     if !(retry_status && !last && upstream.budget.withdraw()) {
-                        let res = self.respond(res, guard, client_upgrade);
+                        let res = self.respond(res, guard, client_upgrade, pooled);
                         return (Ok(res), Some(info));
                     }
-                    drop(res);
+                    drop((res, pooled));
                     None
                 }
                 Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.exceeded()) => {
@@ -430,12 +455,13 @@ impl Shared {
         mut res: Response<hyper::body::Incoming>,
         guard: Option<InFlight>,
         client_upgrade: Option<OnUpgrade>,
+        pooled: Option<Pooled>,
     ) -> Response<Body> {
         let read = self.config.timeouts.read;
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut res);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, guard));
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, guard, pooled));
                 let (parts, _) = res.into_parts();
                 let mut res = Response::from_parts(parts, Body::empty());
                 self.config.response_headers.apply(res.headers_mut());
@@ -445,15 +471,25 @@ impl Shared {
         let (mut parts, incoming) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, false, false);
         self.config.response_headers.apply(&mut parts.headers);
-        Response::from_parts(parts, Body::new(RespBody::new(incoming, read, guard)))
+        Response::from_parts(
+            parts,
+            Body::new(RespBody::new(incoming, read, guard, pooled)),
+        )
     }
 }
 
 /// Copies bytes both ways between the upgraded client and upstream connections.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, guard: Option<InFlight>) {
+async fn tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    guard: Option<InFlight>,
+    pooled: Option<Pooled>,
+) {
     // The upstream's side resolves first (its 101 is already here), the client's once the 101
-    // has been written to it.
+    // has been written to it. The connection's sender is kept until then (it never goes back
+    // to the pool).
     let upstream = upstream.await;
+    drop(pooled);
     let client = client.await;
     match (client, upstream) {
         (Ok(client), Ok(upstream)) => {

@@ -12,6 +12,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tower::retry::budget::TpsBudget;
 
+use crate::client::HostPool;
+
 /// One instance of a service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +71,9 @@ pub(crate) struct Endpoint {
     pub(crate) addr: Arc<str>,
     pub(crate) id: Arc<str>,
     pub(crate) in_flight: Arc<AtomicUsize>,
+    /// Idle HTTP/1.1 connections to this instance (kept across swaps while the id and the
+    /// address stay the same).
+    pub(crate) pool: Arc<HostPool>,
 }
 
 /// Virtual nodes on the hash ring for an instance of weight 100.
@@ -241,9 +246,14 @@ impl Snapshot {
         let endpoints: Vec<Endpoint> = instances
             .into_iter()
             .map(|instance| {
-                let in_flight = old
-                    .and_then(|o| o.endpoints.iter().find(|e| e.instance.id == instance.id))
-                    .map(|e| e.in_flight.clone())
+                let previous =
+                    old.and_then(|o| o.endpoints.iter().find(|e| e.instance.id == instance.id));
+                let in_flight = previous.map(|e| e.in_flight.clone()).unwrap_or_default();
+                let pool = previous
+                    .filter(|e| {
+                        e.instance.host == instance.host && e.instance.port == instance.port
+                    })
+                    .map(|e| e.pool.clone())
                     .unwrap_or_default();
                 let addr = format_authority(&instance.host, instance.port);
                 let authority = Authority::try_from(addr.as_str()).unwrap_or_else(|_| {
@@ -255,6 +265,7 @@ impl Snapshot {
                     addr: Arc::from(addr),
                     authority,
                     in_flight,
+                    pool,
                     instance,
                 }
             })
