@@ -1,32 +1,44 @@
 //! Assembly: turns the configuration into per-route stacks and a route table, keeps the state
-//! that outlives a rebuild (upstreams and their pools, metric handles), and implements the
-//! admin API's [`ControlPlane`].
+//! that outlives a rebuild (upstreams and their pools, breakers, limiter and auth stores,
+//! the service registry, metric handles), and implements the admin API's [`ControlPlane`].
 //!
-//! Writers (admin API, reload) serialise on one mutex and publish a new immutable
-//! [`RouteTable`] through `ArcSwap`; the request path only ever loads the current snapshot.
+//! Writers (admin API, reload, changes from other nodes) serialise on one async mutex and
+//! publish a new immutable [`RouteTable`] through `ArcSwap`; the request path only ever loads
+//! the current snapshot.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use gw_admin::{ControlPlane, RouteChange};
+use deadpool_redis::Pool;
+use gw_admin::{AdminError, ControlPlane, RouteChange};
+use gw_auth::{
+    ApiKeyInput, AuthLayer, AuthStore, Authenticator, JwtConfig, MemoryAuthStore, RedisAuthStore,
+    UserInput,
+};
+use gw_breaker::BreakerRegistry;
 use gw_core::Body;
+use gw_discovery::Registry;
 use gw_monitor::Metrics;
 use gw_proxy::{Clients, HeaderRules, Proxy, ProxyConfig, RetryPolicy, TrustedProxies, Upstream};
+use gw_ratelimit::{RateLimitConfig, RateLimitLayer, RateLimiter};
 use gw_router::{PathMatcher, RouteService, RouteSpec, RouteTable};
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
-use crate::config::{Config, ConfigErrors, HeaderRulesConfig, RouteConfig, ServiceConfig};
+use crate::config::{Config, ConfigError, ConfigErrors, HeaderRulesConfig, RouteConfig};
+use crate::sync::{self, SharedState};
 
 /// Where a route came from: the file is re-read on reload, admin routes live on top of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Origin {
+pub(crate) enum Origin {
     File,
     Admin,
 }
@@ -44,6 +56,14 @@ pub(crate) struct EdgeSettings {
     pub(crate) trusted_proxies: TrustedProxies,
 }
 
+/// The parts of the stacks that depend on reloadable configuration.
+struct Features {
+    auth: Arc<Authenticator>,
+    jwt: Option<JwtConfig>,
+    limiter: Arc<RateLimiter>,
+    rate_limit: RateLimitConfig,
+}
+
 /// The gateway's shared state. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -53,63 +73,134 @@ pub struct App {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
+            .field("node", &self.inner.node_id)
             .field("routes", &self.inner.table.load().len())
             .finish_non_exhaustive()
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     table: Arc<ArcSwap<RouteTable>>,
     edge: ArcSwap<EdgeSettings>,
     clients: Clients,
     metrics: Metrics,
     started: std::time::Instant,
-    /// Held by writers only (admin API, reload), never by the request path.
-    state: Mutex<WriteState>,
+    pub(crate) node_id: String,
+    /// The Redis pool and key prefix, when the backend is Redis.
+    pub(crate) shared: Option<SharedState>,
+    auth_store: Arc<dyn AuthStore>,
+    rl_store: Arc<dyn gw_ratelimit::Store>,
+    registry: Arc<Registry>,
+    breakers: Arc<BreakerRegistry>,
+    /// Read by the outlier callback on the request path: never behind the writers' lock.
+    upstreams: ArcSwap<HashMap<String, Arc<Upstream>>>,
+    /// Instances the outlier detectors took out, per service.
+    ejected: Mutex<HashMap<String, Vec<String>>>,
+    features: ArcSwap<Features>,
+    /// Version of the configuration state this node runs.
+    pub(crate) version: AtomicU64,
+    version_gauge: metrics::Gauge,
+    /// Held by writers only (admin API, reload, sync), never by the request path.
+    state: tokio::sync::Mutex<WriteState>,
 }
 
 struct WriteState {
     config: Config,
-    upstreams: HashMap<String, Arc<Upstream>>,
     routes: Vec<RouteEntry>,
 }
 
+fn unknown(path: &str, message: impl Into<String>) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }])
+}
+
 impl App {
-    /// Builds the state for `config` (already validated).
-    pub fn new(config: Config, metrics: Metrics) -> Result<App, ConfigErrors> {
-        let clients = Clients::new(gw_proxy::ClientOptions::default());
-        let upstreams = build_upstreams(&config, &HashMap::new());
+    /// Builds the state for `config` (already validated). Creating the Redis pool dials
+    /// nothing: the gateway starts while Redis is unreachable.
+    pub async fn new(config: Config, metrics: Metrics) -> Result<App, ConfigErrors> {
+        let pool: Option<Pool> = config.store.pool().map_err(|e| unknown("store", e))?;
+        let prefix = config.store.key_prefix.clone();
+        let timeout = config.store.timeout();
+        let (auth_store, rl_store): (Arc<dyn AuthStore>, Arc<dyn gw_ratelimit::Store>) = match &pool
+        {
+            Some(pool) => (
+                Arc::new(RedisAuthStore::new(pool.clone(), prefix.clone(), timeout)),
+                Arc::new(gw_ratelimit::RedisStore::new(
+                    pool.clone(),
+                    prefix.clone(),
+                    timeout,
+                )),
+            ),
+            None => (
+                Arc::new(MemoryAuthStore::new()),
+                Arc::new(gw_ratelimit::MemoryStore::new()),
+            ),
+        };
+        let features = build_features(&config, &auth_store, &rl_store, None).await?;
+
+        // The outlier detectors report ejections through this callback, which needs the App
+        // that does not exist yet: it holds a weak reference filled in below.
+        let slot: Arc<OnceLock<Weak<Inner>>> = Arc::new(OnceLock::new());
+        let cb_slot = slot.clone();
+        let breakers = BreakerRegistry::new(Arc::new(move |service: &str, ids: &[String]| {
+            if let Some(inner) = cb_slot.get().and_then(Weak::upgrade) {
+                inner
+                    .ejected
+                    .lock()
+                    .insert(service.to_string(), ids.to_vec());
+                App { inner }.push_instances(service);
+            }
+        }));
+        let node_id = node_id();
+        let shared = pool.map(|pool| {
+            SharedState::new(
+                pool,
+                prefix,
+                timeout,
+                config.store.redis_url.clone(),
+                node_id.clone(),
+            )
+        });
         let inner = Arc::new(Inner {
             table: Arc::new(ArcSwap::from_pointee(RouteTable::empty())),
             edge: ArcSwap::from_pointee(edge_settings(&config)),
-            clients,
+            clients: Clients::new(gw_proxy::ClientOptions::default()),
+            version_gauge: metrics::gauge!("gateway_config_version"),
             metrics,
             started: std::time::Instant::now(),
-            state: Mutex::new(WriteState {
-                config: config.clone(),
-                upstreams,
+            node_id,
+            shared,
+            auth_store,
+            rl_store,
+            registry: Registry::new(),
+            breakers,
+            upstreams: ArcSwap::from_pointee(HashMap::new()),
+            ejected: Mutex::new(HashMap::new()),
+            features: ArcSwap::from_pointee(features),
+            version: AtomicU64::new(0),
+            state: tokio::sync::Mutex::new(WriteState {
+                config: Config::default(),
                 routes: Vec::new(),
             }),
         });
+        let _ = slot.set(Arc::downgrade(&inner));
         let app = App { inner };
         {
-            let mut st = app.inner.state.lock();
+            let mut st = app.inner.state.lock().await;
+            st.config = config.clone();
+            app.apply_services(&config, None);
             let mut routes = Vec::with_capacity(config.routes.len());
             for rc in &config.routes {
-                let service = app.build_route(&st, rc);
                 routes.push(RouteEntry {
+                    service: app.build_route(&st.config, rc),
                     config: rc.clone(),
-                    service,
                     origin: Origin::File,
                 });
             }
             st.routes = routes;
-            app.publish(&st).map_err(|e| {
-                ConfigErrors(vec![crate::config::ConfigError {
-                    path: "routes".into(),
-                    message: e,
-                }])
-            })?;
+            app.publish(&st).map_err(|e| unknown("routes", e))?;
         }
         Ok(app)
     }
@@ -128,29 +219,62 @@ impl App {
         &self.inner.metrics
     }
 
-    /// The configuration currently applied (the file's, without admin changes).
-    pub fn config(&self) -> Config {
-        self.inner.state.lock().config.clone()
+    /// The service registry (static, admin-registered and Consul instances, health).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
     }
 
-    /// Applies a new (validated) configuration: services, routes from the file, edge settings.
-    /// Routes added through the admin API stay unless the file now has a route with that id.
-    /// Listener addresses, workers, TLS and admin settings need a restart.
-    pub fn reload(&self, config: Config) -> Result<(), ConfigErrors> {
+    pub(crate) fn shared(&self) -> Option<&SharedState> {
+        self.inner.shared.as_ref()
+    }
+
+    /// This node's id (as other nodes see it in `?wait=all` answers).
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The version of the configuration state this node runs.
+    pub fn config_version(&self) -> u64 {
+        self.inner.version.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_version(&self, v: u64) {
+        self.inner.version.store(v, Ordering::SeqCst);
+        self.inner.version_gauge.set(v as f64);
+    }
+
+    /// The configuration file currently applied (without admin changes).
+    pub async fn config(&self) -> Config {
+        self.inner.state.lock().await.config.clone()
+    }
+
+    /// Applies a new (validated) configuration: services, routes from the file, features,
+    /// edge settings. Routes added through the admin API stay unless the file now has a route
+    /// with that id. Listener, TLS, workers, admin, access-log and store settings need a
+    /// restart.
+    pub async fn reload(&self, config: Config) -> Result<(), ConfigErrors> {
         config.validate()?;
-        let mut st = self.inner.state.lock();
-        let old = std::mem::replace(&mut st.config, config.clone());
+        let mut st = self.inner.state.lock().await;
+        let old = st.config.clone();
         if old.server.listen != config.server.listen
             || old.server.tls != config.server.tls
             || old.server.workers != config.server.workers
             || old.admin != config.admin
             || old.log.access_log != config.log.access_log
+            || old.store != config.store
         {
             tracing::warn!(
-                "listener, TLS, workers, admin and access-log settings take effect at the next restart"
+                "listener, TLS, workers, admin, access-log and store settings take effect at the next restart"
             );
         }
-        st.upstreams = build_upstreams(&config, &st.upstreams);
+        let current = self.inner.features.load_full();
+        let features = build_features(
+            &config,
+            &self.inner.auth_store,
+            &self.inner.rl_store,
+            Some(&current),
+        )
+        .await?;
         let admin_routes: Vec<RouteEntry> = st
             .routes
             .iter()
@@ -159,44 +283,124 @@ impl App {
             .filter(|e| config.services.contains_key(&e.config.service))
             .cloned()
             .collect();
+        self.inner.features.store(Arc::new(features));
+        st.config = config.clone();
+        self.apply_services(&config, Some(&old));
         let mut routes = Vec::with_capacity(config.routes.len() + admin_routes.len());
         for rc in &config.routes {
-            let service = self.build_route(&st, rc);
             routes.push(RouteEntry {
+                service: self.build_route(&st.config, rc),
                 config: rc.clone(),
-                service,
                 origin: Origin::File,
             });
         }
         // Admin routes are rebuilt too: their upstream or proxy settings may have changed.
         for e in admin_routes {
-            let service = self.build_route(&st, &e.config);
+            let service = self.build_route(&st.config, &e.config);
             routes.push(RouteEntry { service, ..e });
         }
         let previous = std::mem::replace(&mut st.routes, routes);
         if let Err(e) = self.publish(&st) {
             st.routes = previous;
             st.config = old;
-            return Err(ConfigErrors(vec![crate::config::ConfigError {
-                path: "routes".into(),
-                message: e,
-            }]));
+            self.inner.features.store(current);
+            return Err(unknown("routes", e));
         }
         self.inner.edge.store(Arc::new(edge_settings(&config)));
         Ok(())
     }
 
-    /// Builds one route's stack. Later features add their layers here, outermost first.
-    fn build_route(&self, st: &WriteState, rc: &RouteConfig) -> RouteService {
-        let upstream = st.upstreams.get(&rc.service).cloned().unwrap_or_else(|| {
-            Upstream::new(
-                &rc.service,
-                Default::default(),
-                Default::default(),
-                Vec::new(),
-            )
-        });
-        let config = Arc::new(ProxyConfig {
+    /// Declares the configuration's services to the registry and keeps one upstream (and so
+    /// its pools and balancer state) per service while its balancer and protocol stay.
+    fn apply_services(&self, config: &Config, old: Option<&Config>) {
+        let current = self.inner.upstreams.load_full();
+        let mut next = HashMap::with_capacity(config.services.len());
+        for (name, sc) in &config.services {
+            let up = match current.get(name) {
+                Some(up)
+                    if up.load_balancer() == sc.load_balancer && up.protocol() == sc.protocol =>
+                {
+                    up.clone()
+                }
+                _ => Upstream::new(name, sc.load_balancer, sc.protocol, Vec::new()),
+            };
+            next.insert(name.clone(), up);
+            let statics = sc.instances.iter().map(to_discovery).collect();
+            self.inner
+                .registry
+                .set_static(name, statics, sc.health_check.clone());
+        }
+        if let Some(old) = old {
+            for name in old.services.keys() {
+                if !config.services.contains_key(name) {
+                    self.inner.registry.remove_service(name);
+                    self.inner.breakers.remove(name);
+                }
+            }
+        }
+        self.inner.upstreams.store(Arc::new(next));
+        self.push_all_instances();
+    }
+
+    /// Gives every upstream its eligible instances: healthy and not ejected.
+    pub(crate) fn push_all_instances(&self) {
+        let names: Vec<String> = self.inner.upstreams.load().keys().cloned().collect();
+        for name in names {
+            let ids: Vec<String> = self
+                .inner
+                .registry
+                .instances(&name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| i.instance.id)
+                .collect();
+            self.inner.breakers.set_instances(&name, &ids);
+            self.push_instances(&name);
+        }
+    }
+
+    /// Gives one upstream its eligible instances (called on health, registry and ejection
+    /// changes; never per request).
+    fn push_instances(&self, service: &str) {
+        let Some(up) = self.inner.upstreams.load().get(service).cloned() else {
+            return;
+        };
+        let ejected = self
+            .inner
+            .ejected
+            .lock()
+            .get(service)
+            .cloned()
+            .unwrap_or_default();
+        let eligible: Vec<gw_proxy::Instance> = self
+            .inner
+            .registry
+            .healthy(service)
+            .iter()
+            .filter(|i| !ejected.contains(&i.id))
+            .map(to_proxy)
+            .collect();
+        up.set_instances(eligible);
+    }
+
+    /// Builds one route's stack, outermost first: route metrics → auth → rate limit →
+    /// circuit breaker → proxy (SPEC §3's order of checks).
+    fn build_route(&self, config: &Config, rc: &RouteConfig) -> RouteService {
+        let upstream = self
+            .inner
+            .upstreams
+            .load()
+            .get(&rc.service)
+            .cloned()
+            .unwrap_or_else(|| {
+                Upstream::new(
+                    &rc.service,
+                    Default::default(),
+                    Default::default(),
+                    Vec::new(),
+                )
+            });
+        let proxy_config = Arc::new(ProxyConfig {
             timeouts: rc.timeouts(),
             retry: rc.retry.as_ref().map(|r| RetryPolicy {
                 times: r.times,
@@ -204,16 +408,53 @@ impl App {
             }),
             request_headers: header_rules(rc.headers.as_ref().map(|h| &h.request)),
             response_headers: header_rules(rc.headers.as_ref().map(|h| &h.response)),
-            max_body_bytes: st.config.server.max_body_bytes,
-            trusted_proxies: TrustedProxies::new(st.config.server.trusted_proxies.clone()),
+            max_body_bytes: config.server.max_body_bytes,
+            trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
         });
-        let proxy = Proxy::new(upstream, self.inner.clients.clone(), config);
+        let proxy = Proxy::new(upstream, self.inner.clients.clone(), proxy_config);
+
+        let breaker_config = match config
+            .services
+            .get(&rc.service)
+            .and_then(|s| s.circuit_breaker.as_ref())
+        {
+            Some(o) => o.apply(&config.circuit_breaker),
+            None => config.circuit_breaker.clone(),
+        };
+        let breaker = self.inner.breakers.layer(&rc.service, &breaker_config);
+
+        let features = self.inner.features.load();
+        let limit_policy = gw_ratelimit::RoutePolicy::from_config(
+            rc.id.as_str(),
+            rc.rate_limit,
+            &features.rate_limit,
+        );
+        let limit = limit_policy
+            .is_limited()
+            .then(|| RateLimitLayer::new(features.limiter.clone(), limit_policy));
+
+        let security = rc.security.clone().unwrap_or_default();
+        let auth =
+            (rc.auth_required || security != gw_auth::SecurityConfig::default()).then(|| {
+                AuthLayer::new(
+                    features.auth.clone(),
+                    gw_auth::RoutePolicy {
+                        auth_required: rc.auth_required,
+                        method: rc.auth,
+                        security,
+                    },
+                )
+            });
+
         let route_metrics = self.inner.metrics.route(&rc.id, &rc.service);
         let stack = ServiceBuilder::new()
             .map_response(move |mut res: Response<Body>| {
                 res.extensions_mut().insert(route_metrics.clone());
                 res
             })
+            .option_layer(auth)
+            .option_layer(limit)
+            .layer(breaker)
             .service(proxy);
         BoxCloneSyncService::new(stack)
     }
@@ -230,21 +471,249 @@ impl App {
         Ok(())
     }
 
-    fn services_json(&self) -> Value {
-        let st = self.inner.state.lock();
-        let mut out = serde_json::Map::new();
-        for (name, up) in &st.upstreams {
-            let total = up.instances().len();
-            out.insert(
-                name.clone(),
-                json!({
-                    "total_instances": total,
-                    "healthy_instances": total,
-                    "health_ratio": if total == 0 { 0.0 } else { 1.0 },
-                }),
-            );
+    /// Starts the background work: health checks, Consul, breaker ticks, limiter sweeps,
+    /// pushing registry changes to the balancers, and (with Redis) the sync with other nodes.
+    pub(crate) fn spawn_background(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut tasks = Vec::new();
+        let registry = self.inner.registry.clone();
+        tasks.push(tokio::spawn(
+            gw_discovery::HealthChecker::new(registry.clone()).run(stopped(stop.clone())),
+        ));
+        // Consul, when configured (read once: a change of [discovery.consul] needs a restart).
+        let consul = self
+            .inner
+            .state
+            .try_lock()
+            .ok()
+            .and_then(|st| st.config.discovery.consul.clone());
+        if let Some(consul) = consul {
+            tasks.push(tokio::spawn(
+                gw_discovery::ConsulWatcher::new(consul, registry.clone())
+                    .run(stopped(stop.clone())),
+            ));
         }
-        Value::Object(out)
+        // Registry changes (health, Consul, admin) → balancers.
+        let app = self.clone();
+        let mut changes = registry.subscribe();
+        let mut stop_rx = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                }
+                app.push_all_instances();
+            }
+        }));
+        // Breaker ticks (half-open transitions, end of ejections) and limiter sweeps.
+        let app = self.clone();
+        let mut stop_rx = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: u64 = 0;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {},
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                }
+                app.inner.breakers.tick();
+                n += 1;
+                if n.is_multiple_of(10) {
+                    app.inner.features.load().limiter.sweep();
+                }
+            }
+        }));
+        if self.inner.shared.is_some() {
+            tasks.extend(sync::spawn(self.clone(), stop));
+        }
+        tasks
+    }
+
+    // ---- writes shared by the admin API and the sync with other nodes ----
+
+    /// Adds or replaces an admin route; returns whether it was new.
+    async fn put_route_local(&self, rc: RouteConfig) -> Result<bool, String> {
+        let mut st = self.inner.state.lock().await;
+        self.put_route_locked(&mut st, rc)
+    }
+
+    fn put_route_locked(&self, st: &mut WriteState, rc: RouteConfig) -> Result<bool, String> {
+        let problems = rc.problems(&st.config.services, st.config.auth.jwt.is_some());
+        if !problems.is_empty() {
+            return Err(problems
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "));
+        }
+        let service = self.build_route(&st.config, &rc);
+        let entry = RouteEntry {
+            config: rc.clone(),
+            service,
+            origin: Origin::Admin,
+        };
+        let position = st.routes.iter().position(|e| e.config.id == rc.id);
+        let previous = match position {
+            Some(i) => Some(std::mem::replace(&mut st.routes[i], entry)),
+            None => {
+                st.routes.push(entry);
+                None
+            }
+        };
+        if let Err(e) = self.publish(st) {
+            // Put the list back as it was; the live table was never replaced.
+            match (position, previous) {
+                (Some(i), Some(prev)) => st.routes[i] = prev,
+                _ => {
+                    st.routes.pop();
+                }
+            }
+            return Err(e);
+        }
+        Ok(position.is_none())
+    }
+
+    fn delete_route_locked(&self, st: &mut WriteState, id: &str) -> bool {
+        let Some(i) = st.routes.iter().position(|e| e.config.id == id) else {
+            return false;
+        };
+        let removed = st.routes.remove(i);
+        if self.publish(st).is_err() {
+            st.routes.insert(i, removed);
+            return false;
+        }
+        true
+    }
+
+    /// Makes the admin overlay equal to `routes` (in order) minus `deleted` file routes: what
+    /// another node wrote to the shared store.
+    pub(crate) async fn apply_shared_routes(&self, routes: Vec<RouteConfig>, deleted: Vec<String>) {
+        let mut st = self.inner.state.lock().await;
+        let file: Vec<RouteConfig> = st.config.routes.clone();
+        let mut next: Vec<RouteEntry> = Vec::new();
+        for rc in &file {
+            if deleted.contains(&rc.id) || routes.iter().any(|r| r.id == rc.id) {
+                continue;
+            }
+            let existing = st
+                .routes
+                .iter()
+                .find(|e| e.origin == Origin::File && e.config == *rc)
+                .cloned();
+            next.push(existing.unwrap_or_else(|| RouteEntry {
+                service: self.build_route(&st.config, rc),
+                config: rc.clone(),
+                origin: Origin::File,
+            }));
+        }
+        for rc in routes {
+            if !rc
+                .problems(&st.config.services, st.config.auth.jwt.is_some())
+                .is_empty()
+            {
+                tracing::warn!(route = %rc.id, "route from the shared store does not fit this node's configuration; skipped");
+                continue;
+            }
+            let existing = st
+                .routes
+                .iter()
+                .find(|e| e.origin == Origin::Admin && e.config == rc)
+                .cloned();
+            next.push(existing.unwrap_or_else(|| RouteEntry {
+                service: self.build_route(&st.config, &rc),
+                config: rc,
+                origin: Origin::Admin,
+            }));
+        }
+        let previous = std::mem::replace(&mut st.routes, next);
+        if let Err(e) = self.publish(&st) {
+            tracing::error!(error = %e, "routes from the shared store refused");
+            st.routes = previous;
+        }
+    }
+
+    /// Replaces the admin-registered instances with what the shared store holds.
+    pub(crate) fn apply_shared_instances(&self, instances: Vec<(String, gw_discovery::Instance)>) {
+        let rejected = self.inner.registry.set_admin(instances);
+        for (service, inst) in rejected {
+            tracing::warn!(service, instance = %inst.id, "instance from the shared store names an unknown service; skipped");
+        }
+        self.push_all_instances();
+    }
+}
+
+async fn build_features(
+    config: &Config,
+    auth_store: &Arc<dyn AuthStore>,
+    rl_store: &Arc<dyn gw_ratelimit::Store>,
+    current: Option<&Features>,
+) -> Result<Features, ConfigErrors> {
+    let auth = match current {
+        Some(f) if f.jwt == config.auth.jwt => f.auth.clone(),
+        _ => {
+            // Without [auth.jwt] no route may use JWTs (validation says so); the
+            // authenticator still serves API keys, users and revocation, with a random secret
+            // that no token is ever minted with.
+            let jwt = config.auth.jwt.clone().unwrap_or_else(|| JwtConfig {
+                secret: Some(random_secret()),
+                ..JwtConfig::default()
+            });
+            Authenticator::new(jwt, auth_store.clone())
+                .await
+                .map_err(|e| unknown("auth.jwt", e.to_string()))?
+        }
+    };
+    let limiter = match current {
+        Some(f) if f.rate_limit == config.rate_limit => f.limiter.clone(),
+        _ => RateLimiter::new(&config.rate_limit, rl_store.clone()),
+    };
+    Ok(Features {
+        auth,
+        jwt: config.auth.jwt.clone(),
+        limiter,
+        rate_limit: config.rate_limit.clone(),
+    })
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    for b in &mut bytes {
+        *b = fastrand::u8(..);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "node".into());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+fn to_discovery(i: &gw_proxy::Instance) -> gw_discovery::Instance {
+    gw_discovery::Instance {
+        id: i.id.clone(),
+        host: i.host.clone(),
+        port: i.port,
+        weight: i.weight,
+        metadata: i.metadata.clone(),
+    }
+}
+
+fn to_proxy(i: &gw_discovery::Instance) -> gw_proxy::Instance {
+    gw_proxy::Instance {
+        id: i.id.clone(),
+        host: i.host.clone(),
+        port: i.port,
+        weight: i.weight,
+        metadata: i.metadata.clone(),
     }
 }
 
@@ -252,30 +721,6 @@ fn edge_settings(config: &Config) -> EdgeSettings {
     EdgeSettings {
         trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
     }
-}
-
-/// Keeps an existing upstream (and so its pools and balancer state) when its balancer and
-/// protocol are unchanged; only its instances are swapped.
-fn build_upstreams(
-    config: &Config,
-    old: &HashMap<String, Arc<Upstream>>,
-) -> HashMap<String, Arc<Upstream>> {
-    config
-        .services
-        .iter()
-        .map(|(name, sc): (&String, &ServiceConfig)| {
-            let up = match old.get(name) {
-                Some(up)
-                    if up.load_balancer() == sc.load_balancer && up.protocol() == sc.protocol =>
-                {
-                    up.set_instances(sc.instances.clone());
-                    up.clone()
-                }
-                _ => Upstream::new(name, sc.load_balancer, sc.protocol, sc.instances.clone()),
-            };
-            (name.clone(), up)
-        })
-        .collect()
 }
 
 fn header_rules(cfg: Option<&HeaderRulesConfig>) -> HeaderRules {
@@ -336,6 +781,32 @@ fn epoch_secs() -> u64 {
         .unwrap_or(0)
 }
 
+fn auth_error(e: gw_auth::AdminError) -> AdminError {
+    match e {
+        gw_auth::AdminError::MintingUnavailable => AdminError::bad_request(
+            "Token minting needs [auth.jwt] with an HS256/384/512 algorithm and a secret",
+        ),
+        gw_auth::AdminError::InvalidToken(why) => {
+            AdminError::bad_request(format!("Invalid token: {why}"))
+        }
+        gw_auth::AdminError::InvalidInput(why) => {
+            AdminError::bad_request(format!("Invalid request: {why}"))
+        }
+        gw_auth::AdminError::Store(e) => AdminError::unavailable(format!("Store unavailable: {e}")),
+        other => AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Result<Option<&'a str>, AdminError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(AdminError::bad_request(format!(
+            "Invalid request: {key} must be a string"
+        ))),
+    }
+}
+
 /// The admin API's view of the gateway.
 #[derive(Clone, Debug)]
 pub struct Control {
@@ -347,11 +818,30 @@ impl Control {
     pub fn new(app: App) -> Self {
         Self { app }
     }
+
+    /// Records a local write's new version (memory backend) or writes it to the shared store
+    /// and announces it (Redis backend).
+    async fn bump(&self, change: sync::Change) -> Result<(), AdminError> {
+        match &self.app.inner.shared {
+            None => {
+                self.app.set_version(self.app.config_version() + 1);
+                Ok(())
+            }
+            Some(shared) => {
+                let v = shared
+                    .write(change)
+                    .await
+                    .map_err(|e| AdminError::unavailable(format!("Store unavailable: {e}")))?;
+                self.app.set_version(v.max(self.app.config_version()));
+                Ok(())
+            }
+        }
+    }
 }
 
 impl ControlPlane for Control {
     async fn list_routes(&self) -> Vec<Value> {
-        let st = self.app.inner.state.lock();
+        let st = self.app.inner.state.lock().await;
         st.routes
             .iter()
             .map(|e| serde_json::to_value(&e.config).unwrap_or(Value::Null))
@@ -359,7 +849,7 @@ impl ControlPlane for Control {
     }
 
     async fn get_route(&self, id: &str) -> Option<Value> {
-        let st = self.app.inner.state.lock();
+        let st = self.app.inner.state.lock().await;
         st.routes
             .iter()
             .find(|e| e.config.id == id)
@@ -368,53 +858,49 @@ impl ControlPlane for Control {
 
     async fn put_route(&self, route: Value) -> Result<RouteChange, String> {
         let rc: RouteConfig = serde_json::from_value(route).map_err(|e| e.to_string())?;
-        let mut st = self.app.inner.state.lock();
-        let problems = rc.problems(&st.config.services);
-        if !problems.is_empty() {
-            return Err(problems
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "));
+        let value = serde_json::to_value(&rc).map_err(|e| e.to_string())?;
+        if self.app.inner.shared.is_none() {
+            let created = self.app.put_route_local(rc).await?;
+            self.app.set_version(self.app.config_version() + 1);
+            return Ok(RouteChange {
+                route: value,
+                created,
+            });
         }
-        let service = self.app.build_route(&st, &rc);
-        let entry = RouteEntry {
-            config: rc.clone(),
-            service,
-            origin: Origin::Admin,
-        };
-        let position = st.routes.iter().position(|e| e.config.id == rc.id);
-        let previous = match position {
-            Some(i) => Some(std::mem::replace(&mut st.routes[i], entry)),
-            None => {
-                st.routes.push(entry);
-                None
-            }
-        };
-        if let Err(e) = self.app.publish(&st) {
-            // Put the list back as it was; the live table was never replaced.
-            match (position, previous) {
-                (Some(i), Some(prev)) => st.routes[i] = prev,
-                _ => {
-                    st.routes.pop();
-                }
-            }
-            return Err(e);
+        // Shared store: validate and apply locally under the writers' lock, then persist; a
+        // store failure puts the local table back.
+        let mut st = self.app.inner.state.lock().await;
+        let before: Vec<RouteEntry> = st.routes.clone();
+        let created = self.app.put_route_locked(&mut st, rc.clone())?;
+        if let Err(e) = self
+            .bump(sync::Change::PutRoute {
+                route: Box::new(rc),
+            })
+            .await
+        {
+            st.routes = before;
+            let _ = self.app.publish(&st);
+            return Err(format!("cannot store the route: {}", e.message));
         }
         Ok(RouteChange {
-            route: serde_json::to_value(&rc).map_err(|e| e.to_string())?,
-            created: position.is_none(),
+            route: value,
+            created,
         })
     }
 
     async fn delete_route(&self, id: &str) -> bool {
-        let mut st = self.app.inner.state.lock();
-        let Some(i) = st.routes.iter().position(|e| e.config.id == id) else {
+        let mut st = self.app.inner.state.lock().await;
+        let before: Vec<RouteEntry> = st.routes.clone();
+        if !self.app.delete_route_locked(&mut st, id) {
             return false;
-        };
-        let removed = st.routes.remove(i);
-        if self.app.publish(&st).is_err() {
-            st.routes.insert(i, removed);
+        }
+        if self
+            .bump(sync::Change::DeleteRoute { id: id.to_string() })
+            .await
+            .is_err()
+        {
+            st.routes = before;
+            let _ = self.app.publish(&st);
             return false;
         }
         true
@@ -433,10 +919,171 @@ impl ControlPlane for Control {
             "status": "healthy",
             "timestamp": epoch_secs(),
             "version": gw_core::VERSION,
+            "config_version": self.app.config_version(),
+            "node": self.app.node_id(),
             "uptime_secs": self.app.inner.started.elapsed().as_secs(),
-            "services": self.app.services_json(),
-            "circuit_breakers": {},
+            "services": self.app.inner.registry.summary(),
+            "circuit_breakers": self.app.inner.breakers.snapshot(),
         })
+    }
+
+    fn config_version(&self) -> u64 {
+        self.app.config_version()
+    }
+
+    async fn wait_for_version(&self, version: u64) -> Result<(), Vec<String>> {
+        match &self.app.inner.shared {
+            None => Ok(()),
+            Some(shared) => shared.wait_all(version, Duration::from_secs(5)).await,
+        }
+    }
+
+    async fn list_services(&self) -> Result<Value, AdminError> {
+        Ok(self.app.inner.registry.summary())
+    }
+
+    async fn get_service(&self, name: &str) -> Result<Value, AdminError> {
+        self.app
+            .inner
+            .registry
+            .detail(name)
+            .ok_or_else(|| AdminError::not_found("Service not found"))
+    }
+
+    async fn register_instance(&self, service: &str, instance: Value) -> Result<Value, AdminError> {
+        let instance: gw_discovery::Instance = serde_json::from_value(instance)
+            .map_err(|e| AdminError::bad_request(format!("Invalid instance: {e}")))?;
+        let registered = self
+            .app
+            .inner
+            .registry
+            .register(service, instance.clone())
+            .map_err(|e| match e {
+                gw_discovery::RegisterError::UnknownService(_) => {
+                    AdminError::not_found("Service not found")
+                }
+                other => AdminError::bad_request(other.to_string()),
+            })?;
+        self.app.push_all_instances();
+        if let Err(e) = self
+            .bump(sync::Change::PutInstance {
+                service: service.to_string(),
+                instance,
+            })
+            .await
+        {
+            self.app.inner.registry.deregister(service, &registered.id);
+            self.app.push_all_instances();
+            return Err(e);
+        }
+        serde_json::to_value(&registered).map_err(|e| AdminError::bad_request(e.to_string()))
+    }
+
+    async fn deregister_instance(&self, service: &str, id: &str) -> Result<(), AdminError> {
+        if !self.app.inner.registry.deregister(service, id) {
+            return Err(AdminError::not_found("Service instance not found"));
+        }
+        self.app.push_all_instances();
+        self.bump(sync::Change::DeleteInstance {
+            service: service.to_string(),
+            id: id.to_string(),
+        })
+        .await
+    }
+
+    async fn list_circuit_breakers(&self) -> Result<Value, AdminError> {
+        Ok(self.app.inner.breakers.snapshot())
+    }
+
+    async fn get_circuit_breaker(&self, service: &str) -> Result<Value, AdminError> {
+        self.app
+            .inner
+            .breakers
+            .get(service)
+            .ok_or_else(|| AdminError::not_found("Circuit breaker not found"))
+    }
+
+    async fn reset_circuit_breaker(&self, service: &str) -> Result<(), AdminError> {
+        if self.app.inner.breakers.reset(service) {
+            Ok(())
+        } else {
+            Err(AdminError::not_found("Circuit breaker not found"))
+        }
+    }
+
+    async fn rate_limits(&self) -> Result<Value, AdminError> {
+        Ok(self.app.inner.features.load().limiter.stats())
+    }
+
+    async fn mint_token(&self, request: Value) -> Result<Value, AdminError> {
+        let features = self.app.inner.features.load_full();
+        if features.jwt.is_none() {
+            return Err(AdminError::bad_request(
+                "Token minting needs [auth.jwt] with an HS256/384/512 algorithm and a secret",
+            ));
+        }
+        let user_id = str_field(&request, "user_id")?
+            .ok_or_else(|| AdminError::bad_request("Invalid request: user_id is required"))?;
+        let (token, expires_at) = features
+            .auth
+            .mint_token(
+                user_id,
+                str_field(&request, "username")?,
+                str_field(&request, "role")?,
+            )
+            .map_err(auth_error)?;
+        Ok(json!({ "token": token, "expires_at": expires_at }))
+    }
+
+    async fn revoke_token(&self, request: Value) -> Result<(), AdminError> {
+        let token = str_field(&request, "token")?
+            .ok_or_else(|| AdminError::bad_request("Invalid request: token is required"))?;
+        let auth = self.app.inner.features.load_full().auth.clone();
+        auth.revoke_token(token).await.map_err(auth_error)
+    }
+
+    async fn put_user(&self, id: &str, user: Value) -> Result<Value, AdminError> {
+        let input: UserInput = serde_json::from_value(user)
+            .map_err(|e| AdminError::bad_request(format!("Invalid user: {e}")))?;
+        let auth = self.app.inner.features.load_full().auth.clone();
+        let record = auth.put_user(id, input).await.map_err(auth_error)?;
+        serde_json::to_value(record).map_err(|e| AdminError::bad_request(e.to_string()))
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Value, AdminError> {
+        let auth = self.app.inner.features.load_full().auth.clone();
+        match auth.get_user(id).await.map_err(auth_error)? {
+            Some(record) => {
+                serde_json::to_value(record).map_err(|e| AdminError::bad_request(e.to_string()))
+            }
+            None => Err(AdminError::not_found("User not found")),
+        }
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<(), AdminError> {
+        let auth = self.app.inner.features.load_full().auth.clone();
+        if auth.delete_user(id).await.map_err(auth_error)? {
+            Ok(())
+        } else {
+            Err(AdminError::not_found("User not found"))
+        }
+    }
+
+    async fn create_api_key(&self, request: Value) -> Result<Value, AdminError> {
+        let input: ApiKeyInput = serde_json::from_value(request)
+            .map_err(|e| AdminError::bad_request(format!("Invalid request: {e}")))?;
+        let auth = self.app.inner.features.load_full().auth.clone();
+        let (key, key_id) = auth.create_api_key(input).await.map_err(auth_error)?;
+        Ok(json!({ "key": key, "key_id": key_id }))
+    }
+
+    async fn delete_api_key(&self, key_id: &str) -> Result<(), AdminError> {
+        let auth = self.app.inner.features.load_full().auth.clone();
+        if auth.delete_api_key(key_id).await.map_err(auth_error)? {
+            Ok(())
+        } else {
+            Err(AdminError::not_found("API key not found"))
+        }
     }
 }
 

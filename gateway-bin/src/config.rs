@@ -12,7 +12,13 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use gw_auth::{AuthMethod, JwtConfig, SecurityConfig};
+use gw_breaker::{BreakerConfig, BreakerOverride};
+use gw_discovery::{ConsulConfig, HealthCheckConfig};
 use gw_proxy::{Instance, LoadBalancer, UpstreamProtocol};
+use gw_ratelimit::{Limit, RateLimitConfig};
+
+use crate::store::StoreConfig;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -32,12 +38,51 @@ pub struct Config {
     /// `[log]`: process log and access log.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[store]`: where state shared by gateway nodes lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// `[auth]`: `[auth.jwt]`.
+    #[serde(default, skip_serializing_if = "AuthSection::is_empty")]
+    pub auth: AuthSection,
+    /// `[rate_limit]`: algorithm, failure mode, default/global/per-IP limits.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// `[circuit_breaker]`: breaker defaults (a service may override).
+    #[serde(default)]
+    pub circuit_breaker: BreakerConfig,
+    /// `[discovery]`: `[discovery.consul]`.
+    #[serde(default)]
+    pub discovery: DiscoverySection,
     /// `[services.NAME]`: upstream services.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
     /// `[[routes]]`: the route table, in order.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `[auth.jwt]`; without it, no route may use JWT authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtConfig>,
+}
+
+impl AuthSection {
+    fn is_empty(&self) -> bool {
+        self.jwt.is_none()
+    }
+}
+
+/// `[discovery]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySection {
+    /// `[discovery.consul]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consul: Option<ConsulConfig>,
 }
 
 /// `[server]`.
@@ -139,9 +184,15 @@ pub struct ServiceConfig {
     /// Protocol spoken to the instances: `"http1"` or `"http2"` (h2c, for gRPC).
     #[serde(default)]
     pub protocol: UpstreamProtocol,
-    /// Static instances; may be empty.
+    /// Static instances; may be empty (filled by Consul or the admin API).
     #[serde(default)]
     pub instances: Vec<Instance>,
+    /// Active health checks of the instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Overrides of the `[circuit_breaker]` defaults for this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<BreakerOverride>,
 }
 
 /// `[[routes]]`, and the route object of the admin API.
@@ -170,6 +221,18 @@ pub struct RouteConfig {
     /// Higher first.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
+    /// Whether callers must authenticate.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auth_required: bool,
+    /// How callers authenticate: `"jwt"`, `"api_key"` or `"jwt_or_api_key"`.
+    #[serde(default, skip_serializing_if = "is_default_auth")]
+    pub auth: AuthMethod,
+    /// This route's limit (else `[rate_limit] default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Limit>,
+    /// HTTPS, roles, permissions and ownership checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityConfig>,
     /// Upstream timeouts in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<TimeoutConfig>,
@@ -187,6 +250,10 @@ fn is_false(b: &bool) -> bool {
 
 fn is_zero(n: &i32) -> bool {
     *n == 0
+}
+
+fn is_default_auth(m: &AuthMethod) -> bool {
+    *m == AuthMethod::default()
 }
 
 /// Route `timeout`, in (possibly fractional) seconds.
@@ -366,13 +433,32 @@ impl Config {
         if let Err(e) = crate::logging::parse_filter(&self.log.level) {
             errors.push(ConfigError::new("log.level", e));
         }
+        let mut nested = |prefix: &str, problems: Vec<(String, String)>| {
+            for (path, why) in problems {
+                errors.push(ConfigError::new(format!("{prefix}.{path}"), why));
+            }
+        };
+        nested("store", self.store.problems());
+        if let Some(jwt) = &self.auth.jwt {
+            nested("auth.jwt", jwt.validate());
+        }
+        nested("rate_limit", self.rate_limit.validate());
+        nested("circuit_breaker", self.circuit_breaker.validate());
+        if let Some(consul) = &self.discovery.consul {
+            if let Err(problems) = consul.validate() {
+                nested(
+                    "discovery.consul",
+                    problems.into_iter().map(|p| (p.path, p.message)).collect(),
+                );
+            }
+        }
         for (name, service) in &self.services {
-            validate_service(name, service, &mut errors);
+            validate_service(name, service, &self.circuit_breaker, &mut errors);
         }
         let mut ids = HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = format!("routes[{i}]");
-            for e in route.problems(&self.services) {
+            for e in route.problems(&self.services, self.auth.jwt.is_some()) {
                 errors.push(ConfigError::new(
                     if e.path.is_empty() {
                         at.clone()
@@ -397,12 +483,35 @@ impl Config {
     }
 }
 
-fn validate_service(name: &str, service: &ServiceConfig, errors: &mut Vec<ConfigError>) {
+fn validate_service(
+    name: &str,
+    service: &ServiceConfig,
+    defaults: &BreakerConfig,
+    errors: &mut Vec<ConfigError>,
+) {
     if name.is_empty() {
         errors.push(ConfigError::new(
             "services",
             "service name must not be empty",
         ));
+    }
+    if let Some(hc) = &service.health_check {
+        if let Err(problems) = hc.validate() {
+            for p in problems {
+                errors.push(ConfigError::new(
+                    format!("services.{name}.health_check.{}", p.path),
+                    p.message,
+                ));
+            }
+        }
+    }
+    if let Some(o) = &service.circuit_breaker {
+        for (path, why) in o.apply(defaults).validate() {
+            errors.push(ConfigError::new(
+                format!("services.{name}.circuit_breaker.{path}"),
+                why,
+            ));
+        }
     }
     let mut ids = HashSet::new();
     for (j, inst) in service.instances.iter().enumerate() {
@@ -444,8 +553,37 @@ pub fn instance_problems(inst: &Instance) -> Vec<ConfigError> {
 
 impl RouteConfig {
     /// Problems of this route, paths relative to it (`service`, `pattern`, …).
-    pub fn problems(&self, services: &BTreeMap<String, ServiceConfig>) -> Vec<ConfigError> {
+    pub fn problems(
+        &self,
+        services: &BTreeMap<String, ServiceConfig>,
+        jwt_configured: bool,
+    ) -> Vec<ConfigError> {
         let mut errors = Vec::new();
+        if self.auth_required && self.auth != AuthMethod::ApiKey && !jwt_configured {
+            errors.push(ConfigError::new(
+                "auth",
+                "JWT authentication needs an [auth.jwt] section",
+            ));
+        }
+        if let Some(limit) = &self.rate_limit {
+            if limit.requests_per_minute == 0 {
+                errors.push(ConfigError::new(
+                    "rate_limit.requests_per_minute",
+                    "must be greater than 0",
+                ));
+            }
+            if limit.burst == Some(0) {
+                errors.push(ConfigError::new(
+                    "rate_limit.burst",
+                    "must be greater than 0",
+                ));
+            }
+        }
+        if let Some(security) = &self.security {
+            for (path, why) in security.validate() {
+                errors.push(ConfigError::new(format!("security.{path}"), why));
+            }
+        }
         if self.id.is_empty() {
             errors.push(ConfigError::new("id", "must not be empty"));
         }

@@ -29,6 +29,8 @@ mod app;
 pub mod config;
 pub mod logging;
 mod server;
+pub mod store;
+mod sync;
 
 pub use app::{App, Control};
 pub use config::{Config, ConfigError, ConfigErrors};

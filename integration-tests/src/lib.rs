@@ -13,6 +13,8 @@
 //! # }
 //! ```
 
+pub mod redis;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -40,7 +40,7 @@ async fn reload_under_load_fails_no_request() {
     let mut i = 0;
     while done.load(Ordering::SeqCst) < 600 && i < 200 {
         let config = Config::from_toml_str(&configs[i % 2]).unwrap();
-        gw.gateway.reload(config).expect("valid reload");
+        gw.gateway.reload(config).await.expect("valid reload");
         i += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -68,7 +68,7 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     )
     .unwrap();
     bad.routes[0].service = "missing".into();
-    let err = gw.gateway.reload(bad).unwrap_err();
+    let err = gw.gateway.reload(bad).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("routes[0].service: unknown service \"missing\""),
@@ -93,6 +93,7 @@ async fn reload_changes_instances() {
         .toml();
     gw.gateway
         .reload(Config::from_toml_str(&next).unwrap())
+        .await
         .unwrap();
     assert_eq!(gw.get_json("/x").await.1["instance"], "b");
 }

@@ -1,0 +1,412 @@
+//! Many nodes as one (`store.backend = "redis"`): admin-made routes and instances live in
+//! Redis, every change bumps one version counter and is announced on a pub/sub channel, and
+//! every node applies the whole shared state whenever it sees a newer version.
+//!
+//! Nothing depends on hearing every message: a node also polls the version every second, and
+//! a node that starts later (or was cut off) loads the current state. Each node reports the
+//! version it runs in a heartbeat hash, which is what `?wait=all` reads.
+//!
+//! Keys (after `key_prefix`):
+//! - `gw:version`: the configuration version (INCR per change).
+//! - `gw:routes`: route id → route JSON, or `{"deleted":true}` (a deleted file route).
+//! - `gw:route_order`: route id → the version that first added it (pattern order).
+//! - `gw:instances`: `service` + `\n` + instance id → instance JSON, or `{"deleted":true}`.
+//! - `gw:nodes`: node id → `{"version", "seen_ms"}`.
+//! - channel `gw:changes`: the new version.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_redis::redis::{self, AsyncCommands};
+use deadpool_redis::Pool;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::config::RouteConfig;
+
+/// A node is live when its heartbeat is at most this old.
+const LIVE_MS: u64 = 3_000;
+
+/// One admin write to the shared state.
+#[derive(Debug)]
+pub(crate) enum Change {
+    PutRoute {
+        route: Box<RouteConfig>,
+    },
+    DeleteRoute {
+        id: String,
+    },
+    PutInstance {
+        service: String,
+        instance: gw_discovery::Instance,
+    },
+    DeleteInstance {
+        service: String,
+        id: String,
+    },
+}
+
+/// The shared store's handle: pool, key prefix, call timeout.
+#[derive(Clone)]
+pub(crate) struct SharedState {
+    pool: Pool,
+    prefix: String,
+    timeout: Duration,
+    url: String,
+    node: String,
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedState")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the shared store holds.
+pub(crate) struct Snapshot {
+    pub(crate) version: u64,
+    pub(crate) routes: Vec<RouteConfig>,
+    pub(crate) deleted_routes: Vec<String>,
+    pub(crate) instances: Vec<(String, gw_discovery::Instance)>,
+}
+
+/// `gw:version`, `gw:routes`, `gw:route_order`, `gw:instances` as read in one pipeline.
+type StoreContents = (
+    Option<u64>,
+    HashMap<String, String>,
+    HashMap<String, u64>,
+    HashMap<String, String>,
+);
+
+const WRITE: &str = r#"
+local v = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] == 'order' then
+  redis.call('HSETNX', KEYS[3], ARGV[1], v)
+elseif ARGV[3] == 'unorder' then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[4], v)
+return v
+"#;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl SharedState {
+    pub(crate) fn new(
+        pool: Pool,
+        prefix: String,
+        timeout: Duration,
+        url: String,
+        node: String,
+    ) -> Self {
+        Self {
+            pool,
+            prefix,
+            timeout,
+            url,
+            node,
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}gw:{name}", self.prefix)
+    }
+
+    async fn bounded<T, F>(&self, f: F) -> Result<T, String>
+    where
+        F: std::future::Future<Output = Result<T, String>>,
+    {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, String> {
+        self.pool.get().await.map_err(|e| e.to_string())
+    }
+
+    /// Writes one change atomically with a new version and announces it; returns the version.
+    pub(crate) async fn write(&self, change: Change) -> Result<u64, String> {
+        let (hash, field, value, order) = match &change {
+            Change::PutRoute { route, .. } => (
+                "routes",
+                route.id.clone(),
+                serde_json::to_string(route).map_err(|e| e.to_string())?,
+                "order",
+            ),
+            Change::DeleteRoute { id } => (
+                "routes",
+                id.clone(),
+                r#"{"deleted":true}"#.to_string(),
+                "unorder",
+            ),
+            Change::PutInstance { service, instance } => (
+                "instances",
+                format!("{service}\n{}", instance.id),
+                serde_json::to_string(instance).map_err(|e| e.to_string())?,
+                "",
+            ),
+            Change::DeleteInstance { service, id } => (
+                "instances",
+                format!("{service}\n{id}"),
+                r#"{"deleted":true}"#.to_string(),
+                "",
+            ),
+        };
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let v: u64 = redis::Script::new(WRITE)
+                .key(self.key("version"))
+                .key(self.key(hash))
+                .key(self.key("route_order"))
+                .key(self.key("changes"))
+                .arg(field)
+                .arg(value)
+                .arg(order)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(v)
+        })
+        .await
+    }
+
+    /// The whole shared state.
+    pub(crate) async fn load(&self) -> Result<Snapshot, String> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let (version, routes, order, instances): StoreContents = redis::pipe()
+                .get(self.key("version"))
+                .hgetall(self.key("routes"))
+                .hgetall(self.key("route_order"))
+                .hgetall(self.key("instances"))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut live: Vec<(u64, RouteConfig)> = Vec::new();
+            let mut deleted = Vec::new();
+            for (id, text) in routes {
+                if is_tombstone(&text) {
+                    deleted.push(id);
+                    continue;
+                }
+                match serde_json::from_str::<RouteConfig>(&text) {
+                    Ok(rc) => live.push((order.get(&id).copied().unwrap_or(u64::MAX), rc)),
+                    Err(e) => tracing::warn!(route = %id, error = %e, "unreadable route in the shared store"),
+                }
+            }
+            live.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+            let mut insts = Vec::new();
+            for (field, text) in instances {
+                if is_tombstone(&text) {
+                    continue;
+                }
+                let Some((service, _)) = field.split_once('\n') else { continue };
+                match serde_json::from_str::<gw_discovery::Instance>(&text) {
+                    Ok(i) => insts.push((service.to_string(), i)),
+                    Err(e) => tracing::warn!(instance = %field, error = %e, "unreadable instance in the shared store"),
+                }
+            }
+            Ok(Snapshot {
+                version: version.unwrap_or(0),
+                routes: live.into_iter().map(|(_, rc)| rc).collect(),
+                deleted_routes: deleted,
+                instances: insts,
+            })
+        })
+        .await
+    }
+
+    async fn version(&self) -> Result<u64, String> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let v: Option<u64> = conn
+                .get(self.key("version"))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(v.unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Reports the version this node runs.
+    pub(crate) async fn heartbeat(&self, version: u64) -> Result<(), String> {
+        let value = json!({ "version": version, "seen_ms": now_ms() }).to_string();
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let _: () = conn
+                .hset(self.key("nodes"), &self.node, value)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn leave(&self) {
+        let _ = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                let _: () = conn
+                    .hdel(self.key("nodes"), &self.node)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(())
+            })
+            .await;
+    }
+
+    /// Live nodes still below `version`.
+    async fn laggards(&self, version: u64) -> Result<Vec<String>, String> {
+        let nodes: HashMap<String, String> = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                conn.hgetall(self.key("nodes"))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        let now = now_ms();
+        let mut late = Vec::new();
+        for (node, text) in nodes {
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let seen = v["seen_ms"].as_u64().unwrap_or(0);
+            if now.saturating_sub(seen) > LIVE_MS {
+                continue;
+            }
+            if v["version"].as_u64().unwrap_or(0) < version {
+                late.push(node);
+            }
+        }
+        late.sort();
+        Ok(late)
+    }
+
+    /// Waits until every live node reports `version`, at most `bound`.
+    pub(crate) async fn wait_all(&self, version: u64, bound: Duration) -> Result<(), Vec<String>> {
+        let _ = self.heartbeat(version).await;
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut late = Vec::new();
+        while tokio::time::Instant::now() < deadline {
+            match self.laggards(version).await {
+                Ok(l) if l.is_empty() => return Ok(()),
+                Ok(l) => late = l,
+                Err(e) => late = vec![format!("(store unavailable: {e})")],
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(late)
+    }
+}
+
+fn is_tombstone(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .map(|v| v.get("deleted") == Some(&Value::Bool(true)))
+        .unwrap_or(false)
+}
+
+/// Loads the shared state into `app` when it is newer than what `app` runs (or `force`).
+pub(crate) async fn refresh(app: &App, shared: &SharedState, force: bool) -> Result<(), String> {
+    let snapshot = shared.load().await?;
+    if force || snapshot.version > app.config_version() {
+        app.apply_shared_routes(snapshot.routes, snapshot.deleted_routes)
+            .await;
+        app.apply_shared_instances(snapshot.instances);
+        app.set_version(snapshot.version.max(app.config_version()));
+        tracing::debug!(
+            version = snapshot.version,
+            "applied the shared configuration"
+        );
+    }
+    shared.heartbeat(app.config_version()).await
+}
+
+/// The subscriber (changes announced by other nodes) and the poller (version check and
+/// heartbeat every second, the safety net for missed messages).
+pub(crate) fn spawn(app: App, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let Some(shared) = app.shared().cloned() else {
+        return Vec::new();
+    };
+    let (kick_tx, mut kick_rx) = tokio::sync::mpsc::channel::<()>(1);
+
+    // Subscriber: one dedicated connection, re-dialled with a backoff.
+    let sub_shared = shared.clone();
+    let mut sub_stop = stop.clone();
+    let subscriber = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let run = async {
+                let client =
+                    redis::Client::open(sub_shared.url.as_str()).map_err(|e| e.to_string())?;
+                let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
+                pubsub
+                    .subscribe(sub_shared.key("changes"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Connected: whatever was missed is picked up by one refresh.
+                let _ = kick_tx.try_send(());
+                let mut messages = pubsub.on_message();
+                while messages.next().await.is_some() {
+                    let _ = kick_tx.try_send(());
+                }
+                Err::<(), String>("subscription closed".into())
+            };
+            tokio::select! {
+                r = run => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "shared-config subscription lost; retrying");
+                    }
+                }
+                _ = sub_stop.wait_for(|s| *s) => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {},
+                _ = sub_stop.wait_for(|s| *s) => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+
+    let mut poll_stop = stop;
+    let poller = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
+        loop {
+            let kicked = tokio::select! {
+                _ = tick.tick() => Some(false),
+                k = kick_rx.recv() => Some(k.is_some()),
+                _ = poll_stop.wait_for(|s| *s) => None,
+            };
+            let Some(kicked) = kicked else {
+                shared.leave().await;
+                return;
+            };
+            let result = if kicked || first {
+                refresh(&app, &shared, first).await
+            } else {
+                match shared.version().await {
+                    Ok(v) if v > app.config_version() => refresh(&app, &shared, false).await,
+                    Ok(_) => shared.heartbeat(app.config_version()).await,
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok(()) => first = false,
+                Err(e) => tracing::debug!(error = %e, "shared configuration not reachable"),
+            }
+        }
+    });
+    vec![subscriber, poller]
+}
