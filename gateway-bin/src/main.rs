@@ -108,7 +108,7 @@ async fn wait_for_signals(gateway: &Gateway) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => match gateway.reload_from_file() {
+            _ = hup.recv() => match gateway.reload_from_file().await {
                 Ok(()) => tracing::info!("configuration reloaded"),
                 Err(errors) => {
                     for e in &errors.0 {

@@ -7,20 +7,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future;
 use gw_admin::{admin_router, AccessControl};
 use gw_core::{Body, ConnInfo};
 use gw_monitor::{AccessLog, AccessLogLayer, Metrics, MetricsLayer, RequestIdLayer};
+use gw_monitor::{MetricsService, SetRequestId};
+use gw_router::ResponseFuture as RouterFuture;
 use gw_router::Router;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Ready;
+use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::app::{health_response, is_health_check, App, Control, EdgeService};
@@ -70,7 +75,7 @@ impl Gateway {
     ) -> Result<Gateway, StartError> {
         config.validate()?;
         let metrics = Metrics::global();
-        let app = App::new(config.clone(), metrics.clone())?;
+        let app = App::new(config.clone(), metrics.clone()).await?;
         let access_log = match config.log.access_log.as_str() {
             "off" | "" => None,
             "stdout" => Some(AccessLog::stdout()),
@@ -81,8 +86,9 @@ impl Gateway {
         let edge = edge_service(&app, &metrics, access_log);
 
         let (stop, stop_rx) = watch::channel(false);
+        // Health checks, Consul, breaker ticks, limiter sweeps, sync with other nodes.
+        let mut tasks = app.spawn_background(stop_rx.clone());
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
-        let mut tasks = Vec::new();
 
         // Per connection: a function from request to answer, which first records who the
         // client is (after trusted proxies).
@@ -98,7 +104,8 @@ impl Gateway {
                     let ext = req.extensions_mut();
                     ext.insert(conn);
                     ext.insert(client);
-                    edge.clone().oneshot(req)
+                    // Every layer of the edge is always ready: call it directly.
+                    edge.clone().call(req)
                 }
             }
         };
@@ -182,14 +189,14 @@ impl Gateway {
     }
 
     /// Applies a new configuration; an invalid one is refused and the running one stays.
-    pub fn reload(&self, config: Config) -> Result<(), ConfigErrors> {
-        self.app.reload(config)
+    pub async fn reload(&self, config: Config) -> Result<(), ConfigErrors> {
+        self.app.reload(config).await
     }
 
     /// Re-reads the configuration file (with `GW_` overrides) and applies it.
-    pub fn reload_from_file(&self) -> Result<(), ConfigErrors> {
+    pub async fn reload_from_file(&self) -> Result<(), ConfigErrors> {
         let config = Config::load(self.config_path.as_deref())?;
-        self.reload(config)
+        self.reload(config).await
     }
 
     /// Stops accepting, lets requests in flight finish (bounded by
@@ -213,28 +220,48 @@ fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(fallback)
 }
 
+/// The edge stack as the listener calls it. Without an access log (the fast path) it is a
+/// concrete type, so a request costs no boxed future and no boxed service clone here.
+type Edge = Either<SetRequestId<MetricsService<EdgeRoutes>>, EdgeService>;
+
 /// RequestId → Metrics → AccessLog → (`/health` | Router): built once, cloned per request.
-fn edge_service(app: &App, metrics: &Metrics, access_log: Option<AccessLog>) -> EdgeService {
-    let router = Router::new(app.table());
-    let inner = tower::service_fn(move |req: Request<Body>| {
-        let mut router = router.clone();
-        async move {
-            if is_health_check(&req) {
-                return Ok::<_, Infallible>(health_response());
-            }
-            router.call(req).await
-        }
-    });
+fn edge_service(app: &App, metrics: &Metrics, access_log: Option<AccessLog>) -> Edge {
+    let inner = EdgeRoutes {
+        router: Router::new(app.table()),
+    };
     let base = ServiceBuilder::new()
         .layer(RequestIdLayer)
         .layer(MetricsLayer::new(metrics.clone()));
     match access_log {
-        None => BoxCloneSyncService::new(base.service(inner)),
-        Some(log) => BoxCloneSyncService::new(
+        None => Either::Left(base.service(inner)),
+        Some(log) => Either::Right(BoxCloneSyncService::new(
             base.map_response(|res: Response<_>| res.map(Body::new))
                 .layer(AccessLogLayer::new(log))
                 .service(inner),
-        ),
+        )),
+    }
+}
+
+/// `GET|HEAD /health` answered here, everything else through the [`Router`].
+#[derive(Clone, Debug)]
+struct EdgeRoutes {
+    router: Router,
+}
+
+impl Service<Request<Body>> for EdgeRoutes {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = future::Either<Ready<Result<Response<Body>, Infallible>>, RouterFuture>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        if is_health_check(&req) {
+            return future::Either::Left(std::future::ready(Ok(health_response())));
+        }
+        future::Either::Right(self.router.call(req))
     }
 }
 
