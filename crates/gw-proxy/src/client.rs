@@ -162,7 +162,9 @@ impl H1Client {
         loop {
             let (mut tx, reused) = match ep.pool.checkout(self.idle_timeout) {
                 Some(tx) => (tx, true),
-                None => (self.connect(ep).await?, false),
+                // Boxed: the connect state is large and rarely needed; keeping it out of this
+                // future keeps every request's future small (it is moved and boxed).
+                None => (Box::pin(self.connect(ep)).await?, false),
             };
             if reused && !tx.is_ready() && tx.ready().await.is_err() {
                 continue;

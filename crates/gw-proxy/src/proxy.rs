@@ -311,7 +311,8 @@ impl Shared {
                 .upper()
                 .is_some_and(|n| n <= MAX_REPLAY_BYTES)
         {
-            match ReqBody::stream(body, max, Progress::new()).collect().await {
+            // Boxed (cold path): keeps the per-request future small.
+            match Box::pin(ReqBody::stream(body, max, Progress::new()).collect()).await {
                 Ok(c) => replay = Some(c.to_bytes()),
                 Err(e) if e.is::<BodyLimitExceeded>() => {
                     return (Err(ProxyError::BodyTooLarge), None)
@@ -420,7 +421,7 @@ impl Shared {
             );
             if let Some(r) = retry {
                 if !r.delay.is_zero() {
-                    tokio::time::sleep(r.delay).await;
+                    Box::pin(tokio::time::sleep(r.delay)).await;
                 }
             }
         }
