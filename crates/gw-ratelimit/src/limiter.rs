@@ -163,6 +163,28 @@ impl RateLimiter {
         self.fallback.sweep(now);
     }
 
+    /// A background task that calls [`sweep`](Self::sweep) every `interval`, for the binary
+    /// to spawn (and drop on shutdown). Holds only a weak reference: it ends when the limiter
+    /// is dropped.
+    pub fn sweeper(
+        self: &Arc<Self>,
+        interval: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let weak = Arc::downgrade(self);
+        async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(limiter) => limiter.sweep(),
+                    None => return,
+                }
+            }
+        }
+    }
+
     /// Registers a route (its policy and stats); the layer calls this once when it is built.
     /// A rebuilt route keeps its stats.
     pub(crate) fn register(&self, policy: &RoutePolicy) -> Arc<RouteEntry> {

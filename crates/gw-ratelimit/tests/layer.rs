@@ -460,3 +460,108 @@ async fn poll_ready_and_clone_semantics() {
         .unwrap();
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 429));
 }
+
+type Registered = Vec<(String, Vec<(String, String)>)>;
+
+/// Records `gateway_rate_limited_total{route}` registrations and their increments.
+#[derive(Debug, Default)]
+struct CountingRecorder {
+    registered: parking_lot::Mutex<Registered>,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl metrics::Recorder for CountingRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.registered.lock().push((
+            key.name().to_owned(),
+            key.labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect(),
+        ));
+        metrics::Counter::from_arc(self.counter.clone())
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_counter_is_built_once_and_counts_429s() {
+    let recorder = CountingRecorder::default();
+    let clock = ManualClock::new(T0);
+    let config = RateLimitConfig {
+        default: Some(Limit::per_minute(1)),
+        ..Default::default()
+    };
+    let lim = limiter(&config, &clock);
+    let layer = metrics::with_local_recorder(&recorder, || {
+        RateLimitLayer::new(lim, RoutePolicy::from_config("orders", None, &config))
+    });
+    let svc = stack(layer, Arc::default());
+    for _ in 0..4 {
+        call(&svc, req_from("10.0.0.1")).await;
+    }
+    assert_eq!(
+        *recorder.registered.lock(),
+        vec![(
+            "gateway_rate_limited_total".to_owned(),
+            vec![("route".to_owned(), "orders".to_owned())]
+        )],
+        "one handle, registered when the layer was built"
+    );
+    assert_eq!(recorder.counter.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sweeper_task_evicts_idle_entries_and_ends_with_the_limiter() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new());
+    let lim = RateLimiter::with_clock(&RateLimitConfig::default(), store.clone(), clock.clock());
+    for i in 0..100 {
+        let limits = [KeyedLimit::new(
+            format!("k{i}"),
+            Limit::per_minute(5),
+            Algorithm::SlidingWindow,
+        )];
+        lim.check(&limits).await.unwrap();
+    }
+    assert_eq!(store.len(), 100);
+    let task = tokio::spawn(lim.sweeper(std::time::Duration::from_secs(10)));
+    clock.advance(60_000);
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    assert_eq!(store.len(), 0, "the sweeper ran after the window passed");
+    drop(lim);
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    assert!(
+        task.is_finished(),
+        "the sweeper ends when the limiter is gone"
+    );
+}
