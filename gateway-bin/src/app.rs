@@ -202,6 +202,11 @@ impl App {
             st.routes = routes;
             app.publish(&st).map_err(|e| unknown("routes", e))?;
         }
+        // A node that starts after changes were made serves them from its first request. An
+        // unreachable store is no reason not to start: the sync task keeps trying.
+        if let Err(e) = app.refresh_shared(true).await {
+            tracing::warn!(error = %e, "shared configuration not loaded at start; will retry");
+        }
         Ok(app)
     }
 
@@ -592,10 +597,38 @@ impl App {
         true
     }
 
+    /// Loads the shared store and applies it when it is newer than what this node runs (or,
+    /// with `force`, at least as new). Holds the writers' lock from the load to the apply, so
+    /// a local admin write can never be overwritten by an older snapshot.
+    pub(crate) async fn refresh_shared(&self, force: bool) -> Result<(), String> {
+        let Some(shared) = self.shared().cloned() else {
+            return Ok(());
+        };
+        {
+            let mut st = self.inner.state.lock().await;
+            let snapshot = shared.load().await?;
+            let local = self.config_version();
+            if snapshot.version > local || (force && snapshot.version >= local) {
+                self.apply_shared_routes(&mut st, snapshot.routes, snapshot.deleted_routes);
+                self.apply_shared_instances(snapshot.instances);
+                self.set_version(snapshot.version.max(local));
+                tracing::debug!(
+                    version = snapshot.version,
+                    "applied the shared configuration"
+                );
+            }
+        }
+        shared.heartbeat(self.config_version()).await
+    }
+
     /// Makes the admin overlay equal to `routes` (in order) minus `deleted` file routes: what
     /// another node wrote to the shared store.
-    pub(crate) async fn apply_shared_routes(&self, routes: Vec<RouteConfig>, deleted: Vec<String>) {
-        let mut st = self.inner.state.lock().await;
+    fn apply_shared_routes(
+        &self,
+        st: &mut WriteState,
+        routes: Vec<RouteConfig>,
+        deleted: Vec<String>,
+    ) {
         let file: Vec<RouteConfig> = st.config.routes.clone();
         let mut next: Vec<RouteEntry> = Vec::new();
         for rc in &file {
@@ -633,14 +666,14 @@ impl App {
             }));
         }
         let previous = std::mem::replace(&mut st.routes, next);
-        if let Err(e) = self.publish(&st) {
+        if let Err(e) = self.publish(st) {
             tracing::error!(error = %e, "routes from the shared store refused");
             st.routes = previous;
         }
     }
 
     /// Replaces the admin-registered instances with what the shared store holds.
-    pub(crate) fn apply_shared_instances(&self, instances: Vec<(String, gw_discovery::Instance)>) {
+    fn apply_shared_instances(&self, instances: Vec<(String, gw_discovery::Instance)>) {
         let rejected = self.inner.registry.set_admin(instances);
         for (service, inst) in rejected {
             tracing::warn!(service, instance = %inst.id, "instance from the shared store names an unknown service; skipped");
@@ -953,6 +986,8 @@ impl ControlPlane for Control {
     async fn register_instance(&self, service: &str, instance: Value) -> Result<Value, AdminError> {
         let instance: gw_discovery::Instance = serde_json::from_value(instance)
             .map_err(|e| AdminError::bad_request(format!("Invalid instance: {e}")))?;
+        // Writers' lock: a refresh from the shared store must not interleave with this write.
+        let _writers = self.app.inner.state.lock().await;
         let registered = self
             .app
             .inner
@@ -980,6 +1015,7 @@ impl ControlPlane for Control {
     }
 
     async fn deregister_instance(&self, service: &str, id: &str) -> Result<(), AdminError> {
+        let _writers = self.app.inner.state.lock().await;
         if !self.app.inner.registry.deregister(service, id) {
             return Err(AdminError::not_found("Service instance not found"));
         }

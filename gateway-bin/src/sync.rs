@@ -316,22 +316,6 @@ fn is_tombstone(text: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Loads the shared state into `app` when it is newer than what `app` runs (or `force`).
-pub(crate) async fn refresh(app: &App, shared: &SharedState, force: bool) -> Result<(), String> {
-    let snapshot = shared.load().await?;
-    if force || snapshot.version > app.config_version() {
-        app.apply_shared_routes(snapshot.routes, snapshot.deleted_routes)
-            .await;
-        app.apply_shared_instances(snapshot.instances);
-        app.set_version(snapshot.version.max(app.config_version()));
-        tracing::debug!(
-            version = snapshot.version,
-            "applied the shared configuration"
-        );
-    }
-    shared.heartbeat(app.config_version()).await
-}
-
 /// The subscriber (changes announced by other nodes) and the poller (version check and
 /// heartbeat every second, the safety net for missed messages).
 pub(crate) fn spawn(app: App, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
@@ -394,10 +378,10 @@ pub(crate) fn spawn(app: App, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>
                 return;
             };
             let result = if kicked || first {
-                refresh(&app, &shared, first).await
+                app.refresh_shared(first).await
             } else {
                 match shared.version().await {
-                    Ok(v) if v > app.config_version() => refresh(&app, &shared, false).await,
+                    Ok(v) if v > app.config_version() => app.refresh_shared(false).await,
                     Ok(_) => shared.heartbeat(app.config_version()).await,
                     Err(e) => Err(e),
                 }

@@ -69,8 +69,7 @@ fn dyn_route() -> Value {
 
 /// Waits until `n` nodes report their version in the shared heartbeat hash, i.e. each has
 /// finished its first load of the shared state. Before that a node is not counted by
-/// `?wait=all`, and (gateway bug, see the ignored test at the end) an admin write on it can
-/// be overwritten by that first load. Readiness only; not what the tests assert.
+/// `?wait=all`. Readiness only; not what the tests assert.
 async fn wait_nodes(prefix: &str, n: usize) {
     let pool = redis::pool(&redis::shared_url());
     let key = format!("{prefix}gw:nodes");
@@ -358,14 +357,11 @@ async fn with_the_memory_backend_a_change_stays_on_its_node() {
     assert_eq!(s, 404);
 }
 
-/// GATEWAY BUG (reported to the lead; ignored until fixed): a node's background refresh
-/// loads the shared state, then applies it under the writers' lock without checking that
-/// no local admin write happened in between. A write made right after start (while the
-/// first, forced refresh is in flight) is applied locally, stored in Redis, then overwritten
-/// on this node by the older snapshot; as the node's version is already the new one, it
-/// never re-syncs: the route it just answered 201 for is 404 on that node for good.
+/// Regression: a node's background refresh used to load the shared state, then apply it
+/// without checking that no local admin write happened in between, so a write made right
+/// after start could be overwritten on the writing node by an older snapshot for good. The
+/// refresh now holds the writers' lock from the load to the apply.
 #[tokio::test]
-#[ignore = "gateway bug: a refresh applies a snapshot older than a concurrent local admin write (sync.rs refresh / app.rs apply_shared_*)"]
 async fn a_write_right_after_start_is_not_lost_on_the_writing_node() {
     let up = Upstream::echo("clx-1").await;
     for round in 0..30 {
