@@ -2,7 +2,8 @@
 //!
 //! | task | what it does |
 //! |---|---|
-//! | `cargo xtask demo` | starts five small demo services (user ×2, order ×2, payment ×1) on the ports that `config/demo.toml` names, then the gateway in-process with that file, prints curl commands to try, and stops everything on Ctrl-C |
+//! | `cargo xtask demo` | starts five small demo services (user ×2, order ×2, payment ×1) on the ports that `config/demo.toml` names, then the gateway in-process with that file, prints curl commands to try (routing, JWT auth, rate limits, breakers, the admin API), and stops everything on Ctrl-C |
+//! | `cargo xtask demo --redis URL [--nodes N]` | the same with `store.backend = "redis"` (key prefix `demo:`) and N gateway nodes (default 1, at most 5) sharing that Redis: node k listens on proxy 8080+k-1 and admin 9901+k-1; prints commands that show a change made on node 1 serving on node 2 |
 //! | `cargo xtask test` | `cargo test --workspace --all-targets`, then `cargo test --workspace --doc` |
 //! | `cargo xtask ci` | what CI runs: `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings`, then `cargo xtask test` |
 //! | `cargo xtask bench [-- ARGS]` | builds `gateway` in release, runs it pinned to CPU 1 with one worker in front of the harness's upstream, and runs `../shared/bench/run.sh` against it (ARGS go to `run.sh`) |
@@ -22,7 +23,8 @@ use axum::Json;
 use gateway_bin::{Config, Gateway};
 use serde_json::{json, Value};
 
-const USAGE: &str = "usage: cargo xtask <demo | test | ci | bench [-- ARGS for run.sh]>";
+const USAGE: &str =
+    "usage: cargo xtask <demo [--redis URL] [--nodes N] | test | ci | bench [-- ARGS for run.sh]>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,7 +33,13 @@ fn main() -> ExitCode {
         None => return usage(),
     };
     match (task, rest) {
-        ("demo", []) => demo(),
+        ("demo", opts) => match DemoOptions::parse(opts) {
+            Ok(options) => demo(options),
+            Err(why) => {
+                eprintln!("xtask: {why}");
+                usage()
+            }
+        },
         ("test", []) => test(),
         ("ci", []) => ci(),
         ("bench", []) => bench(&[]),
@@ -317,7 +325,63 @@ impl Drop for RemoveOnDrop {
 // ---------------------------------------------------------------------------------------------
 // demo
 
-fn demo() -> ExitCode {
+/// `cargo xtask demo [--redis URL] [--nodes N]`.
+#[derive(Clone, Debug, Default)]
+struct DemoOptions {
+    /// Shared store: `store.backend = "redis"` with this URL.
+    redis: Option<String>,
+    /// Gateway nodes (1 unless given).
+    nodes: u16,
+}
+
+/// Key prefix of the demo's Redis keys, so that they stay apart from anything else there.
+const DEMO_KEY_PREFIX: &str = "demo:";
+/// Most nodes `--nodes` accepts (ports 8080.. and 9901.. must stay apart).
+const MAX_NODES: u16 = 5;
+
+impl DemoOptions {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = DemoOptions {
+            redis: None,
+            nodes: 1,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| it.next().cloned())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match name {
+                "--redis" => options.redis = Some(value()?),
+                "--nodes" => {
+                    let v = value()?;
+                    options.nodes = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_NODES).contains(n))
+                        .ok_or_else(|| {
+                            format!("--nodes must be a number from 1 to {MAX_NODES}, got {v:?}")
+                        })?;
+                }
+                other => return Err(format!("unknown demo option {other:?}")),
+            }
+        }
+        if options.nodes > 1 && options.redis.is_none() {
+            return Err(
+                "--nodes above 1 needs --redis URL: the nodes share state through Redis".into(),
+            );
+        }
+        Ok(options)
+    }
+}
+
+fn demo(options: DemoOptions) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -328,7 +392,7 @@ fn demo() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run_demo())
+    runtime.block_on(run_demo(options))
 }
 
 /// One demo service instance: who it is and where it listens.
@@ -339,9 +403,31 @@ struct DemoInstance {
     port: u16,
 }
 
-async fn run_demo() -> ExitCode {
+/// `host:port` of a `redis://` URL, for a reachability check (`None` when it has no host).
+fn redis_addr(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))?;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    if host_port.is_empty() {
+        return None;
+    }
+    Some(if host_port.contains(':') && !host_port.ends_with(']') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    })
+}
+
+/// `addr` with its port moved up by `by` (node k of the demo).
+fn shifted(addr: SocketAddr, by: u16) -> SocketAddr {
+    SocketAddr::new(addr.ip(), addr.port().saturating_add(by))
+}
+
+async fn run_demo(options: DemoOptions) -> ExitCode {
     let path = root().join("config/demo.toml");
-    let config = match Config::load(Some(&path)) {
+    let mut config = match Config::load(Some(&path)) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("xtask: {} is invalid:", path.display());
@@ -352,6 +438,32 @@ async fn run_demo() -> ExitCode {
         }
     };
     gateway_bin::logging::init(&config.log.level);
+
+    if let Some(url) = &options.redis {
+        config.store.backend = gateway_bin::store::Backend::Redis;
+        config.store.redis_url = url.clone();
+        config.store.key_prefix = DEMO_KEY_PREFIX.to_owned();
+        match redis_addr(url) {
+            Some(addr) => {
+                let reachable = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::net::TcpStream::connect(addr.as_str()),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok());
+                if !reachable {
+                    eprintln!(
+                        "xtask: warning: Redis at {addr} does not answer; the gateway starts \
+                         anyway and connects when it can (start one with `redis-server`)"
+                    );
+                }
+            }
+            None => {
+                eprintln!("xtask: --redis {url:?} is not a redis:// URL");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
 
     // The demo services are the instances that demo.toml names on this machine.
     let instances: Vec<DemoInstance> = config
@@ -394,31 +506,48 @@ async fn run_demo() -> ExitCode {
         }));
     }
 
-    let gateway = match Gateway::start(config, Some(path.clone())).await {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("xtask: cannot start the gateway: {e}");
-            if matches!(e, gateway_bin::StartError::Bind { .. }) {
-                eprintln!(
-                    "xtask: that port is busy (another gateway or demo still running?); \
-                     free it or change {}",
-                    path.display()
-                );
+    let mut gateways: Vec<Gateway> = Vec::new();
+    for k in 0..options.nodes {
+        let mut node_config = config.clone();
+        node_config.server.listen = shifted(config.server.listen, k);
+        node_config.admin.listen = shifted(config.admin.listen, k);
+        // Node 1 reloads from the file; the others run with their changed ports only.
+        let node_path = (k == 0 && options.redis.is_none()).then(|| path.clone());
+        match Gateway::start(node_config, node_path).await {
+            Ok(g) => gateways.push(g),
+            Err(e) => {
+                eprintln!("xtask: cannot start gateway node {}: {e}", k + 1);
+                if matches!(e, gateway_bin::StartError::Bind { .. }) {
+                    eprintln!(
+                        "xtask: that port is busy (another gateway or demo still running?); \
+                         free it or change {}",
+                        path.display()
+                    );
+                }
+                for g in gateways {
+                    g.shutdown().await;
+                }
+                for s in &servers {
+                    s.abort();
+                }
+                return ExitCode::FAILURE;
             }
-            for s in &servers {
-                s.abort();
-            }
-            return ExitCode::FAILURE;
         }
-    };
+    }
 
-    print_banner(&instances, gateway.proxy_addr(), gateway.admin_addr());
+    let nodes: Vec<(SocketAddr, SocketAddr)> = gateways
+        .iter()
+        .map(|g| (g.proxy_addr(), g.admin_addr()))
+        .collect();
+    print_banner(&instances, &nodes, options.redis.as_deref());
 
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("xtask: cannot wait for Ctrl-C: {e}");
     }
     eprintln!("\nxtask: stopping the gateway and the demo services");
-    gateway.shutdown().await;
+    for g in gateways {
+        g.shutdown().await;
+    }
     for s in servers {
         s.abort();
         let _ = s.await;
@@ -441,6 +570,7 @@ async fn echo(inst: DemoInstance, req: Request) -> Json<Value> {
         "x-forwarded-host",
         "x-gateway-version",
         "x-user-id",
+        "x-user-role",
     ] {
         let value = parts.headers.get(name).and_then(|v| v.to_str().ok());
         headers.insert(name.to_owned(), json!(value));
@@ -462,7 +592,12 @@ async fn echo(inst: DemoInstance, req: Request) -> Json<Value> {
     }))
 }
 
-fn print_banner(instances: &[DemoInstance], proxy: SocketAddr, admin: SocketAddr) {
+fn print_banner(
+    instances: &[DemoInstance],
+    nodes: &[(SocketAddr, SocketAddr)],
+    redis: Option<&str>,
+) {
+    let (p, a) = nodes[0];
     let mut out = String::new();
     out.push_str("\n=== gateway demo ===\n");
     for i in instances {
@@ -471,14 +606,21 @@ fn print_banner(instances: &[DemoInstance], proxy: SocketAddr, admin: SocketAddr
             i.instance, i.service, i.port
         ));
     }
-    out.push_str(&format!(
-        "  gateway proxy on http://{proxy}, admin API on http://{admin} (config/demo.toml)\n"
-    ));
+    for (k, (proxy, admin)) in nodes.iter().enumerate() {
+        out.push_str(&format!(
+            "  gateway node {} proxy on http://{proxy}, admin API on http://{admin} (config/demo.toml)\n",
+            k + 1
+        ));
+    }
+    match redis {
+        Some(url) => out.push_str(&format!(
+            "  store: Redis {url}, keys prefixed \"{DEMO_KEY_PREFIX}\" (routes added here survive restarts of the demo)\n"
+        )),
+        None => out.push_str("  store: memory (admin changes last until the demo stops)\n"),
+    }
     out.push_str("  access log: one JSON line per request below\n\n");
     out.push_str("Try (in another terminal):\n\n");
-    let p = proxy;
-    let a = admin;
-    let cmds: &[(&str, String)] = &[
+    let mut cmds: Vec<(&str, String)> = vec![
         (
             "a user, twice: round robin answers from user-service-1, then user-service-2",
             format!("curl -s http://{p}/api/v1/users/42\ncurl -s http://{p}/api/v1/users/42"),
@@ -513,6 +655,44 @@ fn print_banner(instances: &[DemoInstance], proxy: SocketAddr, admin: SocketAddr
             format!("curl -s http://{p}/health"),
         ),
         (
+            "JWT: mint a token for alice (role user) through the admin API",
+            format!(
+                "TOKEN=$(curl -s -X POST -H 'Content-Type: application/json' -d '{{\"user_id\": \"alice\", \"username\": \"alice\", \"role\": \"user\"}}' http://{a}/admin/tokens | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\necho \"$TOKEN\""
+            ),
+        ),
+        (
+            "401: the account route needs a token",
+            format!("curl -si http://{p}/api/v1/account/profile"),
+        ),
+        (
+            "200 with the token: the user service sees x-user-id alice and x-user-role user",
+            format!("curl -s -H \"Authorization: Bearer $TOKEN\" http://{p}/api/v1/account/profile"),
+        ),
+        (
+            "revoke the token: the same call now answers 401 Token has been revoked",
+            format!(
+                "curl -s -X POST -H 'Content-Type: application/json' -d \"{{\\\"token\\\": \\\"$TOKEN\\\"}}\" http://{a}/admin/tokens/revoke\ncurl -s -H \"Authorization: Bearer $TOKEN\" http://{p}/api/v1/account/profile"
+            ),
+        ),
+        (
+            "429: the payment route allows 5 requests a minute per client (the POST above counted too)",
+            format!(
+                "for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' http://{p}/api/v1/payments; done; echo\ncurl -si http://{p}/api/v1/payments | grep -i -e '^HTTP' -e '^x-ratelimit' -e '^retry-after' -e '^ratelimit' -e 'error'"
+            ),
+        ),
+        (
+            "admin: the rate limits and their busiest keys",
+            format!("curl -s http://{a}/admin/rate-limits"),
+        ),
+        (
+            "admin: one circuit breaker per service (closed while the services answer)",
+            format!("curl -s http://{a}/admin/circuit-breakers"),
+        ),
+        (
+            "admin: services, and the health-checked instances of one",
+            format!("curl -s http://{a}/admin/services\ncurl -s http://{a}/admin/services/user_service"),
+        ),
+        (
             "admin: the route table",
             format!("curl -s http://{a}/admin/routes"),
         ),
@@ -527,7 +707,41 @@ fn print_banner(instances: &[DemoInstance], proxy: SocketAddr, admin: SocketAddr
             format!("curl -s http://{a}/admin/metrics\ncurl -s http://{a}/metrics | grep '^gateway_requests_total'"),
         ),
     ];
-    for (what, cmd) in cmds {
+    if let Some(&(p2, a2)) = nodes.get(1) {
+        cmds.extend([
+            (
+                "many nodes as one: add a route on node 1; ?wait=all answers once every node runs it",
+                format!(
+                    "curl -s -X POST -H 'Content-Type: application/json' -d '{{\"id\": \"shared\", \"path\": \"/shared\", \"strip_prefix\": true, \"service\": \"order_service\"}}' 'http://{a}/admin/routes?wait=all'"
+                ),
+            ),
+            (
+                "... and it serves on node 2 (the order service sees /1); both nodes report the same config_version",
+                format!(
+                    "curl -s http://{p2}/shared/1\ncurl -s http://{a}/admin/health | grep -o '\"config_version\":[0-9]*'\ncurl -s http://{a2}/admin/health | grep -o '\"config_version\":[0-9]*'"
+                ),
+            ),
+            (
+                "an instance registered on node 2 shows on node 1",
+                format!(
+                    "curl -s -X POST -H 'Content-Type: application/json' -d '{{\"id\": \"order-service-3\", \"host\": \"127.0.0.1\", \"port\": 18012}}' 'http://{a2}/admin/services/order_service/instances?wait=all'\ncurl -s http://{a}/admin/services/order_service"
+                ),
+            ),
+            (
+                "remove both on node 1: node 2 answers 404 Route not found",
+                format!(
+                    "curl -s -X DELETE 'http://{a}/admin/services/order_service/instances/order-service-3?wait=all'\ncurl -s -X DELETE 'http://{a}/admin/routes/shared?wait=all'\ncurl -s http://{p2}/shared/1"
+                ),
+            ),
+            (
+                "rate limits count across nodes: 3 on node 1 + 3 on node 2, the 6th is 429 (wait a minute after the 429 demo above)",
+                format!(
+                    "for i in 1 2 3; do curl -s -o /dev/null -w '%{{http_code}} ' http://{p}/api/v1/payments; done; for i in 1 2 3; do curl -s -o /dev/null -w '%{{http_code}} ' http://{p2}/api/v1/payments; done; echo"
+                ),
+            ),
+        ]);
+    }
+    for (what, cmd) in &cmds {
         out.push_str(&format!("  # {what}\n"));
         for line in cmd.lines() {
             out.push_str(&format!("  {line}\n"));
