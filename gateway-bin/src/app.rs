@@ -543,12 +543,7 @@ impl App {
 
     // ---- writes shared by the admin API and the sync with other nodes ----
 
-    /// Adds or replaces an admin route; returns whether it was new.
-    async fn put_route_local(&self, rc: RouteConfig) -> Result<bool, String> {
-        let mut st = self.inner.state.lock().await;
-        self.put_route_locked(&mut st, rc)
-    }
-
+    /// Adds or replaces an admin route under the writers' lock; returns whether it was new.
     fn put_route_locked(&self, st: &mut WriteState, rc: RouteConfig) -> Result<bool, String> {
         let problems = rc.problems(&st.config.services, st.config.auth.jwt.is_some());
         if !problems.is_empty() {
@@ -889,31 +884,22 @@ impl ControlPlane for Control {
             .and_then(|e| serde_json::to_value(&e.config).ok())
     }
 
-    async fn put_route(&self, route: Value) -> Result<RouteChange, String> {
-        let rc: RouteConfig = serde_json::from_value(route).map_err(|e| e.to_string())?;
-        let value = serde_json::to_value(&rc).map_err(|e| e.to_string())?;
-        if self.app.inner.shared.is_none() {
-            let created = self.app.put_route_local(rc).await?;
-            self.app.set_version(self.app.config_version() + 1);
-            return Ok(RouteChange {
-                route: value,
-                created,
-            });
-        }
-        // Shared store: validate and apply locally under the writers' lock, then persist; a
-        // store failure puts the local table back.
+    async fn put_route(&self, route: Value) -> Result<RouteChange, AdminError> {
+        let rc: RouteConfig =
+            serde_json::from_value(route).map_err(|e| AdminError::bad_request(e.to_string()))?;
+        let value = serde_json::to_value(&rc).map_err(|e| AdminError::bad_request(e.to_string()))?;
+        // Validate and apply locally under the writers' lock, then record the change (a new
+        // version; with Redis, written and announced); a store failure puts the table back.
         let mut st = self.app.inner.state.lock().await;
         let before: Vec<RouteEntry> = st.routes.clone();
-        let created = self.app.put_route_locked(&mut st, rc.clone())?;
-        if let Err(e) = self
-            .bump(sync::Change::PutRoute {
-                route: Box::new(rc),
-            })
-            .await
-        {
+        let created = self
+            .app
+            .put_route_locked(&mut st, rc.clone())
+            .map_err(AdminError::bad_request)?;
+        if let Err(e) = self.bump(sync::Change::PutRoute { route: Box::new(rc) }).await {
             st.routes = before;
             let _ = self.app.publish(&st);
-            return Err(format!("cannot store the route: {}", e.message));
+            return Err(e);
         }
         Ok(RouteChange {
             route: value,
@@ -921,22 +907,18 @@ impl ControlPlane for Control {
         })
     }
 
-    async fn delete_route(&self, id: &str) -> bool {
+    async fn delete_route(&self, id: &str) -> Result<bool, AdminError> {
         let mut st = self.app.inner.state.lock().await;
         let before: Vec<RouteEntry> = st.routes.clone();
         if !self.app.delete_route_locked(&mut st, id) {
-            return false;
+            return Ok(false);
         }
-        if self
-            .bump(sync::Change::DeleteRoute { id: id.to_string() })
-            .await
-            .is_err()
-        {
+        if let Err(e) = self.bump(sync::Change::DeleteRoute { id: id.to_string() }).await {
             st.routes = before;
             let _ = self.app.publish(&st);
-            return false;
+            return Err(e);
         }
-        true
+        Ok(true)
     }
 
     fn metrics_json(&self) -> Value {

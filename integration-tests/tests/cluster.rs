@@ -382,3 +382,45 @@ async fn a_write_right_after_start_is_not_lost_on_the_writing_node() {
         a.gateway.shutdown().await;
     }
 }
+
+/// With the shared store unreachable, route writes are refused with 503 and change nothing.
+#[tokio::test]
+async fn route_writes_with_the_store_down_are_503_and_change_nothing() {
+    let up = Upstream::echo("cl-down").await;
+    let dead = integration_tests::refused_addr().await;
+    let gw = TestGateway::builder()
+        .raw(&format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"redis://{dead}\"\ntimeout_ms = 200"
+        ))
+        .service("cl", &[&up])
+        .route("id = \"base\"\npath = \"/base\"\nservice = \"cl\"")
+        .start()
+        .await;
+    let (s, body) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/routes",
+        Some(&dyn_route()),
+    )
+    .await;
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Store unavailable"),
+        "{body}"
+    );
+    assert_eq!(
+        status(&gw, "/dyn/x").await,
+        404,
+        "the refused route must not serve"
+    );
+    let (s, _) = admin(&gw, reqwest::Method::DELETE, "/admin/routes/base", None).await;
+    assert_eq!(s, 503);
+    assert_eq!(
+        status(&gw, "/base/x").await,
+        200,
+        "the route it failed to delete still serves"
+    );
+}

@@ -78,12 +78,13 @@ pub trait ControlPlane: Send + Sync + 'static {
 
     /// Validate and add or replace (same id) a route.
     ///
-    /// `Err(reason)` becomes 400 `Invalid route configuration: {reason}` and must leave the
-    /// table untouched.
-    fn put_route(&self, route: Value) -> impl Future<Output = Result<RouteChange, String>> + Send;
+    /// An `Err` must leave the table untouched. A 400 becomes
+    /// `Invalid route configuration: {message}` (use [`AdminError::bad_request`] with the
+    /// reason); any other status (503 when the shared store is unreachable) is answered as is.
+    fn put_route(&self, route: Value) -> impl Future<Output = Result<RouteChange, AdminError>> + Send;
 
-    /// Remove a route; `true` when it existed.
-    fn delete_route(&self, id: &str) -> impl Future<Output = bool> + Send;
+    /// Remove a route; `Ok(true)` when it existed. An `Err` leaves the table untouched.
+    fn delete_route(&self, id: &str) -> impl Future<Output = Result<bool, AdminError>> + Send;
 
     /// The inner metrics object `{timestamp, total_requests, status_codes, services}`.
     fn metrics_json(&self) -> Value;

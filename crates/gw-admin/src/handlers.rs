@@ -97,10 +97,11 @@ pub(crate) async fn post_route<C: ControlPlane>(
             let body = json!({ "message": message, "route": route });
             (StatusCode::CREATED, Json(body)).into_response()
         }
-        Err(reason) => rid.error(
+        Err(e) if e.status == StatusCode::BAD_REQUEST => rid.error(
             StatusCode::BAD_REQUEST,
-            &format!("Invalid route configuration: {reason}"),
+            &format!("Invalid route configuration: {}", e.message),
         ),
+        Err(e) => refused(&rid, e),
     }
 }
 
@@ -111,7 +112,10 @@ pub(crate) async fn delete_route<C: ControlPlane>(
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let removed = match id {
-        Ok(Path(id)) => c.delete_route(&id).await,
+        Ok(Path(id)) => match c.delete_route(&id).await {
+            Ok(removed) => removed,
+            Err(e) => return refused(&rid, e),
+        },
         Err(_) => false,
     };
     if removed {

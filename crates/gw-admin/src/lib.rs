@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use gw_admin::{admin_router, AccessControl, ControlPlane, RouteChange};
+//! use gw_admin::{admin_router, AccessControl, AdminError, ControlPlane, RouteChange};
 //! use serde_json::{json, Value};
 //!
 //! struct Empty;
@@ -32,10 +32,10 @@
 //! impl ControlPlane for Empty {
 //!     async fn list_routes(&self) -> Vec<Value> { Vec::new() }
 //!     async fn get_route(&self, _id: &str) -> Option<Value> { None }
-//!     async fn put_route(&self, _route: Value) -> Result<RouteChange, String> {
-//!         Err("read-only".into())
+//!     async fn put_route(&self, _route: Value) -> Result<RouteChange, AdminError> {
+//!         Err(AdminError::bad_request("read-only"))
 //!     }
-//!     async fn delete_route(&self, _id: &str) -> bool { false }
+//!     async fn delete_route(&self, _id: &str) -> Result<bool, AdminError> { Ok(false) }
 //!     fn metrics_json(&self) -> Value { json!({}) }
 //!     fn metrics_prometheus(&self) -> String { String::new() }
 //!     async fn health(&self) -> Value { json!({"status": "healthy"}) }

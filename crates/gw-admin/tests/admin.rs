@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::Router;
-use gw_admin::{admin_router, AccessControl, ControlPlane, RouteChange};
+use gw_admin::{admin_router, AccessControl, AdminError, ControlPlane, RouteChange};
 use gw_core::ConnInfo;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -50,8 +50,8 @@ impl ControlPlane for TestControl {
         self.snapshot().into_iter().find(|r| r["id"] == id)
     }
 
-    async fn put_route(&self, route: Value) -> Result<RouteChange, String> {
-        let id = validate(&route)?;
+    async fn put_route(&self, route: Value) -> Result<RouteChange, AdminError> {
+        let id = validate(&route).map_err(AdminError::bad_request)?;
         let mut routes = self.routes.lock().unwrap();
         let created = match routes.iter_mut().find(|r| r["id"] == id.as_str()) {
             Some(slot) => {
@@ -66,11 +66,11 @@ impl ControlPlane for TestControl {
         Ok(RouteChange { route, created })
     }
 
-    async fn delete_route(&self, id: &str) -> bool {
+    async fn delete_route(&self, id: &str) -> Result<bool, AdminError> {
         let mut routes = self.routes.lock().unwrap();
         let before = routes.len();
         routes.retain(|r| r["id"] != id);
-        routes.len() != before
+        Ok(routes.len() != before)
     }
 
     fn metrics_json(&self) -> Value {

@@ -36,7 +36,7 @@ pub fn hash_api_key(key: &str) -> String {
 
 /// Input of `PUT /admin/users/{id}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct UserInput {
     /// Display name.
     pub username: Option<String>,
@@ -52,7 +52,7 @@ pub struct UserInput {
 
 /// Input of `POST /admin/api-keys`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApiKeyInput {
     /// Owner's user id (required).
     pub user_id: String,
