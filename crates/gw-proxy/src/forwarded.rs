@@ -218,9 +218,7 @@ pub(crate) fn set_forwarded(
                 push_ip(&mut s, peer);
                 HeaderValue::try_from(s).ok()
             } else {
-                let mut s = String::new();
-                push_ip(&mut s, peer);
-                HeaderValue::try_from(s).ok()
+                ip_header_value(peer)
             };
             match value {
                 Some(v) => {
@@ -250,6 +248,34 @@ pub(crate) fn set_forwarded(
                 headers.remove(X_FORWARDED_HOST);
             }
         }
+    }
+}
+
+/// `ip` as a header value: IPv4 (the common case) written on the stack, one exact allocation.
+fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            HeaderValue::from_bytes(&buf[..n]).ok()
+        }
+        IpAddr::V6(_) => HeaderValue::try_from(ip.to_string()).ok(),
     }
 }
 
@@ -339,6 +365,7 @@ mod tests {
             let mut s = String::new();
             push_ip(&mut s, ip);
             assert_eq!(s, ip.to_string());
+            assert_eq!(ip_header_value(ip).unwrap(), ip.to_string().as_str());
         }
     }
 

@@ -242,6 +242,9 @@ impl Shared {
 
         // Headers to the upstream.
         let headers = &mut parts.headers;
+        // Room for what is added below (request id, version, X-Forwarded-*), so the map grows
+        // at most once instead of once per insert.
+        headers.reserve(6);
         let original_host = match headers.get(HOST) {
             Some(h) => Some(h.clone()),
             None => parts
