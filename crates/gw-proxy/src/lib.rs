@@ -3,7 +3,9 @@
 //!
 //! - [`Upstream`]: one service — its [`Instance`]s (swapped atomically at runtime with
 //!   [`Upstream::set_instances`]), its [`LoadBalancer`] state and its retry budget.
-//! - [`Clients`]: the keep-alive pools, one per gateway, shared by every route.
+//! - [`Clients`]: the keep-alive pools, one per gateway, shared by every route. HTTP/1.1
+//!   connections are pooled per instance and go back to the pool once the response body has
+//!   been read to its end (closed otherwise); HTTP/2 services use hyper-util's pooled client.
 //! - [`Proxy`]: the per-route `tower::Service<Request<Body>>` that forwards a request whose
 //!   URI was already rewritten by the router, and streams the answer back. It never fails:
 //!   errors become the SPEC's JSON answers (502 `Bad gateway`, 504 `Gateway timeout`,
