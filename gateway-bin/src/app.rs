@@ -426,7 +426,9 @@ impl App {
             Some(o) => o.apply(&config.circuit_breaker),
             None => config.circuit_breaker.clone(),
         };
-        let breaker = self.inner.breakers.layer(&rc.service, &breaker_config);
+        let breaker = breaker_config
+            .enabled
+            .then(|| self.inner.breakers.layer(&rc.service, &breaker_config));
 
         let features = self.inner.features.load();
         let limit_policy = gw_ratelimit::RoutePolicy::from_config(
@@ -459,7 +461,7 @@ impl App {
             })
             .option_layer(auth)
             .option_layer(limit)
-            .layer(breaker)
+            .option_layer(breaker)
             .service(proxy);
         BoxCloneSyncService::new(stack)
     }
@@ -887,7 +889,8 @@ impl ControlPlane for Control {
     async fn put_route(&self, route: Value) -> Result<RouteChange, AdminError> {
         let rc: RouteConfig =
             serde_json::from_value(route).map_err(|e| AdminError::bad_request(e.to_string()))?;
-        let value = serde_json::to_value(&rc).map_err(|e| AdminError::bad_request(e.to_string()))?;
+        let value =
+            serde_json::to_value(&rc).map_err(|e| AdminError::bad_request(e.to_string()))?;
         // Validate and apply locally under the writers' lock, then record the change (a new
         // version; with Redis, written and announced); a store failure puts the table back.
         let mut st = self.app.inner.state.lock().await;
@@ -896,7 +899,12 @@ impl ControlPlane for Control {
             .app
             .put_route_locked(&mut st, rc.clone())
             .map_err(AdminError::bad_request)?;
-        if let Err(e) = self.bump(sync::Change::PutRoute { route: Box::new(rc) }).await {
+        if let Err(e) = self
+            .bump(sync::Change::PutRoute {
+                route: Box::new(rc),
+            })
+            .await
+        {
             st.routes = before;
             let _ = self.app.publish(&st);
             return Err(e);
@@ -913,7 +921,10 @@ impl ControlPlane for Control {
         if !self.app.delete_route_locked(&mut st, id) {
             return Ok(false);
         }
-        if let Err(e) = self.bump(sync::Change::DeleteRoute { id: id.to_string() }).await {
+        if let Err(e) = self
+            .bump(sync::Change::DeleteRoute { id: id.to_string() })
+            .await
+        {
             st.routes = before;
             let _ = self.app.publish(&st);
             return Err(e);

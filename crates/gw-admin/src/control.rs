@@ -81,7 +81,10 @@ pub trait ControlPlane: Send + Sync + 'static {
     /// An `Err` must leave the table untouched. A 400 becomes
     /// `Invalid route configuration: {message}` (use [`AdminError::bad_request`] with the
     /// reason); any other status (503 when the shared store is unreachable) is answered as is.
-    fn put_route(&self, route: Value) -> impl Future<Output = Result<RouteChange, AdminError>> + Send;
+    fn put_route(
+        &self,
+        route: Value,
+    ) -> impl Future<Output = Result<RouteChange, AdminError>> + Send;
 
     /// Remove a route; `Ok(true)` when it existed. An `Err` leaves the table untouched.
     fn delete_route(&self, id: &str) -> impl Future<Output = Result<bool, AdminError>> + Send;

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
+    /// Whether the service has a breaker and outlier detection at all (true). With `false`
+    /// the gateway puts no breaker layer on the service's routes.
+    pub enabled: bool,
     /// The failure share (0 < x <= 1) of the window that opens the breaker (0.5).
     pub failure_rate: f64,
     /// The window must hold at least this many results before it can open (10).
@@ -27,6 +30,7 @@ pub struct BreakerConfig {
 impl Default for BreakerConfig {
     fn default() -> Self {
         BreakerConfig {
+            enabled: true,
             failure_rate: 0.5,
             min_requests: 10,
             window_secs: 60,
@@ -119,6 +123,9 @@ impl Default for OutlierConfig {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerOverride {
+    /// Overrides [`BreakerConfig::enabled`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// Overrides [`BreakerConfig::failure_rate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_rate: Option<f64>,
@@ -167,6 +174,7 @@ impl BreakerOverride {
     /// `base` with every key set here replaced.
     pub fn apply(&self, base: &BreakerConfig) -> BreakerConfig {
         BreakerConfig {
+            enabled: self.enabled.unwrap_or(base.enabled),
             failure_rate: self.failure_rate.unwrap_or(base.failure_rate),
             min_requests: self.min_requests.unwrap_or(base.min_requests),
             window_secs: self.window_secs.unwrap_or(base.window_secs),
@@ -219,6 +227,7 @@ mod tests {
     #[test]
     fn validate_names_every_bad_field() {
         let c = BreakerConfig {
+            enabled: true,
             failure_rate: 0.0,
             min_requests: 0,
             window_secs: 0,
