@@ -24,7 +24,7 @@ use gateway_bin::{Config, Gateway};
 use serde_json::{json, Value};
 
 const USAGE: &str =
-    "usage: cargo xtask <demo [--redis URL] [--nodes N] | test | ci | bench [-- ARGS for run.sh]>";
+    "usage: cargo xtask <demo [--redis URL] [--nodes N] | test | ci | bench [-- ARGS for run.sh]>\n  bench starts four gateways (plain, resilience, jwt+limit memory, jwt+limit redis) and runs ../shared/bench/run.sh against them and the anchors";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -141,14 +141,126 @@ fn ci() -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 // bench
 
-const BENCH_PROXY: &str = "127.0.0.1:18100";
-const BENCH_ADMIN: &str = "127.0.0.1:18101";
+/// The harness's upstream (nginx, started by run.sh).
 const BENCH_UPSTREAM_PORT: u16 = 18081;
+
+/// One gateway configuration measured side by side with the others and the anchors.
+struct BenchProfile {
+    /// Target name in the harness's table.
+    name: &'static str,
+    /// Proxy port (admin is port + 1).
+    port: u16,
+    /// What it measures.
+    about: &'static str,
+    /// TOML added to the common part.
+    extra: &'static str,
+    /// `[circuit_breaker]` enabled.
+    breakers: bool,
+    /// Route keys.
+    route: &'static str,
+}
+
+/// JWT settings the harness's tokens verify against (`jwt.py`: HS256, iss "bench", aud "api").
+const BENCH_JWT: &str = r#"
+[auth.jwt]
+algorithms = ["HS256"]
+secret = "SECRET"
+issuer = "bench"
+audience = ["api"]
+user_lookup = false
+
+[rate_limit]
+algorithm = "sliding_window"
+default = { requests_per_minute = 1000000000 }
+"#;
+
+const PROFILES: &[BenchProfile] = &[
+    BenchProfile {
+        name: "gateway",
+        port: 18100,
+        about: "plain proxying: no auth, no limit, no breaker",
+        extra: "",
+        breakers: false,
+        route: "",
+    },
+    BenchProfile {
+        name: "gw-resilience",
+        port: 18110,
+        about: "circuit breaker + outlier detection + active health checks",
+        extra: "",
+        breakers: true,
+        route: "",
+    },
+    BenchProfile {
+        name: "gw-jwt-limit",
+        port: 18120,
+        about: "JWT (HS256) + sliding-window limit per user, memory store",
+        extra: BENCH_JWT,
+        breakers: false,
+        route: "auth_required = true\n",
+    },
+    BenchProfile {
+        name: "gw-jwt-redis",
+        port: 18130,
+        about: "JWT (HS256) + sliding-window limit per user, Redis store",
+        extra: BENCH_JWT,
+        breakers: false,
+        route: "auth_required = true\n",
+    },
+];
 
 fn bench(extra: &[String]) -> ExitCode {
     match run_bench(extra) {
         Ok(code) | Err(code) => code,
     }
+}
+
+fn bench_config(p: &BenchProfile, secret: &str) -> String {
+    let store = if p.name.ends_with("redis") {
+        format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\nkey_prefix = \"bench:{}:\"\n",
+            std::process::id()
+        )
+    } else {
+        String::new()
+    };
+    let health = if p.breakers {
+        "health_check = { path = \"/api/v1/health\", interval_secs = 1, timeout_ms = 500 }\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"# Written by `cargo xtask bench` ({about}); removed when it ends.
+[server]
+listen = "127.0.0.1:{port}"
+workers = 1
+shutdown_timeout_secs = 2
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[log]
+level = "warn"
+access_log = "off"
+
+[circuit_breaker]
+enabled = {breakers}
+{store}{extra}
+[services.bench]
+instances = [{{ id = "bench-upstream", host = "127.0.0.1", port = {BENCH_UPSTREAM_PORT} }}]
+{health}
+[[routes]]
+id = "bench"
+path = "/"
+service = "bench"
+{route}"#,
+        about = p.about,
+        port = p.port,
+        admin = p.port + 1,
+        breakers = p.breakers,
+        extra = p.extra.replace("SECRET", secret),
+        route = p.route,
+    )
 }
 
 fn run_bench(extra: &[String]) -> Result<ExitCode, ExitCode> {
@@ -176,96 +288,87 @@ fn run_bench(extra: &[String]) -> Result<ExitCode, ExitCode> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let binary = target_dir.join("release/gateway");
+    // The harness mints its tokens with BENCH_JWT_SECRET and exports it to what it starts.
+    let secret = std::env::var("BENCH_JWT_SECRET")
+        .unwrap_or_else(|_| "bench-hs256-secret-change-me".to_string());
 
-    let config_path = std::env::temp_dir().join(format!("gw-bench-{}.toml", std::process::id()));
-    let config = format!(
-        r#"# Written by `cargo xtask bench`; removed when it ends.
-[server]
-listen = "{BENCH_PROXY}"
-workers = 1
-shutdown_timeout_secs = 2
-
-[admin]
-listen = "{BENCH_ADMIN}"
-
-[log]
-level = "warn"
-access_log = "off"
-
-[services.bench]
-instances = [{{ id = "bench-upstream", host = "127.0.0.1", port = {BENCH_UPSTREAM_PORT} }}]
-
-[[routes]]
-id = "bench"
-path = "/"
-service = "bench"
-"#
-    );
-    if let Err(e) = std::fs::write(&config_path, config) {
-        eprintln!("xtask: cannot write {}: {e}", config_path.display());
-        return Err(ExitCode::FAILURE);
+    let mut gateways = Vec::new();
+    let mut files = Vec::new();
+    let mut harness_args: Vec<String> = Vec::new();
+    for p in PROFILES {
+        let config_path =
+            std::env::temp_dir().join(format!("gw-bench-{}-{}.toml", p.name, std::process::id()));
+        if let Err(e) = std::fs::write(&config_path, bench_config(p, &secret)) {
+            eprintln!("xtask: cannot write {}: {e}", config_path.display());
+            return Err(ExitCode::FAILURE);
+        }
+        files.push(RemoveOnDrop(config_path.clone()));
+        let mut cmd = if has_program("taskset") {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "1"]).arg(&binary);
+            c
+        } else {
+            eprintln!("xtask: taskset not found; the gateway runs unpinned");
+            Command::new(&binary)
+        };
+        cmd.arg("--config")
+            .arg(&config_path)
+            .env_remove("GW_CONFIG");
+        eprintln!(
+            "xtask: starting {} ({}) on 127.0.0.1:{}",
+            p.name, p.about, p.port
+        );
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("xtask: cannot start {}: {e}", binary.display());
+                return Err(ExitCode::FAILURE);
+            }
+        };
+        // taskset execs the gateway, so the pid is the gateway's own.
+        let gateway = KillOnDrop(child);
+        let pid = gateway.0.id();
+        gateways.push(gateway);
+        let addr = SocketAddr::from(([127, 0, 0, 1], p.port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !health_ok(addr) {
+            if let Some(Ok(Some(status))) = gateways.last_mut().map(|g| g.0.try_wait()) {
+                eprintln!(
+                    "xtask: {} exited before it answered /health ({status})",
+                    p.name
+                );
+                return Err(ExitCode::FAILURE);
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "xtask: {} did not answer http://{addr}/health within 30 s",
+                    p.name
+                );
+                return Err(ExitCode::FAILURE);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        harness_args.push("--target".into());
+        harness_args.push(format!("{}=http://{addr}", p.name));
+        harness_args.push("--target-pid".into());
+        harness_args.push(format!("{}={pid}", p.name));
     }
-    let _config_file = RemoveOnDrop(config_path.clone());
-
-    let mut cmd = if has_program("taskset") {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "1"]).arg(&binary);
-        c
-    } else {
-        eprintln!("xtask: taskset not found; the gateway runs unpinned");
-        Command::new(&binary)
-    };
-    cmd.arg("--config")
-        .arg(&config_path)
-        .env_remove("GW_CONFIG");
-    eprintln!(
-        "xtask: starting {} --config {}",
-        binary.display(),
-        config_path.display()
-    );
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("xtask: cannot start {}: {e}", binary.display());
-            return Err(ExitCode::FAILURE);
-        }
-    };
-    // taskset execs the gateway, so the pid is the gateway's own.
-    let mut gateway = KillOnDrop(child);
-    let pid = gateway.0.id();
-
-    let addr: SocketAddr = BENCH_PROXY.parse().expect("valid address");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if health_ok(addr) {
-            break;
-        }
-        if let Ok(Some(status)) = gateway.0.try_wait() {
-            eprintln!("xtask: the gateway exited before it answered /health ({status})");
-            return Err(ExitCode::FAILURE);
-        }
-        if Instant::now() > deadline {
-            eprintln!("xtask: the gateway did not answer http://{addr}/health within 30 s");
-            return Err(ExitCode::FAILURE);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    for p in PROFILES {
+        eprintln!("xtask: {:14} {}", p.name, p.about);
     }
-    eprintln!("xtask: gateway (pid {pid}) answers on http://{addr}");
 
     let mut harness_cmd = Command::new("bash");
     harness_cmd
         .current_dir(&root)
         .arg(&harness)
-        .arg("--target")
-        .arg(format!("gateway=http://{BENCH_PROXY}"))
-        .arg("--target-pid")
-        .arg(format!("gateway={pid}"))
+        .args(&harness_args)
         .args(extra);
     let result = match run(harness_cmd) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(code) => Err(code),
     };
-    drop(gateway);
+    drop(gateways);
+    drop(files);
     result
 }
 
