@@ -17,8 +17,8 @@ pub struct JwtConfig {
     pub secret: Option<String>,
     /// PEM public key (RSA, EC or Ed25519) for the asymmetric algorithms.
     pub public_key_file: Option<PathBuf>,
-    /// JWKS endpoint for the asymmetric algorithms. Only `http://` URLs: this build has no TLS
-    /// client, so an `https://` URL is a validation error.
+    /// JWKS endpoint for the asymmetric algorithms (`https://`, checked against the public
+    /// web PKI roots, or `http://` for a local sidecar).
     pub jwks_url: Option<String>,
     /// Required `iss`; a token with another issuer is refused with `Invalid issuer`.
     pub issuer: Option<String>,
@@ -91,15 +91,10 @@ impl JwtConfig {
             ));
         }
         if let Some(url) = &self.jwks_url {
-            if url.starts_with("https://") {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
                 errors.push((
                     "jwks_url".to_owned(),
-                    "https JWKS URLs cannot be fetched: this build has no TLS client; use an http:// URL (e.g. a local sidecar) or public_key_file".to_owned(),
-                ));
-            } else if !url.starts_with("http://") {
-                errors.push((
-                    "jwks_url".to_owned(),
-                    format!("not an http:// URL: \"{url}\""),
+                    format!("not an http:// or https:// URL: \"{url}\""),
                 ));
             }
         }
@@ -265,19 +260,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_needs_secret_and_https_jwks_is_refused() {
+    fn default_needs_secret_and_jwks_url_must_be_http_or_https() {
         let errs = JwtConfig::default().validate();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].0, "secret");
         let cfg = JwtConfig {
             algorithms: vec!["RS256".into(), "none".into()],
-            jwks_url: Some("https://idp.example/jwks".into()),
+            jwks_url: Some("ftp://idp.example/jwks".into()),
             ..JwtConfig::default()
         };
         let errs = cfg.validate();
         let paths: Vec<_> = errs.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(paths, ["algorithms[1]", "jwks_url"]);
-        assert!(errs[1].1.contains("TLS"));
+        let https = JwtConfig {
+            algorithms: vec!["RS256".into()],
+            jwks_url: Some("https://idp.example/jwks".into()),
+            ..JwtConfig::default()
+        };
+        assert!(https.validate().is_empty(), "{:?}", https.validate());
     }
 
     #[test]

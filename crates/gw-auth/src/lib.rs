@@ -5,8 +5,8 @@
 //!   on an unknown `kid` at most once per 10 s, old keys kept when a refresh fails, so a JWKS
 //!   outage never blocks tokens signed with known keys). Only the configured algorithms are
 //!   accepted: `alg: none` and HS/RS confusion are refused. `exp`, `nbf`, `iss`, `aud` and
-//!   `leeway_secs` are checked with an explicit clock. This build has no TLS client, so a
-//!   JWKS must be served over `http://` (validation refuses `https://`).
+//!   `leeway_secs` are checked with an explicit clock. A JWKS is fetched over `https://`
+//!   (rustls with the ring provider, public web PKI roots) or `http://`.
 //! - **API keys** in `X-API-Key`, stored as `api_key:{sha256 hex}`; `status`, `expires_at`.
 //! - **Revocation** (`blacklist:{jti}`), **user lookup** (`user:{sub}`, status `active`), role,
 //!   permission and ownership rules ([`SecurityConfig`]), `require_https`.
