@@ -182,8 +182,8 @@ pin_project! {
     pub(crate) struct RespBody {
         #[pin]
         inner: Incoming,
-        #[pin]
-        idle: Sleep,
+        // Made on the first wait (a body that is already buffered never needs a timer).
+        idle: Option<Pin<Box<Sleep>>>,
         read: Duration,
         armed: bool,
         guard: Option<InFlight>,
@@ -214,7 +214,7 @@ impl RespBody {
         }
         RespBody {
             inner,
-            idle: tokio::time::sleep_until(deadline(read)),
+            idle: None,
             read,
             armed: false,
             guard,
@@ -257,11 +257,19 @@ impl http_body::Body for RespBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if !*this.armed {
-                    *this.armed = true;
-                    this.idle.as_mut().reset(deadline(*this.read));
-                }
-                ready!(this.idle.poll(cx));
+                let idle = match this.idle {
+                    Some(idle) => {
+                        if !*this.armed {
+                            idle.as_mut().reset(deadline(*this.read));
+                        }
+                        idle
+                    }
+                    None => this
+                        .idle
+                        .insert(Box::pin(tokio::time::sleep_until(deadline(*this.read)))),
+                };
+                *this.armed = true;
+                ready!(idle.as_mut().poll(cx));
                 *this.guard = None;
                 *this.pooled = None;
                 Poll::Ready(Some(Err(Box::new(ReadTimeout(*this.read)))))

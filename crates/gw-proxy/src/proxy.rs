@@ -89,8 +89,9 @@ impl tower::Service<Request<Body>> for Proxy {
     }
 
     fn call(&mut self, req: Request<Body>) -> ResponseFuture {
-        let shared = self.inner.clone();
-        Box::pin(async move { Ok(shared.forward(req).await) })
+        // One async fn for the whole request (no nested futures to move into place on the
+        // first poll).
+        Box::pin(self.inner.clone().forward(req))
     }
 }
 
@@ -187,10 +188,250 @@ fn has_body_limit_cause(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 impl Shared {
-    async fn forward(self: Arc<Self>, req: Request<Body>) -> Response<Body> {
+    async fn forward(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Infallible> {
         let (mut parts, body) = req.into_parts();
         let request_id = parts.extensions.get::<RequestId>().cloned();
-        let (result, info) = self.run(&mut parts, body, request_id.as_ref()).await;
+        let (result, info) = 'run: {
+            let config = &*self.config;
+            let max = config.max_body_bytes;
+            if content_length(&parts.headers).is_some_and(|len| len > max) {
+                break 'run (Err(ProxyError::BodyTooLarge), None);
+            }
+
+            // What the request's extensions tell us; they are not forwarded.
+            let mut extensions = std::mem::take(&mut parts.extensions);
+            let upstream = &*self.upstream;
+            let upgrade = upstream.protocol() == UpstreamProtocol::Http1 && is_websocket(&parts);
+            let client_upgrade = if upgrade {
+                extensions.remove::<OnUpgrade>()
+            } else {
+                None
+            };
+            let conn = extensions.get::<ConnInfo>().copied();
+            let client = extensions.get::<ClientAddr>().copied();
+            let identity = extensions.get::<Identity>();
+            let key_hash =
+                (upstream.load_balancer() == LoadBalancer::ConsistentHash).then(|| {
+                    match (identity, client, conn) {
+                        (Some(id), _, _) => hash_key(id.user_id.as_bytes()),
+                        (None, Some(c), _) => hash_ip(c.ip),
+                        (None, None, Some(c)) => hash_ip(c.peer.ip()),
+                        (None, None, None) => hash_key(b""),
+                    }
+                });
+            // Without the listener's upgrade handle the handshake cannot be completed: forward
+            // as a plain request.
+            let upgrade = client_upgrade.is_some();
+
+            // Headers to the upstream.
+            let headers = &mut parts.headers;
+            // Room for what is added below (request id, version, X-Forwarded-*), so the map grows
+            // at most once instead of once per insert.
+            headers.reserve(6);
+            let original_host = match headers.get(HOST) {
+                Some(h) => Some(h.clone()),
+                None => parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+            };
+            strip_hop_by_hop(headers, true, upgrade);
+            remove_x_user(headers);
+            if let Some(id) = identity {
+                if let Ok(v) = HeaderValue::from_str(&id.user_id) {
+                    headers.insert(X_USER_ID, v);
+                }
+                if let Some(role) = id
+                    .role
+                    .as_deref()
+                    .and_then(|r| HeaderValue::from_str(r).ok())
+                {
+                    headers.insert(X_USER_ROLE, role);
+                }
+            }
+            if let Some(id) = &request_id {
+                headers.insert(X_REQUEST_ID, id.header_value().clone());
+            }
+            headers.insert(X_GATEWAY_VERSION, self.version.clone());
+            let peer = conn.map(|c| c.peer.ip()).or(client.map(|c| c.ip));
+            let peer_trusted = conn.is_some_and(|c| config.trusted_proxies.contains(c.peer.ip()));
+            let tls = conn.map_or_else(|| client.is_some_and(|c| c.https), |c| c.tls);
+            if let (None, Some(h)) = (headers.get(HOST), original_host.as_ref()) {
+                headers.insert(HOST, h.clone());
+            }
+            set_forwarded(headers, peer, tls, peer_trusted, original_host);
+            // The listener answers `Expect: 100-continue` itself when the body is first read.
+            headers.remove(EXPECT);
+            if upstream.protocol() == UpstreamProtocol::Http2 {
+                // HTTP/2 carries the authority in `:authority` (the instance's address, which the
+                // pool is keyed on); a differing Host is not allowed (RFC 9113 §8.3.1). The
+                // original host travels in X-Forwarded-Host.
+                headers.remove(HOST);
+            }
+            config.request_headers.apply(headers);
+            drop(extensions);
+
+            let version = match upstream.protocol() {
+                UpstreamProtocol::Http1 => Version::HTTP_11,
+                UpstreamProtocol::Http2 => Version::HTTP_2,
+            };
+            let pq = std::mem::take(&mut parts.uri)
+                .into_parts()
+                .path_and_query
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+
+            // The body: replayable when a retry may follow, else streamed once.
+            let retry = config
+                .retry
+                .as_ref()
+                .filter(|r| r.times > 0 && !upgrade && idempotent(&parts.method));
+            let mut stream = None;
+            let mut replay = None;
+            let mut progress = None;
+            if body.is_end_stream() {
+                // Nothing to stream (most GETs): no limit counting, no progress tracking.
+                replay = Some(Bytes::new());
+            } else if retry.is_some()
+                && body
+                    .size_hint()
+                    .upper()
+                    .is_some_and(|n| n <= MAX_REPLAY_BYTES)
+            {
+                // Boxed (cold path): keeps the per-request future small.
+                match Box::pin(ReqBody::stream(body, max, Progress::new()).collect()).await {
+                    Ok(c) => replay = Some(c.to_bytes()),
+                    Err(e) if e.is::<BodyLimitExceeded>() => {
+                        break 'run (Err(ProxyError::BodyTooLarge), None)
+                    }
+                    Err(e) => break 'run (Err(ProxyError::BadGateway(e)), None),
+                }
+            } else {
+                let p = Progress::new();
+                progress = Some(p.clone());
+                stream = Some(ReqBody::stream(body, max, p));
+            }
+            let max_attempts = match (&replay, retry) {
+                (Some(_), Some(r)) => r.times.saturating_add(1),
+                _ => 1,
+            };
+            if max_attempts > 1 {
+                upstream.budget.deposit();
+            }
+
+            let snap = upstream.snapshot();
+            let mut tried = Tried::default();
+            let mut attempts = 0u32;
+            let mut headers = std::mem::take(&mut parts.headers);
+            loop {
+                attempts += 1;
+                let Some(idx) = upstream.pick(&snap, key_hash, tried) else {
+                    break 'run (Err(ProxyError::NoHealthyUpstream), None);
+                };
+                tried.insert(idx);
+                let ep = &snap.endpoints[idx];
+                let last = attempts >= max_attempts;
+
+                let mut uri_parts = uri::Parts::default();
+                if version == Version::HTTP_2 {
+                    uri_parts.scheme = Some(Scheme::HTTP);
+                    uri_parts.authority = Some(ep.authority.clone());
+                }
+                // HTTP/1.1 connections are made by the pool: the request line is origin-form.
+                uri_parts.path_and_query = Some(pq.clone());
+                let uri = Uri::from_parts(uri_parts).expect("scheme, authority and path are valid");
+                let req_body = match (&replay, stream.take()) {
+                    (Some(bytes), _) => ReqBody::full(bytes.clone()),
+                    (None, Some(s)) => s,
+                    (None, None) => ReqBody::full(Bytes::new()),
+                };
+                let mut req = Request::new(req_body);
+                *req.method_mut() = parts.method.clone();
+                *req.uri_mut() = uri;
+                *req.version_mut() = version;
+                *req.headers_mut() = if last {
+                    std::mem::take(&mut headers)
+                } else {
+                    headers.clone()
+                };
+
+                let guard = (upstream.load_balancer() == LoadBalancer::LeastConn)
+                    .then(|| InFlight::new(&ep.in_flight));
+                let start = Instant::now();
+                // The wait for the response headers, bounded by `send + read` from the start (or
+                // from the last frame of a streamed body).
+                let result = {
+                    let limit = self.header_timeout;
+                    let progress = progress.as_deref();
+                    let mut send = std::pin::pin!(self.client.send(ep, req));
+                    let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline(limit)));
+                    std::future::poll_fn(|cx| {
+                        if let Poll::Ready(out) = send.as_mut().poll(cx) {
+                            return Poll::Ready(Ok(out));
+                        }
+                        loop {
+                            std::task::ready!(sleep.as_mut().poll(cx));
+                            match progress.and_then(|p| p.last().checked_add(limit)) {
+                                Some(later) if later > sleep.deadline() => {
+                                    sleep.as_mut().reset(later)
+                                }
+                                _ => return Poll::Ready(Err(Elapsed)),
+                            }
+                        }
+                    })
+                    .await
+                };
+                let info = UpstreamInfo {
+                    addr: ep.addr.clone(),
+                    instance: ep.id.clone(),
+                    connect: None,
+                    header: start.elapsed(),
+                    attempts,
+                };
+                let failure = match result {
+                    Ok(Ok((res, pooled))) => {
+                        let status = res.status();
+                        let retry_status = matches!(
+                            status,
+                            StatusCode::BAD_GATEWAY
+                                | StatusCode::SERVICE_UNAVAILABLE
+                                | StatusCode::GATEWAY_TIMEOUT
+                        );
+                        if !(retry_status && !last && upstream.budget.withdraw()) {
+                            let res = self.respond(res, guard, client_upgrade, pooled);
+                            break 'run (Ok(res), Some(info));
+                        }
+                        drop((res, pooled));
+                        None
+                    }
+                    Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.exceeded()) => {
+                        break 'run (Err(ProxyError::BodyTooLarge), Some(info));
+                    }
+                    Ok(Err(err)) => match classify(err) {
+                        Failure::Final(e) => break 'run (Err(e), Some(info)),
+                        Failure::Retryable(e) => {
+                            if last || !upstream.budget.withdraw() {
+                                break 'run (Err(e), Some(info));
+                            }
+                            Some(e)
+                        }
+                    },
+                    Err(Elapsed) => break 'run (Err(ProxyError::Timeout), Some(info)),
+                };
+                drop(guard);
+                tracing::debug!(
+                    service = upstream.name(),
+                    instance = %ep.id,
+                    attempt = attempts,
+                    error = ?failure,
+                    "retrying upstream request"
+                );
+                if let Some(r) = retry {
+                    if !r.delay.is_zero() {
+                        Box::pin(tokio::time::sleep(r.delay)).await;
+                    }
+                }
+            }
+        };
         let mut res = match result {
             Ok(res) => res,
             Err(err) => {
@@ -201,257 +442,7 @@ impl Shared {
         if let Some(info) = info {
             res.extensions_mut().insert(info);
         }
-        res
-    }
-
-    async fn run(
-        &self,
-        parts: &mut http::request::Parts,
-        body: Body,
-        request_id: Option<&RequestId>,
-    ) -> (Result<Response<Body>, ProxyError>, Option<UpstreamInfo>) {
-        let config = &*self.config;
-        let max = config.max_body_bytes;
-        if content_length(&parts.headers).is_some_and(|len| len > max) {
-            return (Err(ProxyError::BodyTooLarge), None);
-        }
-
-        // What the request's extensions tell us; they are not forwarded.
-        let mut extensions = std::mem::take(&mut parts.extensions);
-        let upstream = &*self.upstream;
-        let upgrade = upstream.protocol() == UpstreamProtocol::Http1 && is_websocket(parts);
-        let client_upgrade = if upgrade {
-            extensions.remove::<OnUpgrade>()
-        } else {
-            None
-        };
-        let conn = extensions.get::<ConnInfo>().copied();
-        let client = extensions.get::<ClientAddr>().copied();
-        let identity = extensions.get::<Identity>();
-        let key_hash = (upstream.load_balancer() == LoadBalancer::ConsistentHash).then(|| {
-            match (identity, client, conn) {
-                (Some(id), _, _) => hash_key(id.user_id.as_bytes()),
-                (None, Some(c), _) => hash_ip(c.ip),
-                (None, None, Some(c)) => hash_ip(c.peer.ip()),
-                (None, None, None) => hash_key(b""),
-            }
-        });
-        // Without the listener's upgrade handle the handshake cannot be completed: forward
-        // as a plain request.
-        let upgrade = client_upgrade.is_some();
-
-        // Headers to the upstream.
-        let headers = &mut parts.headers;
-        // Room for what is added below (request id, version, X-Forwarded-*), so the map grows
-        // at most once instead of once per insert.
-        headers.reserve(6);
-        let original_host = match headers.get(HOST) {
-            Some(h) => Some(h.clone()),
-            None => parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-        };
-        strip_hop_by_hop(headers, true, upgrade);
-        remove_x_user(headers);
-        if let Some(id) = identity {
-            if let Ok(v) = HeaderValue::from_str(&id.user_id) {
-                headers.insert(X_USER_ID, v);
-            }
-            if let Some(role) = id
-                .role
-                .as_deref()
-                .and_then(|r| HeaderValue::from_str(r).ok())
-            {
-                headers.insert(X_USER_ROLE, role);
-            }
-        }
-        if let Some(id) = request_id {
-            headers.insert(X_REQUEST_ID, id.header_value().clone());
-        }
-        headers.insert(X_GATEWAY_VERSION, self.version.clone());
-        let peer = conn.map(|c| c.peer.ip()).or(client.map(|c| c.ip));
-        let peer_trusted = conn.is_some_and(|c| config.trusted_proxies.contains(c.peer.ip()));
-        let tls = conn.map_or_else(|| client.is_some_and(|c| c.https), |c| c.tls);
-        if let (None, Some(h)) = (headers.get(HOST), original_host.as_ref()) {
-            headers.insert(HOST, h.clone());
-        }
-        set_forwarded(headers, peer, tls, peer_trusted, original_host);
-        // The listener answers `Expect: 100-continue` itself when the body is first read.
-        headers.remove(EXPECT);
-        if upstream.protocol() == UpstreamProtocol::Http2 {
-            // HTTP/2 carries the authority in `:authority` (the instance's address, which the
-            // pool is keyed on); a differing Host is not allowed (RFC 9113 §8.3.1). The
-            // original host travels in X-Forwarded-Host.
-            headers.remove(HOST);
-        }
-        config.request_headers.apply(headers);
-        drop(extensions);
-
-        let version = match upstream.protocol() {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::Http2 => Version::HTTP_2,
-        };
-        let pq = std::mem::take(&mut parts.uri)
-            .into_parts()
-            .path_and_query
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-
-        // The body: replayable when a retry may follow, else streamed once.
-        let retry = config
-            .retry
-            .as_ref()
-            .filter(|r| r.times > 0 && !upgrade && idempotent(&parts.method));
-        let mut stream = None;
-        let mut replay = None;
-        let mut progress = None;
-        if body.is_end_stream() {
-            // Nothing to stream (most GETs): no limit counting, no progress tracking.
-            replay = Some(Bytes::new());
-        } else if retry.is_some()
-            && body
-                .size_hint()
-                .upper()
-                .is_some_and(|n| n <= MAX_REPLAY_BYTES)
-        {
-            // Boxed (cold path): keeps the per-request future small.
-            match Box::pin(ReqBody::stream(body, max, Progress::new()).collect()).await {
-                Ok(c) => replay = Some(c.to_bytes()),
-                Err(e) if e.is::<BodyLimitExceeded>() => {
-                    return (Err(ProxyError::BodyTooLarge), None)
-                }
-                Err(e) => return (Err(ProxyError::BadGateway(e)), None),
-            }
-        } else {
-            let p = Progress::new();
-            progress = Some(p.clone());
-            stream = Some(ReqBody::stream(body, max, p));
-        }
-        let max_attempts = match (&replay, retry) {
-            (Some(_), Some(r)) => r.times.saturating_add(1),
-            _ => 1,
-        };
-        if max_attempts > 1 {
-            upstream.budget.deposit();
-        }
-
-        let snap = upstream.snapshot();
-        let mut tried = Tried::default();
-        let mut attempts = 0u32;
-        let mut headers = std::mem::take(&mut parts.headers);
-        loop {
-            attempts += 1;
-            let Some(idx) = upstream.pick(&snap, key_hash, tried) else {
-                return (Err(ProxyError::NoHealthyUpstream), None);
-            };
-            tried.insert(idx);
-            let ep = &snap.endpoints[idx];
-            let last = attempts >= max_attempts;
-
-            let mut uri_parts = uri::Parts::default();
-            if version == Version::HTTP_2 {
-                uri_parts.scheme = Some(Scheme::HTTP);
-                uri_parts.authority = Some(ep.authority.clone());
-            }
-            // HTTP/1.1 connections are made by the pool: the request line is origin-form.
-            uri_parts.path_and_query = Some(pq.clone());
-            let uri = Uri::from_parts(uri_parts).expect("scheme, authority and path are valid");
-            let req_body = match (&replay, stream.take()) {
-                (Some(bytes), _) => ReqBody::full(bytes.clone()),
-                (None, Some(s)) => s,
-                (None, None) => ReqBody::full(Bytes::new()),
-            };
-            let mut req = Request::new(req_body);
-            *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = uri;
-            *req.version_mut() = version;
-            *req.headers_mut() = if last {
-                std::mem::take(&mut headers)
-            } else {
-                headers.clone()
-            };
-
-            let guard = (upstream.load_balancer() == LoadBalancer::LeastConn)
-                .then(|| InFlight::new(&ep.in_flight));
-            let start = Instant::now();
-            let result = self
-                .wait_headers(self.client.send(ep, req), progress.as_deref())
-                .await;
-            let info = UpstreamInfo {
-                addr: ep.addr.clone(),
-                instance: ep.id.clone(),
-                connect: None,
-                header: start.elapsed(),
-                attempts,
-            };
-            let failure = match result {
-                Ok(Ok((res, pooled))) => {
-                    let status = res.status();
-                    let retry_status = matches!(
-                        status,
-                        StatusCode::BAD_GATEWAY
-                            | StatusCode::SERVICE_UNAVAILABLE
-                            | StatusCode::GATEWAY_TIMEOUT
-                    );
-                    if !(retry_status && !last && upstream.budget.withdraw()) {
-                        let res = self.respond(res, guard, client_upgrade, pooled);
-                        return (Ok(res), Some(info));
-                    }
-                    drop((res, pooled));
-                    None
-                }
-                Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.exceeded()) => {
-                    return (Err(ProxyError::BodyTooLarge), Some(info));
-                }
-                Ok(Err(err)) => match classify(err) {
-                    Failure::Final(e) => return (Err(e), Some(info)),
-                    Failure::Retryable(e) => {
-                        if last || !upstream.budget.withdraw() {
-                            return (Err(e), Some(info));
-                        }
-                        Some(e)
-                    }
-                },
-                Err(Elapsed) => return (Err(ProxyError::Timeout), Some(info)),
-            };
-            drop(guard);
-            tracing::debug!(
-                service = upstream.name(),
-                instance = %ep.id,
-                attempt = attempts,
-                error = ?failure,
-                "retrying upstream request"
-            );
-            if let Some(r) = retry {
-                if !r.delay.is_zero() {
-                    Box::pin(tokio::time::sleep(r.delay)).await;
-                }
-            }
-        }
-    }
-
-    /// Awaits the response headers for at most `send + read` after the request body was last
-    /// sent a frame (after the start when there is no streamed body).
-    async fn wait_headers<F, T>(&self, fut: F, progress: Option<&Progress>) -> Result<T, Elapsed>
-    where
-        F: Future<Output = T>,
-    {
-        let limit = self.header_timeout;
-        let mut fut = std::pin::pin!(fut);
-        let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline(limit)));
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            loop {
-                std::task::ready!(sleep.as_mut().poll(cx));
-                match progress.and_then(|p| p.last().checked_add(limit)) {
-                    Some(later) if later > sleep.deadline() => sleep.as_mut().reset(later),
-                    _ => return Poll::Ready(Err(Elapsed)),
-                }
-            }
-        })
-        .await
+        Ok(res)
     }
 
     fn respond(
