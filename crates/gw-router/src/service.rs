@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use arc_swap::ArcSwap;
 use gw_core::{error_response_for, Body, RouteTag};
@@ -86,9 +86,17 @@ impl Service<Request<Body>> for Router {
                         *req.uri_mut() = uri;
                     }
                 }
+                // Route services are ready at once (no layer applies backpressure): call now,
+                // so the future holds only the service's (boxed) future, not the request.
+                let mut service = service;
+                let noop = &mut Context::from_waker(Waker::noop());
+                let call = match service.poll_ready(noop) {
+                    Poll::Ready(Ok(())) => Call::Called(service.call(req)),
+                    _ => Call::Oneshot(Box::new(service.oneshot(req))),
+                };
                 ResponseFuture {
                     kind: Kind::Dispatch {
-                        call: service.oneshot(req),
+                        call,
                         tag: Some(tag),
                     },
                 }
@@ -135,10 +143,14 @@ pub struct ResponseFuture {
 
 enum Kind {
     Ready(Option<Response<Body>>),
-    Dispatch {
-        call: Oneshot<RouteService, Request<Body>>,
-        tag: Option<RouteTag>,
-    },
+    Dispatch { call: Call, tag: Option<RouteTag> },
+}
+
+/// The route service's call: made at once when it was ready, else through `Oneshot`.
+enum Call {
+    Called(<RouteService as Service<Request<Body>>>::Future),
+    // Boxed: the cold path should not make every request's future bigger.
+    Oneshot(Box<Oneshot<RouteService, Request<Body>>>),
 }
 
 impl ResponseFuture {
@@ -156,7 +168,10 @@ impl Future for ResponseFuture {
         match &mut self.get_mut().kind {
             Kind::Ready(res) => Poll::Ready(Ok(res.take().expect("polled after completion"))),
             Kind::Dispatch { call, tag } => {
-                let Ok(mut res) = std::task::ready!(Pin::new(call).poll(cx));
+                let Ok(mut res) = std::task::ready!(match call {
+                    Call::Called(f) => f.as_mut().poll(cx),
+                    Call::Oneshot(f) => Pin::new(&mut **f).poll(cx),
+                });
                 if let Some(tag) = tag.take() {
                     res.extensions_mut().insert(tag);
                 }
