@@ -285,18 +285,16 @@ impl HostPool {
     /// Keeps `tx` for reuse (up to `max_idle`); the oldest entry is dropped when it has
     /// expired or closed, so connections that stopped being used do not stay forever.
     fn put(&self, tx: Sender, max_idle: usize, idle_timeout: Duration) {
+        // One clock reading for both the expiry check and the new entry's time.
+        let now = Instant::now();
         let mut idle = self.idle.lock();
-        if idle
-            .first()
-            .is_some_and(|e| e.tx.is_closed() || e.since.elapsed() > idle_timeout)
-        {
+        if idle.first().is_some_and(|e| {
+            e.tx.is_closed() || now.saturating_duration_since(e.since) > idle_timeout
+        }) {
             idle.remove(0);
         }
         if idle.len() < max_idle {
-            idle.push(Idle {
-                tx,
-                since: Instant::now(),
-            });
+            idle.push(Idle { tx, since: now });
         }
     }
 }

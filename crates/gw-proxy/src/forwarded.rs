@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use gw_core::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use gw_core::{ClientAddr, ConnInfo};
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, EXPECT, TE, TRANSFER_ENCODING, UPGRADE,
 };
 use ipnet::IpNet;
 use smallvec::SmallVec;
@@ -109,27 +109,50 @@ const HOP_UPGRADE: u8 = 1 << 2;
 /// keep-alive, proxy-connection, proxy-authenticate, proxy-authorization, transfer-encoding.
 const HOP_OTHER: u8 = 1 << 3;
 
-fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+/// `Expect` (request scan only).
+pub(crate) const REQ_EXPECT: u8 = 1 << 4;
+/// A name starting with `x-user-` (request scan only).
+pub(crate) const REQ_X_USER: u8 = 1 << 5;
+
+/// [`hop_by_hop_present`] plus [`REQ_EXPECT`] and [`REQ_X_USER`], in the same single pass: what
+/// the proxy removes from a request.
+pub(crate) fn request_headers_present(headers: &HeaderMap) -> u8 {
     let mut found = 0;
     for name in headers.keys() {
-        found |= if name == CONNECTION {
-            HOP_CONNECTION
-        } else if name == TE {
-            HOP_TE
-        } else if name == UPGRADE {
-            HOP_UPGRADE
-        } else if name == TRANSFER_ENCODING
-            || name == http::header::PROXY_AUTHENTICATE
-            || name == http::header::PROXY_AUTHORIZATION
-            || name == KEEP_ALIVE
-            || name == PROXY_CONNECTION
-        {
-            HOP_OTHER
+        found |= if name == EXPECT {
+            REQ_EXPECT
+        } else if name.as_str().starts_with("x-user-") {
+            REQ_X_USER
         } else {
-            0
+            hop_by_hop_bit(name)
         };
     }
     found
+}
+
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == CONNECTION {
+        HOP_CONNECTION
+    } else if name == TE {
+        HOP_TE
+    } else if name == UPGRADE {
+        HOP_UPGRADE
+    } else if name == TRANSFER_ENCODING
+        || name == http::header::PROXY_AUTHENTICATE
+        || name == http::header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+    {
+        HOP_OTHER
+    } else {
+        0
+    }
+}
+
+fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+    headers
+        .keys()
+        .fold(0, |found, name| found | hop_by_hop_bit(name))
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), and every header the `Connection` header
@@ -140,7 +163,21 @@ fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
 /// One pass over the header names finds which of them are present; only those are removed
 /// (most requests carry none, or only `Connection`).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool, upgrade: bool) {
-    let found = hop_by_hop_present(headers);
+    strip_found_hop_by_hop(
+        headers,
+        hop_by_hop_present(headers),
+        keep_te_trailers,
+        upgrade,
+    );
+}
+
+/// [`strip_hop_by_hop`] with the presence bits already known (from [`request_headers_present`]).
+pub(crate) fn strip_found_hop_by_hop(
+    headers: &mut HeaderMap,
+    found: u8,
+    keep_te_trailers: bool,
+    upgrade: bool,
+) {
     if found & HOP_CONNECTION != 0 {
         let mut named: SmallVec<[HeaderName; 4]> = SmallVec::new();
         for value in headers.get_all(CONNECTION) {

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use gw_core::headers::{X_GATEWAY_VERSION, X_REQUEST_ID, X_USER_ID, X_USER_ROLE};
@@ -23,7 +23,10 @@ use tower::retry::budget::Budget;
 
 use crate::body::{deadline, BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody};
 use crate::client::{HttpClient, Pooled, SendError};
-use crate::forwarded::{has_token, set_forwarded, strip_hop_by_hop};
+use crate::forwarded::{
+    has_token, request_headers_present, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop,
+    REQ_EXPECT, REQ_X_USER,
+};
 use crate::upstream::{hash_key, Tried};
 use crate::{Clients, LoadBalancer, ProxyConfig, ProxyError, Upstream, UpstreamProtocol};
 
@@ -235,8 +238,12 @@ impl Shared {
                     .authority()
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
             };
-            strip_hop_by_hop(headers, true, upgrade);
-            remove_x_user(headers);
+            // One pass over the names tells what there is to remove.
+            let present = request_headers_present(headers);
+            strip_found_hop_by_hop(headers, present, true, upgrade);
+            if present & REQ_X_USER != 0 {
+                remove_x_user(headers);
+            }
             if let Some(id) = identity {
                 if let Ok(v) = HeaderValue::from_str(&id.user_id) {
                     headers.insert(X_USER_ID, v);
@@ -261,7 +268,9 @@ impl Shared {
             }
             set_forwarded(headers, peer, tls, peer_trusted, original_host);
             // The listener answers `Expect: 100-continue` itself when the body is first read.
-            headers.remove(EXPECT);
+            if present & REQ_EXPECT != 0 {
+                headers.remove(EXPECT);
+            }
             if upstream.protocol() == UpstreamProtocol::Http2 {
                 // HTTP/2 carries the authority in `:authority` (the instance's address, which the
                 // pool is keyed on); a differing Host is not allowed (RFC 9113 §8.3.1). The
@@ -356,14 +365,17 @@ impl Shared {
 
                 let guard = (upstream.load_balancer() == LoadBalancer::LeastConn)
                     .then(|| InFlight::new(&ep.in_flight));
-                let start = Instant::now();
+                // Tokio's clock: one reading serves the deadline and the header time.
+                let start = tokio::time::Instant::now();
                 // The wait for the response headers, bounded by `send + read` from the start (or
                 // from the last frame of a streamed body).
                 let result = {
                     let limit = self.header_timeout;
                     let progress = progress.as_deref();
                     let mut send = std::pin::pin!(self.client.send(ep, req));
-                    let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline(limit)));
+                    let mut sleep = std::pin::pin!(tokio::time::sleep_until(
+                        start.checked_add(limit).unwrap_or_else(|| deadline(limit))
+                    ));
                     std::future::poll_fn(|cx| {
                         if let Poll::Ready(out) = send.as_mut().poll(cx) {
                             return Poll::Ready(Ok(out));
