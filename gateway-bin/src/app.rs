@@ -330,7 +330,7 @@ impl App {
                 _ => Upstream::new(name, sc.load_balancer, sc.protocol, Vec::new()),
             };
             next.insert(name.clone(), up);
-            let statics = sc.instances.iter().map(to_discovery).collect();
+            let statics = sc.instances.clone();
             self.inner
                 .registry
                 .set_static(name, statics, sc.health_check.clone());
@@ -383,7 +383,7 @@ impl App {
             .healthy(service)
             .iter()
             .filter(|i| !ejected.contains(&i.id))
-            .map(to_proxy)
+            .cloned()
             .collect();
         up.set_instances(eligible);
     }
@@ -725,26 +725,6 @@ fn node_id() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "node".into());
     format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
-}
-
-fn to_discovery(i: &gw_proxy::Instance) -> gw_discovery::Instance {
-    gw_discovery::Instance {
-        id: i.id.clone(),
-        host: i.host.clone(),
-        port: i.port,
-        weight: i.weight,
-        metadata: i.metadata.clone(),
-    }
-}
-
-fn to_proxy(i: &gw_discovery::Instance) -> gw_proxy::Instance {
-    gw_proxy::Instance {
-        id: i.id.clone(),
-        host: i.host.clone(),
-        port: i.port,
-        weight: i.weight,
-        metadata: i.metadata.clone(),
-    }
 }
 
 fn edge_settings(config: &Config) -> EdgeSettings {

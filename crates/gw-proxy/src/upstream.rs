@@ -1,6 +1,5 @@
 //! Services, their instances and load balancing.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,27 +13,9 @@ use tower::retry::budget::TpsBudget;
 
 use crate::client::HostPool;
 
-/// One instance of a service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Instance {
-    /// Unique id within the service.
-    pub id: String,
-    /// Host name or IP address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Relative weight for `weighted` and `consistent_hash` (default 100).
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    /// Free-form metadata (version, zone, …).
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-}
-
-fn default_weight() -> u32 {
-    100
-}
+/// One instance of a service: the registry's type (gw-discovery), so that what the registry
+/// hands over is what the balancer takes.
+pub use gw_discovery::Instance;
 
 /// How an instance is chosen for each request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -369,7 +350,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 1,
             weight,
-            metadata: BTreeMap::new(),
+            metadata: std::collections::BTreeMap::new(),
         }
     }
 
