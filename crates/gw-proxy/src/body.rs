@@ -13,9 +13,8 @@ use bytes::Bytes;
 use gw_core::{Body, BoxError};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use pin_project_lite::pin_project;
 
-use crate::client::Pooled;
+use crate::h1::H1Body;
 use tokio::time::{Instant, Sleep};
 
 /// The request body grew past `max_body_bytes` while streaming.
@@ -176,20 +175,60 @@ impl Drop for InFlight {
     }
 }
 
-pin_project! {
-    /// The upstream response body: streamed as is (trailers included); a gap longer than the
-    /// read timeout between frames ends it with [`ReadTimeout`].
-    pub(crate) struct RespBody {
-        #[pin]
-        inner: Incoming,
-        // Made on the first wait (a body that is already buffered never needs a timer).
-        idle: Option<Pin<Box<Sleep>>>,
-        read: Duration,
-        armed: bool,
-        guard: Option<InFlight>,
-        // The HTTP/1.1 connection, back to its pool once the body was read to the end.
-        pooled: Option<Pooled>,
+/// An upstream answer's body: read by [`h1`](crate::h1) from its connection, or hyper's
+/// HTTP/2 stream.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    H1(H1Body),
+    H2(Incoming),
+    /// Given up (read timeout): the connection is closed.
+    Gone,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::H2(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
+            UpstreamBody::Gone => Poll::Ready(None),
+        }
     }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::H2(b) => b.is_end_stream(),
+            UpstreamBody::Gone => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::H2(b) => b.size_hint(),
+            UpstreamBody::Gone => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// The upstream response body: streamed as is (trailers included); a gap longer than the
+/// read timeout between frames ends it with [`ReadTimeout`]. An HTTP/1.1 connection goes back
+/// to its pool when the body was read to the end, and is closed when it is dropped earlier.
+pub(crate) struct RespBody {
+    inner: UpstreamBody,
+    // Made on the first wait (a body that is already buffered never needs a timer).
+    idle: Option<Pin<Box<Sleep>>>,
+    read: Duration,
+    armed: bool,
+    guard: Option<InFlight>,
 }
 
 impl fmt::Debug for RespBody {
@@ -201,24 +240,13 @@ impl fmt::Debug for RespBody {
 }
 
 impl RespBody {
-    pub(crate) fn new(
-        inner: Incoming,
-        read: Duration,
-        guard: Option<InFlight>,
-        mut pooled: Option<Pooled>,
-    ) -> Self {
-        if http_body::Body::is_end_stream(&inner) {
-            if let Some(p) = pooled.as_mut() {
-                p.done();
-            }
-        }
+    pub(crate) fn new(inner: UpstreamBody, read: Duration, guard: Option<InFlight>) -> Self {
         RespBody {
             inner,
             idle: None,
             read,
             armed: false,
             guard,
-            pooled,
         }
     }
 }
@@ -231,48 +259,40 @@ impl http_body::Body for RespBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        match this.inner.as_mut().poll_frame(cx) {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 // The timer is (re)armed only when the upstream makes us wait: a body that is
                 // already buffered costs no timer operation.
-                *this.armed = false;
-                if this.inner.is_end_stream() {
-                    if let Some(p) = this.pooled.as_mut() {
-                        p.done();
-                    }
-                }
+                this.armed = false;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                *this.guard = None;
-                *this.pooled = None;
-                Poll::Ready(Some(Err(Box::new(e))))
+                this.guard = None;
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                *this.guard = None;
-                if let Some(mut p) = this.pooled.take() {
-                    p.done();
-                }
+                this.guard = None;
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let idle = match this.idle {
+                let idle = match &mut this.idle {
                     Some(idle) => {
-                        if !*this.armed {
-                            idle.as_mut().reset(deadline(*this.read));
+                        if !this.armed {
+                            idle.as_mut().reset(deadline(this.read));
                         }
                         idle
                     }
                     None => this
                         .idle
-                        .insert(Box::pin(tokio::time::sleep_until(deadline(*this.read)))),
+                        .insert(Box::pin(tokio::time::sleep_until(deadline(this.read)))),
                 };
-                *this.armed = true;
+                this.armed = true;
                 ready!(idle.as_mut().poll(cx));
-                *this.guard = None;
-                *this.pooled = None;
-                Poll::Ready(Some(Err(Box::new(ReadTimeout(*this.read)))))
+                this.guard = None;
+                // Dropping the body closes its connection.
+                this.inner = UpstreamBody::Gone;
+                Poll::Ready(Some(Err(Box::new(ReadTimeout(this.read)))))
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Upstream connections: a lean keep-alive pool per instance for HTTP/1.1, hyper-util's pooled
 //! client for HTTP/2.
 //!
-//! Why not hyper-util's legacy client for HTTP/1.1 too: per request it hashes the pool key
+//! Why not hyper-util's legacy client for HTTP/1.1 too (see [`h1`](crate::h1) for the
+//! exchange itself): per request it hashes the pool key
 //! (SipHash), takes the process-wide pool lock twice, boxes and moves large futures, and
 //! spawns a task that waits for the connection to become ready again. Here each instance
 //! owns its idle list (an uncontended mutex around a `Vec`), a connection goes back to it
@@ -14,19 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 
-use crate::body::ReqBody;
+use crate::body::{ReqBody, UpstreamBody};
+use crate::h1::{self, Conn, H1Error, PoolSlot};
 use crate::upstream::Endpoint;
 use crate::{ClientOptions, UpstreamProtocol};
 
 type LegacyClient = Client<HttpConnector, ReqBody>;
-type Sender = http1::SendRequest<ReqBody>;
 
 /// Pooled hyper clients shared by all routes (keep-alive pools per upstream instance). One per
 /// gateway; clones share the pools.
@@ -121,7 +120,7 @@ pub(crate) enum SendError {
     /// Resolving or connecting failed (refused, unreachable, no address).
     Connect(std::io::Error),
     /// The HTTP/1.1 exchange failed (reset, closed, malformed answer, request body error).
-    Http1(hyper::Error),
+    Http1(H1Error),
     /// The HTTP/2 client failed.
     Http2(hyper_util::client::legacy::Error),
 }
@@ -132,13 +131,13 @@ impl HttpClient {
         &self,
         ep: &Endpoint,
         req: Request<ReqBody>,
-    ) -> Result<(Response<Incoming>, Option<Pooled>), SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         match self {
             HttpClient::Http1(c) => c.send(ep, req).await,
             HttpClient::Http2(c) => c
                 .request(req)
                 .await
-                .map(|r| (r, None))
+                .map(|r| r.map(UpstreamBody::H2))
                 .map_err(SendError::Http2),
         }
     }
@@ -158,38 +157,29 @@ impl H1Client {
         &self,
         ep: &Endpoint,
         mut req: Request<ReqBody>,
-    ) -> Result<(Response<Incoming>, Option<Pooled>), SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let slot = PoolSlot {
+            pool: ep.pool.clone(),
+            max_idle: self.max_idle,
+            idle_timeout: self.idle_timeout,
+        };
         loop {
-            let (mut tx, reused) = match ep.pool.checkout(self.idle_timeout) {
-                Some(tx) => (tx, true),
+            let (conn, reused) = match ep.pool.checkout(self.idle_timeout) {
+                Some(conn) => (conn, true),
                 // Boxed: the connect state is large and rarely needed; keeping it out of this
-                // future keeps every request's future small (it is moved and boxed).
+                // future keeps every request's future small.
                 None => (Box::pin(self.connect(ep)).await?, false),
             };
-            if reused && !tx.is_ready() && tx.ready().await.is_err() {
-                continue;
-            }
-            match tx.try_send_request(req).await {
-                Ok(res) => {
-                    let pooled = Pooled {
-                        tx: Some(tx),
-                        pool: ep.pool.clone(),
-                        max_idle: self.max_idle,
-                        idle_timeout: self.idle_timeout,
-                        reusable: false,
-                    };
-                    return Ok((res, Some(pooled)));
-                }
-                Err(mut e) => match e.take_message() {
-                    // A pooled connection closed before the request went out: another one.
-                    Some(r) if reused => req = r,
-                    _ => return Err(SendError::Http1(e.into_error())),
-                },
+            match h1::send(conn, req, reused, slot.clone()).await {
+                Ok(res) => return Ok(res.map(UpstreamBody::H1)),
+                // A pooled connection the upstream had closed while idle: another one.
+                Err((_, Some(again))) => req = again,
+                Err((e, None)) => return Err(SendError::Http1(e)),
             }
         }
     }
 
-    async fn connect(&self, ep: &Endpoint) -> Result<Sender, SendError> {
+    async fn connect(&self, ep: &Endpoint) -> Result<Box<Conn>, SendError> {
         let host = ep.instance.host.as_str();
         let port = ep.instance.port;
         let connect = async {
@@ -227,21 +217,11 @@ impl H1Client {
             let _ = stream.set_nodelay(true);
             Ok(stream)
         };
-        let stream = match tokio::time::timeout(self.connect, connect).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(SendError::Connect(e)),
-            Err(_) => return Err(SendError::ConnectTimeout),
-        };
-        let (tx, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(SendError::Http1)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(tx)
+        match tokio::time::timeout(self.connect, connect).await {
+            Ok(Ok(s)) => Ok(Conn::new(s)),
+            Ok(Err(e)) => Err(SendError::Connect(e)),
+            Err(_) => Err(SendError::ConnectTimeout),
+        }
     }
 }
 
@@ -252,7 +232,7 @@ pub(crate) struct HostPool {
 }
 
 struct Idle {
-    tx: Sender,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -267,7 +247,7 @@ impl fmt::Debug for HostPool {
 impl HostPool {
     /// The most recently used connection that is still open and idle for less than
     /// `idle_timeout`; older ones are closed.
-    fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
+    fn checkout(&self, idle_timeout: Duration) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock();
         while let Some(entry) = idle.pop() {
             if entry.since.elapsed() > idle_timeout {
@@ -275,63 +255,26 @@ impl HostPool {
                 idle.clear();
                 return None;
             }
-            if !entry.tx.is_closed() {
-                return Some(entry.tx);
+            if entry.conn.usable() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    /// Keeps `tx` for reuse (up to `max_idle`); the oldest entry is dropped when it has
+    /// Keeps `conn` for reuse (up to `max_idle`); the oldest entry is dropped when it has
     /// expired or closed, so connections that stopped being used do not stay forever.
-    fn put(&self, tx: Sender, max_idle: usize, idle_timeout: Duration) {
+    pub(crate) fn put(&self, conn: Box<Conn>, max_idle: usize, idle_timeout: Duration) {
         // One clock reading for both the expiry check and the new entry's time.
         let now = Instant::now();
         let mut idle = self.idle.lock();
         if idle.first().is_some_and(|e| {
-            e.tx.is_closed() || now.saturating_duration_since(e.since) > idle_timeout
+            now.saturating_duration_since(e.since) > idle_timeout || !e.conn.usable()
         }) {
             idle.remove(0);
         }
         if idle.len() < max_idle {
-            idle.push(Idle { tx, since: now });
-        }
-    }
-}
-
-/// A checked-out HTTP/1.1 connection, held by the response body: it goes back to its pool
-/// when dropped after the body was read to the end, and is closed otherwise.
-pub(crate) struct Pooled {
-    tx: Option<Sender>,
-    pool: Arc<HostPool>,
-    max_idle: usize,
-    idle_timeout: Duration,
-    reusable: bool,
-}
-
-impl Pooled {
-    /// The response body was read to its end: the connection can serve another request.
-    pub(crate) fn done(&mut self) {
-        self.reusable = true;
-    }
-}
-
-impl fmt::Debug for Pooled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pooled")
-            .field("reusable", &self.reusable)
-            .finish()
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        if self.reusable {
-            if let Some(tx) = self.tx.take() {
-                if !tx.is_closed() {
-                    self.pool.put(tx, self.max_idle, self.idle_timeout);
-                }
-            }
+            idle.push(Idle { conn, since: now });
         }
     }
 }

@@ -87,6 +87,7 @@ mod client;
 mod config;
 mod error;
 mod forwarded;
+mod h1;
 mod proxy;
 mod upstream;
 

@@ -21,12 +21,15 @@ use hyper::upgrade::OnUpgrade;
 use smallvec::SmallVec;
 use tower::retry::budget::Budget;
 
-use crate::body::{deadline, BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody};
-use crate::client::{HttpClient, Pooled, SendError};
+use crate::body::{
+    deadline, BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody, UpstreamBody,
+};
+use crate::client::{HttpClient, SendError};
 use crate::forwarded::{
     has_token, request_headers_present, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop,
     REQ_EXPECT, REQ_X_USER,
 };
+use crate::h1::{Conn, H1Error};
 use crate::upstream::{hash_key, Tried};
 use crate::{Clients, LoadBalancer, ProxyConfig, ProxyError, Upstream, UpstreamProtocol};
 
@@ -154,8 +157,10 @@ fn classify(err: SendError) -> Failure {
         SendError::ConnectTimeout => return Failure::Retryable(ProxyError::Timeout),
         SendError::Connect(e) => return Failure::Retryable(ProxyError::BadGateway(Box::new(e))),
         SendError::Http1(e) => {
-            if has_body_limit_cause(&e) {
-                return Failure::Final(ProxyError::BodyTooLarge);
+            if let H1Error::Body(b) = &e {
+                if b.is::<BodyLimitExceeded>() || has_body_limit_cause(&**b) {
+                    return Failure::Final(ProxyError::BodyTooLarge);
+                }
             }
             return Failure::Retryable(ProxyError::BadGateway(Box::new(e)));
         }
@@ -400,7 +405,7 @@ impl Shared {
                     attempts,
                 };
                 let failure = match result {
-                    Ok(Ok((res, pooled))) => {
+                    Ok(Ok(res)) => {
                         let status = res.status();
                         let retry_status = matches!(
                             status,
@@ -409,10 +414,10 @@ impl Shared {
                                 | StatusCode::GATEWAY_TIMEOUT
                         );
                         if !(retry_status && !last && upstream.budget.withdraw()) {
-                            let res = self.respond(res, guard, client_upgrade, pooled);
+                            let res = self.respond(res, guard, client_upgrade);
                             break 'run (Ok(res), Some(info));
                         }
-                        drop((res, pooled));
+                        drop(res);
                         None
                     }
                     Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.exceeded()) => {
@@ -459,56 +464,50 @@ impl Shared {
 
     fn respond(
         &self,
-        mut res: Response<hyper::body::Incoming>,
+        res: Response<UpstreamBody>,
         guard: Option<InFlight>,
         client_upgrade: Option<OnUpgrade>,
-        pooled: Option<Pooled>,
     ) -> Response<Body> {
         let read = self.config.timeouts.read;
-        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut res);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, guard, pooled));
-                let (parts, _) = res.into_parts();
+        let (mut parts, mut body) = res.into_parts();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            let upgraded = match &mut body {
+                UpstreamBody::H1(b) => b.upgraded(),
+                _ => None,
+            };
+            if let (Some(client_upgrade), Some(conn)) = (client_upgrade, upgraded) {
+                tokio::spawn(tunnel(client_upgrade, conn, guard));
                 let mut res = Response::from_parts(parts, Body::empty());
                 self.config.response_headers.apply(res.headers_mut());
                 return res;
             }
         }
-        let (mut parts, incoming) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, false, false);
         self.config.response_headers.apply(&mut parts.headers);
-        Response::from_parts(
-            parts,
-            Body::new(RespBody::new(incoming, read, guard, pooled)),
-        )
+        Response::from_parts(parts, Body::new(RespBody::new(body, read, guard)))
     }
 }
 
-/// Copies bytes both ways between the upgraded client and upstream connections.
-async fn tunnel(
-    client: OnUpgrade,
-    upstream: OnUpgrade,
-    guard: Option<InFlight>,
-    pooled: Option<Pooled>,
-) {
-    // The upstream's side resolves first (its 101 is already here), the client's once the 101
-    // has been written to it. The connection's sender is kept until then (it never goes back
-    // to the pool).
-    let upstream = upstream.await;
-    drop(pooled);
-    let client = client.await;
-    match (client, upstream) {
-        (Ok(client), Ok(upstream)) => {
+/// Copies bytes both ways between the upgraded client connection and the upstream's socket.
+async fn tunnel(client: OnUpgrade, upstream: Box<Conn>, guard: Option<InFlight>) {
+    use tokio::io::AsyncWriteExt;
+    // The client's side resolves once the 101 has been written to it.
+    let (mut upstream, early) = (*upstream).into_upgraded();
+    match client.await {
+        Ok(client) => {
             let mut client = hyper_util::rt::TokioIo::new(client);
-            let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+            // What the upstream sent right after its 101 goes first.
+            if !early.is_empty() {
+                if let Err(e) = client.write_all(&early).await {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                    return;
+                }
+            }
             if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
                 tracing::debug!(error = %e, "upgraded connection ended with an error");
             }
         }
-        (c, u) => {
-            tracing::debug!(client = ?c.err(), upstream = ?u.err(), "upgrade failed");
-        }
+        Err(e) => tracing::debug!(error = %e, "client upgrade failed"),
     }
     drop(guard);
 }

@@ -1,0 +1,769 @@
+//! HTTP/1.1 to upstreams, driven inside the request's own task.
+//!
+//! hyper's client connection runs in a task of its own: every request crosses two channels
+//! (request in, response out) and wakes two tasks, and the connection task parses and encodes
+//! on its own poll. A proxy does not need that: the request's future writes the head (and a
+//! small body) in one `write`, reads the answer's head into the connection's buffer, and the
+//! response body reads the rest from the same socket, then puts the connection back into its
+//! instance's pool. No task, no channel, no extra wake-up per request.
+//!
+//! What it handles: `Content-Length`, chunked and close-delimited bodies both ways (a request
+//! body of unknown length is sent chunked), interim `1xx` answers (skipped), answers without a
+//! body (HEAD, 204, 304), keep-alive per RFC 9112 §9.3, `101 Switching Protocols` (the
+//! socket is handed to the caller), trailers of chunked answers (read and dropped).
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use gw_core::BoxError;
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body::{Body as _, Frame, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::body::ReqBody;
+use crate::client::HostPool;
+use crate::forwarded::has_token;
+
+/// Largest response head accepted (status line and headers).
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head.
+const MAX_HEADERS: usize = 128;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Request bodies up to this size go out in the same write as the head.
+const INLINE_BODY: usize = 16 * 1024;
+
+/// One keep-alive connection to an instance: the socket and what was read past the last
+/// message (nothing, for a well-behaved upstream).
+pub(crate) struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+    wbuf: Vec<u8>,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("peer", &self.io.peer_addr().ok())
+            .finish()
+    }
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum H1Error {
+    /// Reading or writing the socket failed.
+    #[error("upstream connection: {0}")]
+    Io(#[from] io::Error),
+    /// The upstream closed the connection before a complete answer.
+    #[error("upstream closed the connection before the response was complete")]
+    Closed,
+    /// The answer is not valid HTTP/1.x.
+    #[error("invalid response from upstream: {0}")]
+    Parse(&'static str),
+    /// The request body failed (the client went away, or it went over the limit).
+    #[error("request body: {0}")]
+    Body(#[source] BoxError),
+}
+
+impl H1Error {
+    /// Whether it failed before any byte of an answer arrived on a reused connection, which
+    /// then was closed by the upstream while idle: sending again on a new one is safe for a
+    /// request whose body can be sent again.
+    fn stale(&self) -> bool {
+        match self {
+            H1Error::Closed => true,
+            H1Error::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(io: TcpStream) -> Box<Conn> {
+        Box::new(Conn {
+            io,
+            buf: BytesMut::new(),
+            wbuf: Vec::new(),
+        })
+    }
+
+    /// Whether an idle connection can take a request: the upstream has neither closed it
+    /// nor sent anything unasked. Costs no system call unless the socket became readable.
+    pub(crate) fn usable(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// The socket and the bytes read past the `101` answer (the start of the new protocol).
+    pub(crate) fn into_upgraded(self) -> (TcpStream, Bytes) {
+        let Conn { io, buf, .. } = self;
+        (io, buf.freeze())
+    }
+
+    /// Reads more bytes into the buffer: `Ok(0)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+}
+
+/// Where a response goes back to when its body was read to the end.
+#[derive(Clone)]
+pub(crate) struct PoolSlot {
+    pub(crate) pool: Arc<HostPool>,
+    pub(crate) max_idle: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// Sends `req` on `conn` and reads the answer's head. On failure, the error and whether the
+/// request may be sent again on another connection (nothing was answered and the request,
+/// which is handed back, can be replayed).
+pub(crate) async fn send(
+    mut conn: Box<Conn>,
+    req: Request<ReqBody>,
+    reused: bool,
+    slot: PoolSlot,
+) -> Result<Response<H1Body>, (H1Error, Option<Request<ReqBody>>)> {
+    let (parts, mut body) = req.into_parts();
+    let replayable = matches!(body, ReqBody::Full(_));
+    let method = parts.method.clone();
+
+    // The head, and a small known body, in one write.
+    let mut out = std::mem::take(&mut conn.wbuf);
+    out.clear();
+    let framing = encode_head(&mut out, &parts, &body);
+    let mut inline = false;
+    if let ReqBody::Full(Some(bytes)) = &body {
+        if bytes.len() <= INLINE_BODY {
+            out.extend_from_slice(bytes);
+            inline = true;
+        }
+    }
+    let written = conn.io.write_all(&out).await;
+    conn.wbuf = out;
+    if let Err(e) = written {
+        let e = H1Error::Io(e);
+        let again = (reused && replayable && e.stale()).then(|| Request::from_parts(parts, body));
+        return Err((e, again));
+    }
+    if !inline {
+        if let Err(e) = write_body(&mut conn, &mut body, framing).await {
+            return Err((e, None));
+        }
+    }
+
+    // The answer's head; interim 1xx answers are skipped.
+    let head = loop {
+        match read_head(&mut conn, &method).await {
+            Ok(head) if head.status.is_informational() && head.status != 101 => continue,
+            Ok(head) => break head,
+            Err((e, answered)) => {
+                let retry = reused
+                    && !answered
+                    && replayable
+                    && e.stale()
+                    && matches!(
+                        method,
+                        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+                    );
+                return Err((e, retry.then(|| Request::from_parts(parts, body))));
+            }
+        }
+    };
+    let Head {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    } = head;
+    let state = match framing {
+        RespFraming::Upgrade => State::Upgraded,
+        RespFraming::Empty => State::Done,
+        RespFraming::Length(0) => State::Done,
+        RespFraming::Length(n) => State::Length(n),
+        RespFraming::Chunked => State::Chunked(Chunk::Size),
+        RespFraming::Eof => State::Eof,
+    };
+    let mut body = H1Body {
+        conn: Some(conn),
+        state,
+        keep_alive: keep_alive && framing != RespFraming::Eof,
+        slot: Some(slot),
+        exact: match framing {
+            RespFraming::Length(n) => Some(n),
+            RespFraming::Empty | RespFraming::Upgrade => Some(0),
+            _ => None,
+        },
+    };
+    if matches!(body.state, State::Done) {
+        body.finish();
+    }
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    *res.version_mut() = version;
+    *res.headers_mut() = headers;
+    Ok(res)
+}
+
+/// How the request body is framed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ReqFraming {
+    Length,
+    Chunked,
+}
+
+fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts, body: &ReqBody) -> ReqFraming {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut has_length = false;
+    for (name, value) in &parts.headers {
+        if name == CONTENT_LENGTH {
+            has_length = true;
+        } else if name == TRANSFER_ENCODING {
+            // Hop-by-hop: the framing below is ours.
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framing = if has_length {
+        ReqFraming::Length
+    } else if let Some(n) = body.size_hint().exact() {
+        let bodyless = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::CONNECT
+        );
+        if n > 0 || !bodyless {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        ReqFraming::Length
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        ReqFraming::Chunked
+    };
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+async fn write_body(
+    conn: &mut Conn,
+    body: &mut ReqBody,
+    framing: ReqFraming,
+) -> Result<(), H1Error> {
+    let mut body = Pin::new(body);
+    loop {
+        let frame = match poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            None => break,
+            Some(Err(e)) => return Err(H1Error::Body(e)),
+            Some(Ok(frame)) => frame,
+        };
+        let Ok(mut data) = frame.into_data() else {
+            // Trailers of the request are not forwarded over HTTP/1.1.
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if framing == ReqFraming::Chunked {
+            let mut size = [0u8; 20];
+            let n = hex(data.len(), &mut size);
+            conn.io.write_all(&size[..n]).await?;
+            conn.io.write_all_buf(&mut data).await?;
+            conn.io.write_all(b"\r\n").await?;
+        } else {
+            conn.io.write_all_buf(&mut data).await?;
+        }
+    }
+    if framing == ReqFraming::Chunked {
+        conn.io.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+/// `{len:x}\r\n` into `out`; returns its length.
+fn hex(mut len: usize, out: &mut [u8; 20]) -> usize {
+    let mut digits = [0u8; 16];
+    let mut n = 0;
+    loop {
+        digits[n] = b"0123456789abcdef"[len & 15];
+        n += 1;
+        len >>= 4;
+        if len == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        out[i] = digits[n - 1 - i];
+    }
+    out[n] = b'\r';
+    out[n + 1] = b'\n';
+    n + 2
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RespFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    Eof,
+    Upgrade,
+}
+
+struct Head {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    framing: RespFraming,
+    keep_alive: bool,
+}
+
+/// Reads and parses one response head. On error, also whether any byte of it had arrived.
+async fn read_head(conn: &mut Conn, method: &Method) -> Result<Head, (H1Error, bool)> {
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_head(&mut conn.buf, method) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) if conn.buf.len() > MAX_HEAD => {
+                    return Err((H1Error::Parse("response head too large"), true))
+                }
+                Ok(None) => {}
+                Err(e) => return Err((e, true)),
+            }
+        }
+        let answered = !conn.buf.is_empty();
+        match poll_fn(|cx| conn.poll_fill(cx)).await {
+            Ok(0) => return Err((H1Error::Closed, answered)),
+            Ok(_) => {}
+            Err(e) => return Err((H1Error::Io(e), answered)),
+        }
+    }
+}
+
+/// Parses a complete head at the start of `buf` (taking it out), `None` when more is needed.
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(H1Error::Parse("too many headers")),
+        Err(_) => return Err(H1Error::Parse("malformed status line or header")),
+    };
+    let code = res.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| H1Error::Parse("invalid status code"))?;
+    let version = if res.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let count = res.headers.len();
+    // Field values are slices of the head: no copy, one reference count.
+    let ranges: smallvec::SmallVec<[(usize, usize, usize, usize); 16]> = {
+        let base = buf.as_ptr() as usize;
+        res.headers
+            .iter()
+            .map(|h| {
+                let n = h.name.as_ptr() as usize - base;
+                let v = h.value.as_ptr() as usize - base;
+                (n, h.name.len(), v, h.value.len())
+            })
+            .collect()
+    };
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = version == Version::HTTP_10;
+    let mut upgrade = false;
+    for &(n, nl, v, vl) in &ranges {
+        let name = HeaderName::from_bytes(&head[n..n + nl])
+            .map_err(|_| H1Error::Parse("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+            .map_err(|_| H1Error::Parse("invalid header value"))?;
+        if name == CONTENT_LENGTH {
+            let n = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or(H1Error::Parse("invalid content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(H1Error::Parse("conflicting content-length"));
+            }
+            length = Some(n);
+        } else if name == TRANSFER_ENCODING {
+            // Chunked only when it is the final coding.
+            chunked = value
+                .as_bytes()
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONNECTION {
+            if has_token(&value, b"close") {
+                close = true;
+            } else if has_token(&value, b"keep-alive") {
+                close = false;
+            }
+            upgrade |= has_token(&value, b"upgrade");
+        }
+        headers.append(name, value);
+    }
+    let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
+        if !upgrade {
+            return Err(H1Error::Parse("101 without Connection: upgrade"));
+        }
+        RespFraming::Upgrade
+    } else if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        RespFraming::Empty
+    } else if chunked {
+        RespFraming::Chunked
+    } else if let Some(n) = length {
+        RespFraming::Length(n)
+    } else {
+        RespFraming::Eof
+    };
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive: !close,
+    }))
+}
+
+/// Where the chunked decoder is.
+#[derive(Clone, Copy, Debug)]
+enum Chunk {
+    /// Expecting a size line.
+    Size,
+    /// Inside a chunk's data, this much left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines up to an empty one.
+    Trailers,
+}
+
+#[derive(Debug)]
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    Eof,
+    Upgraded,
+    Done,
+}
+
+/// The body of an upstream answer, read from its connection; at its end the connection goes
+/// back to its pool (when the answer allows keep-alive).
+pub(crate) struct H1Body {
+    conn: Option<Box<Conn>>,
+    state: State,
+    keep_alive: bool,
+    slot: Option<PoolSlot>,
+    exact: Option<u64>,
+}
+
+impl fmt::Debug for H1Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H1Body")
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl H1Body {
+    /// The connection of a `101` answer.
+    pub(crate) fn upgraded(&mut self) -> Option<Box<Conn>> {
+        match self.state {
+            State::Upgraded => {
+                self.state = State::Done;
+                self.conn.take()
+            }
+            _ => None,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.state = State::Done;
+        let conn = self.conn.take();
+        if let (Some(conn), Some(slot), true) = (conn, self.slot.take(), self.keep_alive) {
+            if conn.buf.is_empty() {
+                slot.pool.put(conn, slot.max_idle, slot.idle_timeout);
+            }
+        }
+    }
+
+    fn fail(&mut self, e: H1Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = State::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(Box::new(e))))
+    }
+
+    /// Fills the buffer when empty; `Ok(false)` at end of stream.
+    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, H1Error>> {
+        let conn = self.conn.as_mut().expect("connection while reading");
+        if !conn.buf.is_empty() {
+            return Poll::Ready(Ok(true));
+        }
+        match ready!(conn.poll_fill(cx)) {
+            Ok(0) => Poll::Ready(Ok(false)),
+            Ok(_) => Poll::Ready(Ok(true)),
+            Err(e) => Poll::Ready(Err(H1Error::Io(e))),
+        }
+    }
+}
+
+impl http_body::Body for H1Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            match this.state {
+                State::Done | State::Upgraded => return Poll::Ready(None),
+                State::Length(remaining) => {
+                    match ready!(this.poll_more(cx)) {
+                        Ok(true) => {}
+                        Ok(false) => return this.fail(H1Error::Closed),
+                        Err(e) => return this.fail(e),
+                    }
+                    let buf = &mut this.conn.as_mut().expect("connection").buf;
+                    let n = (buf.len() as u64).min(remaining) as usize;
+                    let data = buf.split_to(n).freeze();
+                    let left = remaining - n as u64;
+                    if left == 0 {
+                        this.finish();
+                    } else {
+                        this.state = State::Length(left);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Eof => match ready!(this.poll_more(cx)) {
+                    Ok(true) => {
+                        let buf = &mut this.conn.as_mut().expect("connection").buf;
+                        let data = buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(false) => {
+                        this.state = State::Done;
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    Err(e) => return this.fail(e),
+                },
+                State::Chunked(chunk) => {
+                    let buf = &mut this.conn.as_mut().expect("connection").buf;
+                    match chunk {
+                        Chunk::Data(left) if !buf.is_empty() => {
+                            let n = (buf.len() as u64).min(left) as usize;
+                            let data = buf.split_to(n).freeze();
+                            let left = left - n as u64;
+                            this.state = State::Chunked(if left == 0 {
+                                Chunk::DataEnd
+                            } else {
+                                Chunk::Data(left)
+                            });
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        Chunk::Data(_) => {}
+                        Chunk::Size | Chunk::DataEnd | Chunk::Trailers => {
+                            if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+                                let line = buf.split_to(end + 2);
+                                let line = &line[..end];
+                                match chunk {
+                                    Chunk::Size => match chunk_size(line) {
+                                        Some(0) => this.state = State::Chunked(Chunk::Trailers),
+                                        Some(n) => this.state = State::Chunked(Chunk::Data(n)),
+                                        None => {
+                                            return this.fail(H1Error::Parse("invalid chunk size"))
+                                        }
+                                    },
+                                    Chunk::DataEnd if line.is_empty() => {
+                                        this.state = State::Chunked(Chunk::Size)
+                                    }
+                                    Chunk::DataEnd => {
+                                        return this
+                                            .fail(H1Error::Parse("missing CRLF after chunk"))
+                                    }
+                                    _ if line.is_empty() => {
+                                        this.finish();
+                                        return Poll::Ready(None);
+                                    }
+                                    _ => {} // a trailer field: dropped
+                                }
+                                continue;
+                            }
+                            if buf.len() > MAX_HEAD {
+                                return this.fail(H1Error::Parse("chunk line too long"));
+                            }
+                        }
+                    }
+                    // Need more bytes.
+                    let conn = this.conn.as_mut().expect("connection");
+                    match ready!(conn.poll_fill(cx)) {
+                        Ok(0) => return this.fail(H1Error::Closed),
+                        Ok(_) => {}
+                        Err(e) => return this.fail(H1Error::Io(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done | State::Upgraded)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (self.exact, &self.state) {
+            (_, State::Done | State::Upgraded) => SizeHint::with_exact(0),
+            (Some(n), State::Length(left)) if *left == n => SizeHint::with_exact(n),
+            (_, State::Length(left)) => SizeHint::with_exact(*left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// The hexadecimal size at the start of a chunk line (extensions after `;` ignored).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &d in digits {
+        let v = (d as char).to_digit(16)? as u64;
+        n = (n << 4) | v;
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_sizes() {
+        let mut out = [0u8; 20];
+        let n = hex(0x1a2b, &mut out);
+        assert_eq!(&out[..n], b"1a2b\r\n");
+        let n = hex(0, &mut out);
+        assert_eq!(&out[..n], b"0\r\n");
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size(b"ff"), Some(255));
+        assert_eq!(chunk_size(b"10;ext=1"), Some(16));
+        assert_eq!(chunk_size(b""), None);
+        assert_eq!(chunk_size(b"zz"), None);
+    }
+
+    #[test]
+    fn parses_heads() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello"[..],
+        );
+        let head = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.framing, RespFraming::Length(5));
+        assert!(head.keep_alive);
+        assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(&buf[..], b"hello");
+
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"[..]);
+        assert!(parse_head(&mut buf, &Method::GET).unwrap().is_none());
+
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"[..],
+        );
+        let head = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.framing, RespFraming::Chunked);
+        assert!(!head.keep_alive);
+
+        let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\n"[..]);
+        let head = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.framing, RespFraming::Eof);
+        assert!(!head.keep_alive);
+
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..]);
+        let head = parse_head(&mut buf, &Method::HEAD).unwrap().unwrap();
+        assert_eq!(head.framing, RespFraming::Empty);
+
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+        );
+        assert!(parse_head(&mut buf, &Method::GET).is_err());
+        let mut buf = BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]);
+        assert!(parse_head(&mut buf, &Method::GET).is_err());
+    }
+
+    #[test]
+    fn encodes_heads() {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/a?b=1")
+            .header("host", "example")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        let f = encode_head(&mut out, &parts, &ReqBody::full(Bytes::from_static(b"abc")));
+        assert_eq!(f, ReqFraming::Length);
+        assert_eq!(
+            out,
+            b"POST /a?b=1 HTTP/1.1\r\nhost: example\r\ncontent-length: 3\r\n\r\n"
+        );
+
+        let req = Request::builder().uri("/").body(()).unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        encode_head(&mut out, &parts, &ReqBody::full(Bytes::new()));
+        assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+    }
+}

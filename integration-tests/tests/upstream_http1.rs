@@ -1,0 +1,405 @@
+//! The HTTP/1.1 exchange with upstreams, byte by byte: framing of answers (length, chunked,
+//! close-delimited, none), keep-alive reuse, idle connections closed by the upstream, interim
+//! answers, malformed answers, and chunked request bodies. The upstream here is a raw socket
+//! that answers with scripted bytes, so every case is exactly what goes over the wire.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use integration_tests::TestGateway;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the scripted upstream does with one request.
+#[derive(Clone)]
+struct Reply {
+    /// Written in this order, with a short pause between pieces.
+    pieces: Vec<Vec<u8>>,
+    /// Close the connection after this answer.
+    close: bool,
+}
+
+fn reply(bytes: &[u8]) -> Reply {
+    Reply {
+        pieces: vec![bytes.to_vec()],
+        close: false,
+    }
+}
+
+type Script = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+
+/// A request as the upstream received it: the head and the decoded body.
+#[derive(Clone, Debug)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+struct Raw {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Raw {
+    async fn start(script: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Raw {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script: Script = Arc::new(script);
+        let (c, s) = (connections.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, script.clone(), s.clone()));
+            }
+        });
+        Raw {
+            addr,
+            connections,
+            seen,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    async fn gateway(&self) -> TestGateway {
+        TestGateway::builder()
+            .service_addrs("s", &[self.addr])
+            .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+            .start()
+            .await
+    }
+}
+
+async fn serve(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(end) = read_until(&mut stream, &mut buf, b"\r\n\r\n").await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        buf.drain(..end + 4);
+        let lower = head.to_ascii_lowercase();
+        let mut body = Vec::new();
+        if let Some(len) = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(|v| v.trim().parse::<usize>().unwrap())
+        {
+            while buf.len() < len {
+                if !fill(&mut stream, &mut buf).await {
+                    return;
+                }
+            }
+            body = buf.drain(..len).collect();
+        } else if lower.contains("transfer-encoding: chunked") {
+            loop {
+                let Some(end) = read_until(&mut stream, &mut buf, b"\r\n").await else {
+                    return;
+                };
+                let size = usize::from_str_radix(std::str::from_utf8(&buf[..end]).unwrap(), 16)
+                    .expect("chunk size");
+                buf.drain(..end + 2);
+                while buf.len() < size + 2 {
+                    if !fill(&mut stream, &mut buf).await {
+                        return;
+                    }
+                }
+                body.extend(buf.drain(..size));
+                buf.drain(..2);
+                if size == 0 {
+                    break;
+                }
+            }
+        }
+        seen.lock().unwrap().push(Seen {
+            head: head.clone(),
+            body,
+        });
+        let r = script(&head);
+        for (i, piece) in r.pieces.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if stream.write_all(piece).await.is_err() {
+                return;
+            }
+        }
+        if r.close {
+            return;
+        }
+    }
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, pat: &[u8]) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(pat.len()).position(|w| w == pat) {
+            return Some(i);
+        }
+        if !fill(stream, buf).await {
+            return None;
+        }
+    }
+}
+
+#[tokio::test]
+async fn chunked_answer_is_decoded_and_the_connection_reused() {
+    let up = Raw::start(|_| Reply {
+        pieces: vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n".to_vec(),
+            b"7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec(),
+        ],
+        close: false,
+    })
+    .await;
+    let gw = up.gateway().await;
+    for _ in 0..3 {
+        let res = gw.get("/a").await;
+        assert_eq!(res.status(), 200);
+        assert!(res
+            .headers()
+            .get("transfer-encoding")
+            .is_none_or(|v| v == "chunked"));
+        assert_eq!(res.text().await.unwrap(), "hello, world");
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "one keep-alive connection for all three"
+    );
+}
+
+#[tokio::test]
+async fn length_answer_in_pieces_and_keep_alive() {
+    let up = Raw::start(|_| Reply {
+        pieces: vec![
+            b"HTTP/1.1 200 OK\r\nContent-".to_vec(),
+            b"Length: 10\r\nX-A: 1\r\nX-A: 2\r\n\r\n01234".to_vec(),
+            b"56789".to_vec(),
+        ],
+        close: false,
+    })
+    .await;
+    let gw = up.gateway().await;
+    for _ in 0..2 {
+        let res = gw.get("/a").await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-length"], "10");
+        assert_eq!(res.headers().get_all("x-a").iter().count(), 2);
+        assert_eq!(res.text().await.unwrap(), "0123456789");
+    }
+    assert_eq!(up.connections(), 1);
+}
+
+#[tokio::test]
+async fn close_delimited_answer_is_read_to_the_end_and_not_reused() {
+    let up = Raw::start(|_| Reply {
+        pieces: vec![
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ".to_vec(),
+            b"the end".to_vec(),
+        ],
+        close: true,
+    })
+    .await;
+    let gw = up.gateway().await;
+    for _ in 0..2 {
+        let res = gw.get("/a").await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap(), "until the end");
+    }
+    assert_eq!(
+        up.connections(),
+        2,
+        "a close-delimited answer ends its connection"
+    );
+}
+
+#[tokio::test]
+async fn idle_connection_closed_by_the_upstream_is_replaced() {
+    // Keep-alive answer, then the upstream closes the connection while it is idle.
+    let up = Raw::start(|_| Reply {
+        pieces: vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()],
+        close: true,
+    })
+    .await;
+    let gw = up.gateway().await;
+    for i in 0..3 {
+        let res = gw.get("/a").await;
+        assert_eq!(res.status(), 200, "request {i}");
+        assert_eq!(res.text().await.unwrap(), "ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(up.connections(), 3);
+}
+
+#[tokio::test]
+async fn connection_close_answer_is_not_reused() {
+    let up = Raw::start(|_| {
+        reply(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+    })
+    .await;
+    let gw = up.gateway().await;
+    for _ in 0..2 {
+        let res = gw.get("/a").await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("connection").is_none_or(|v| v != "close"));
+        assert_eq!(res.text().await.unwrap(), "ok");
+    }
+    assert_eq!(up.connections(), 2);
+}
+
+#[tokio::test]
+async fn bodiless_answers_head_204_304() {
+    let up = Raw::start(|head| {
+        if head.starts_with("HEAD") {
+            reply(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        } else if head.contains("/nc") {
+            reply(b"HTTP/1.1 204 No Content\r\n\r\n")
+        } else {
+            reply(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n")
+        }
+    })
+    .await;
+    let gw = up.gateway().await;
+    let res = gw.client.head(gw.url("/h")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"], "1000");
+    assert_eq!(gw.get("/nc").await.status(), 204);
+    let res = gw.get("/nm").await;
+    assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()["etag"], "\"x\"");
+    assert_eq!(
+        up.connections(),
+        1,
+        "no body to wait for: the connection is reused"
+    );
+}
+
+#[tokio::test]
+async fn interim_answer_is_skipped() {
+    let up = Raw::start(|_| {
+        reply(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone")
+    })
+    .await;
+    let gw = up.gateway().await;
+    let res = gw
+        .client
+        .post(gw.url("/p"))
+        .body("data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.text().await.unwrap(), "done");
+    let seen = up.seen();
+    assert_eq!(seen[0].body, b"data");
+    assert!(seen[0]
+        .head
+        .to_ascii_lowercase()
+        .contains("content-length: 4"));
+}
+
+#[tokio::test]
+async fn malformed_answers_are_502() {
+    let up = Raw::start(|head| {
+        if head.contains("/garbage") {
+            reply(b"NOT HTTP AT ALL\r\n\r\n")
+        } else if head.contains("/lengths") {
+            reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc")
+        } else {
+            Reply {
+                pieces: vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_vec()],
+                close: true,
+            }
+        }
+    })
+    .await;
+    let gw = up.gateway().await;
+    for path in ["/garbage", "/lengths"] {
+        let res = gw.get(path).await;
+        assert_eq!(res.status(), 502, "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "Bad gateway");
+    }
+    // The head was fine and is already on its way: the cut body ends the client's answer
+    // with an error instead of a complete body.
+    match gw.client.get(gw.url("/short")).send().await {
+        Ok(res) => assert!(res.bytes().await.is_err(), "a truncated body must look cut"),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
+}
+
+#[tokio::test]
+async fn body_of_unknown_length_goes_chunked() {
+    let up = Raw::start(|_| reply(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")).await;
+    let gw = up.gateway().await;
+    let parts: Vec<Result<&'static [u8], std::io::Error>> =
+        vec![Ok(b"first,"), Ok(b"second,"), Ok(b"third")];
+    let res = gw
+        .client
+        .post(gw.url("/upload"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            parts,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0]
+        .head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked"));
+    assert_eq!(seen[0].body, b"first,second,third");
+}
+
+#[tokio::test]
+async fn request_head_is_forwarded_as_sent() {
+    let up = Raw::start(|_| reply(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")).await;
+    let gw = up.gateway().await;
+    let res = gw
+        .client
+        .get(gw.url("/path/x?q=1&r=2"))
+        .header("x-custom", "a")
+        .header("x-custom", "b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let head = up.seen()[0].head.to_ascii_lowercase();
+    assert!(
+        head.starts_with("get /path/x?q=1&r=2 http/1.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("x-custom: a\r\n") && head.contains("x-custom: b"),
+        "{head}"
+    );
+    assert!(
+        !head.contains("content-length"),
+        "no length on a GET without body: {head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+}
