@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,11 @@ use gw_router::ResponseFuture as RouterFuture;
 use gw_router::Router;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Ready;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -265,6 +267,55 @@ impl Service<Request<Body>> for EdgeRoutes {
     }
 }
 
+/// How connections are served: plain TCP goes straight to hyper's HTTP/1.1 server (or its
+/// HTTP/2 server when the client opens with the h2 preface); TLS connections go through
+/// hyper-util's auto builder (ALPN or preface).
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Builders {
+        let header_read = Duration::from_secs(30);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read);
+        auto.http2().timer(TokioTimer::new());
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new()).header_read_timeout(header_read);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new());
+        Builders { auto, h1, h2 }
+    }
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a plain connection's first bytes say.
+enum Sniffed {
+    Http1,
+    Http2,
+    /// A partial preface so far: let the auto builder read on.
+    Unsure,
+}
+
+/// Looks at the first bytes without taking them (one `recv(MSG_PEEK)` per connection).
+async fn sniff(stream: &tokio::net::TcpStream) -> std::io::Result<Sniffed> {
+    let mut buf = [0u8; 24];
+    let n = stream.peek(&mut buf).await?;
+    Ok(if n == 0 || buf[..n] != H2_PREFACE[..n] {
+        Sniffed::Http1
+    } else if n == H2_PREFACE.len() {
+        Sniffed::Http2
+    } else {
+        Sniffed::Unsure
+    })
+}
+
 /// Accepts connections until `stop` turns true, serving each with HTTP/1.1 or HTTP/2
 /// (prior knowledge or ALPN), then drains the open connections for at most `drain`.
 async fn serve<M, S, F>(
@@ -278,14 +329,9 @@ async fn serve<M, S, F>(
     S: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders::new());
+    // Every connection task holds a sender; draining ends when all are gone.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     let local_addr = listener.local_addr().ok();
     loop {
         let accepted = tokio::select! {
@@ -310,36 +356,117 @@ async fn serve<M, S, F>(
         let service = make(conn);
         let service =
             hyper::service::service_fn(move |req: Request<Incoming>| service(req.map(Body::new)));
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let builders = builders.clone();
         let tls = tls.clone();
+        let stop = stop.clone();
+        let open = open_tx.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_conn(&builder, watcher, stream, service).await,
+                None => match sniff(&stream).await {
+                    Ok(Sniffed::Http1) => {
+                        let conn = builders
+                            .h1
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades();
+                        graceful(conn, stop, |c| c.graceful_shutdown()).await
+                    }
+                    Ok(Sniffed::Http2) => {
+                        let conn = builders.h2.serve_connection(TokioIo::new(stream), service);
+                        graceful(conn, stop, |c| c.graceful_shutdown()).await
+                    }
+                    Ok(Sniffed::Unsure) => serve_auto(&builders.auto, stop, stream, service).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "connection failed"),
+                },
                 Some(acceptor) => {
                     let accept =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                     match accept.await {
-                        Ok(Ok(stream)) => serve_conn(&builder, watcher, stream, service).await,
+                        Ok(Ok(stream)) => serve_auto(&builders.auto, stop, stream, service).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
+            drop(open);
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(open_tx);
+    if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
         tracing::warn!("shutdown timeout reached with connections still open");
     }
 }
 
-async fn serve_conn<I, S>(
+/// Runs a connection; when `stop` turns true it is asked to finish gracefully (HTTP/1.1:
+/// close after the request in flight; HTTP/2: GOAWAY) and still awaited.
+///
+/// The stop signal is polled with a waker of its own, and only again after that waker
+/// fired: a connection's ordinary wake-ups (every request) do not touch the watch channel.
+async fn graceful<C, E>(conn: C, stop: watch::Receiver<bool>, shutdown: fn(Pin<&mut C>))
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut stopped = std::pin::pin!(async move {
+        let mut stop = stop;
+        // Only `true` or a closed channel (the gateway is gone) ends this wait.
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    let flag = Arc::new(StopWaker::default());
+    let stop_waker = std::task::Waker::from(flag.clone());
+    let mut shutting_down = false;
+    let result = std::future::poll_fn(|cx| {
+        if !shutting_down {
+            flag.task.register(cx.waker());
+            if flag.fired.swap(false, Ordering::AcqRel)
+                && stopped
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&stop_waker))
+                    .is_ready()
+            {
+                shutting_down = true;
+                shutdown(conn.as_mut());
+            }
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// The waker the stop signal is polled with: notes that it fired and wakes the connection.
+struct StopWaker {
+    fired: AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl Default for StopWaker {
+    fn default() -> Self {
+        // Fired at first, so that the first poll registers with the watch channel.
+        StopWaker {
+            fired: AtomicBool::new(true),
+            task: futures_util::task::AtomicWaker::new(),
+        }
+    }
+}
+
+impl std::task::Wake for StopWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+async fn serve_auto<I, S>(
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    stop: watch::Receiver<bool>,
     io: I,
     service: S,
 ) where
@@ -350,9 +477,7 @@ async fn serve_conn<I, S>(
     S::Future: Send + 'static,
 {
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
+    graceful(conn, stop, |c| c.graceful_shutdown()).await
 }
 
 /// Loads a PEM certificate chain and key into a rustls acceptor offering h2 and HTTP/1.1.

@@ -177,3 +177,51 @@ async fn tls_termination_with_h2_and_http1_by_alpn() {
         assert_eq!(body["headers"]["x-forwarded-proto"], "https");
     }
 }
+
+/// The listener tells HTTP/2 from HTTP/1.1 by the first bytes, also when they arrive in
+/// pieces: a preface split across writes still gets an HTTP/2 answer (the server's SETTINGS
+/// frame), and a request line split after one byte is still served as HTTP/1.1.
+#[tokio::test]
+async fn protocol_is_detected_from_first_bytes_in_pieces() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::echo("a").await;
+    let gw = TestGateway::builder()
+        .service("s", &[&up])
+        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .start()
+        .await;
+    let addr = gw.gateway.proxy_addr();
+
+    let mut h2 = TcpStream::connect(addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    h2.write_all(b"\r\nSM\r\n\r\n").await.unwrap();
+    // An empty SETTINGS frame.
+    h2.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(std::time::Duration::from_secs(5), h2.read_exact(&mut frame))
+        .await
+        .expect("an HTTP/2 answer in time")
+        .unwrap();
+    assert_eq!(
+        frame[3], 4,
+        "the server's first frame is SETTINGS: {frame:?}"
+    );
+
+    let mut h1 = TcpStream::connect(addr).await.unwrap();
+    h1.write_all(b"G").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    h1.write_all(b"ET /split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        h1.read_to_string(&mut answer),
+    )
+    .await
+    .expect("an HTTP/1.1 answer in time")
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("/split"), "{answer}");
+}

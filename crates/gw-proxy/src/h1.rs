@@ -404,7 +404,9 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
             .collect()
     };
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for what the gateway adds on the way back (request id, X-Gateway, route and
+    // rate-limit headers), so the map is not grown and rehashed per request.
+    let mut headers = HeaderMap::with_capacity(count + 8);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut close = version == Version::HTTP_10;
