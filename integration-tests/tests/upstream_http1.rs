@@ -403,3 +403,48 @@ async fn request_head_is_forwarded_as_sent() {
     );
     assert!(!head.contains("transfer-encoding"), "{head}");
 }
+
+#[tokio::test]
+async fn early_answer_to_an_unread_upload_is_passed_on() {
+    // The upstream answers 413 as soon as it has the head and closes without reading the
+    // body; the gateway's write of the rest fails, and the answer must still reach the client.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_until(&mut stream, &mut buf, b"\r\n\r\n")
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!",
+                    )
+                    .await;
+                // Dropped with the body unread: the kernel resets the connection.
+            });
+        }
+    });
+    let gw = TestGateway::builder()
+        .service_addrs("s", &[addr])
+        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .start()
+        .await;
+    let parts: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..64).map(|_| Ok(vec![b'x'; 64 * 1024])).collect();
+    let res = gw
+        .client
+        .post(gw.url("/upload"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            parts,
+        )))
+        .send()
+        .await;
+    let res = res.expect("the answer reaches the client");
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.text().await.unwrap(), "too big!");
+}

@@ -172,14 +172,29 @@ pub(crate) async fn send(
         let again = (reused && replayable && e.stale()).then(|| Request::from_parts(parts, body));
         return Err((e, again));
     }
+    let mut early = None;
     if !inline {
         if let Err(e) = write_body(&mut conn, &mut body, framing).await {
-            return Err((e, None));
+            // An upstream may answer before it has read the whole body (413, 401) and close
+            // the connection: an answer that is already in the socket is passed on.
+            if !matches!(e, H1Error::Io(_)) {
+                return Err((e, None));
+            }
+            match read_head(&mut conn, &method).await {
+                Ok(mut head) if !head.status.is_informational() => {
+                    head.keep_alive = false;
+                    early = Some(head);
+                }
+                _ => return Err((e, None)),
+            }
         }
     }
 
     // The answer's head; interim 1xx answers are skipped.
     let head = loop {
+        if let Some(head) = early.take() {
+            break head;
+        }
         match read_head(&mut conn, &method).await {
             Ok(head) if head.status.is_informational() && head.status != 101 => continue,
             Ok(head) => break head,
