@@ -102,6 +102,10 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_timeout_secs: u64,
+    /// A client connection that, for this long, starts no request, gets no byte of an
+    /// answer and has no request waiting for its upstream is closed (idle keep-alive
+    /// connections, slowly sent request heads).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +117,7 @@ impl Default for ServerConfig {
             max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: Vec::new(),
             shutdown_timeout_secs: 30,
+            idle_timeout_secs: 30,
         }
     }
 }
@@ -398,6 +403,12 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             errors.push(ConfigError::new(
                 "server.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if self.server.idle_timeout_secs == 0 {
+            errors.push(ConfigError::new(
+                "server.idle_timeout_secs",
                 "must be greater than 0",
             ));
         }

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,6 +91,7 @@ impl Gateway {
         // Health checks, Consul, breaker ticks, limiter sweeps, sync with other nodes.
         let mut tasks = app.spawn_background(stop_rx.clone());
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
+        let idle_timeout = Duration::from_secs(config.server.idle_timeout_secs);
 
         // Per connection: a function from request to answer, which first records who the
         // client is (after trusted proxies).
@@ -120,6 +121,7 @@ impl Gateway {
             make_proxy.clone(),
             stop_rx.clone(),
             shutdown_timeout,
+            idle_timeout,
         )));
 
         let mut tls_addr = None;
@@ -133,6 +135,7 @@ impl Gateway {
                 make_proxy.clone(),
                 stop_rx.clone(),
                 shutdown_timeout,
+                idle_timeout,
             )));
         }
 
@@ -155,6 +158,7 @@ impl Gateway {
             },
             stop_rx,
             shutdown_timeout,
+            idle_timeout,
         )));
 
         tracing::info!(%proxy_addr, ?tls_addr, %admin_addr, version = gw_core::VERSION, "gateway listening");
@@ -271,24 +275,27 @@ impl Service<Request<Body>> for EdgeRoutes {
 /// HTTP/2 server when the client opens with the h2 preface); TLS connections go through
 /// hyper-util's auto builder (ALPN or preface).
 struct Builders {
+    idle: Duration,
     auto: auto::Builder<TokioExecutor>,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
 }
 
 impl Builders {
-    fn new() -> Builders {
-        let header_read = Duration::from_secs(30);
+    fn new(idle: Duration) -> Builders {
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_read);
+            .header_read_timeout(idle);
         auto.http2().timer(TokioTimer::new());
+        // Plain HTTP/1.1 connections are watched by `graceful` (see `Activity`) instead of
+        // hyper's header read timeout, which arms a boxed timer (and makes hyper take a new
+        // read buffer) for every request.
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new()).header_read_timeout(header_read);
+        h1.timer(TokioTimer::new()).header_read_timeout(None);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
-        Builders { auto, h1, h2 }
+        Builders { idle, auto, h1, h2 }
     }
 }
 
@@ -324,12 +331,13 @@ async fn serve<M, S, F>(
     make: M,
     mut stop: watch::Receiver<bool>,
     drain: Duration,
+    idle: Duration,
 ) where
     M: Fn(ConnInfo) -> S + Send + 'static,
     S: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    let builders = Arc::new(Builders::new());
+    let builders = Arc::new(Builders::new(idle));
     // Every connection task holds a sender; draining ends when all are gone.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     let local_addr = listener.local_addr().ok();
@@ -354,25 +362,42 @@ async fn serve<M, S, F>(
             tls: tls.is_some(),
         };
         let service = make(conn);
-        let service =
-            hyper::service::service_fn(move |req: Request<Incoming>| service(req.map(Body::new)));
+        let activity = Arc::new(Activity::default());
+        let service = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let waiting = Waiting::start(&activity);
+                let answer = service(req.map(Body::new));
+                async move {
+                    let answer = answer.await;
+                    drop(waiting);
+                    answer
+                }
+            })
+        };
         let builders = builders.clone();
         let tls = tls.clone();
         let stop = stop.clone();
         let open = open_tx.clone();
         tokio::spawn(async move {
             match tls {
-                None => match sniff(&stream).await {
+                // A client that sends nothing at all is dropped after the idle timeout too.
+                None => match tokio::time::timeout(builders.idle, sniff(&stream))
+                    .await
+                    .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
+                {
                     Ok(Sniffed::Http1) => {
-                        let conn = builders
-                            .h1
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades();
-                        graceful(conn, stop, |c| c.graceful_shutdown()).await
+                        let io = TokioIo::new(Counted {
+                            io: stream,
+                            activity: activity.clone(),
+                        });
+                        let conn = builders.h1.serve_connection(io, service).with_upgrades();
+                        let watch = Some((builders.idle, activity));
+                        graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
                     }
                     Ok(Sniffed::Http2) => {
                         let conn = builders.h2.serve_connection(TokioIo::new(stream), service);
-                        graceful(conn, stop, |c| c.graceful_shutdown()).await
+                        graceful(conn, stop, |c| c.graceful_shutdown(), None).await
                     }
                     Ok(Sniffed::Unsure) => serve_auto(&builders.auto, stop, stream, service).await,
                     Err(e) => tracing::debug!(%peer, error = %e, "connection failed"),
@@ -398,12 +423,19 @@ async fn serve<M, S, F>(
 }
 
 /// Runs a connection; when `stop` turns true it is asked to finish gracefully (HTTP/1.1:
-/// close after the request in flight; HTTP/2: GOAWAY) and still awaited.
+/// close after the request in flight; HTTP/2: GOAWAY) and still awaited. With `watch`, the
+/// connection is dropped (closed) once a whole period passed in which it started no request,
+/// wrote nothing and had no request waiting for its answer.
 ///
-/// The stop signal is polled with a waker of its own, and only again after that waker
-/// fired: a connection's ordinary wake-ups (every request) do not touch the watch channel.
-async fn graceful<C, E>(conn: C, stop: watch::Receiver<bool>, shutdown: fn(Pin<&mut C>))
-where
+/// The stop signal and the watchdog timer are polled with a waker of their own, and only
+/// again after that waker fired: a connection's ordinary wake-ups (every request) touch
+/// neither the watch channel nor the timer.
+async fn graceful<C, E>(
+    conn: C,
+    stop: watch::Receiver<bool>,
+    shutdown: fn(Pin<&mut C>),
+    watch: Option<(Duration, Arc<Activity>)>,
+) where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
@@ -413,27 +445,165 @@ where
         // Only `true` or a closed channel (the gateway is gone) ends this wait.
         let _ = stop.wait_for(|s| *s).await;
     });
+    let mut watchdog = watch.map(|(period, activity)| Watchdog {
+        sleep: Box::pin(tokio::time::sleep(period)),
+        period,
+        last: activity.snapshot(),
+        activity,
+    });
     let flag = Arc::new(StopWaker::default());
-    let stop_waker = std::task::Waker::from(flag.clone());
+    let side_waker = std::task::Waker::from(flag.clone());
     let mut shutting_down = false;
     let result = std::future::poll_fn(|cx| {
-        if !shutting_down {
-            flag.task.register(cx.waker());
-            if flag.fired.swap(false, Ordering::AcqRel)
-                && stopped
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&stop_waker))
-                    .is_ready()
-            {
+        flag.task.register(cx.waker());
+        if flag.fired.swap(false, Ordering::AcqRel) {
+            let mut side = Context::from_waker(&side_waker);
+            if !shutting_down && stopped.as_mut().poll(&mut side).is_ready() {
                 shutting_down = true;
                 shutdown(conn.as_mut());
             }
+            if let Some(w) = watchdog.as_mut() {
+                while w.sleep.as_mut().poll(&mut side).is_ready() {
+                    if w.silent() {
+                        return Poll::Ready(None);
+                    }
+                    let next = tokio::time::Instant::now() + w.period;
+                    w.sleep.as_mut().reset(next);
+                }
+            }
         }
-        conn.as_mut().poll(cx)
+        conn.as_mut().poll(cx).map(Some)
     })
     .await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
+    match result {
+        Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+        Some(Ok(())) => {}
+        None => tracing::debug!("idle connection closed"),
+    }
+}
+
+/// What a plain HTTP/1.1 connection did: bytes written to the client (write calls), requests
+/// started, requests waiting for their answer. Only the connection's own task touches it
+/// (plain loads and stores).
+#[derive(Debug, Default)]
+struct Activity {
+    writes: AtomicU64,
+    started: AtomicU64,
+    waiting: AtomicU64,
+}
+
+impl Activity {
+    fn snapshot(&self) -> (u64, u64) {
+        (
+            self.writes.load(Ordering::Relaxed),
+            self.started.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn bump(counter: &AtomicU64, up: bool) {
+    let v = counter.load(Ordering::Relaxed);
+    counter.store(
+        if up {
+            v.wrapping_add(1)
+        } else {
+            v.saturating_sub(1)
+        },
+        Ordering::Relaxed,
+    );
+}
+
+/// A request from its head until its answer's head: the watchdog leaves the connection alone.
+struct Waiting(Arc<Activity>);
+
+impl Waiting {
+    fn start(activity: &Arc<Activity>) -> Waiting {
+        bump(&activity.started, true);
+        bump(&activity.waiting, true);
+        Waiting(activity.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        bump(&self.0.waiting, false);
+    }
+}
+
+struct Watchdog {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    period: Duration,
+    last: (u64, u64),
+    activity: Arc<Activity>,
+}
+
+impl Watchdog {
+    /// Whether nothing happened since the last look (and remembers what it saw).
+    fn silent(&mut self) -> bool {
+        let now = self.activity.snapshot();
+        let quiet = now == self.last && self.activity.waiting.load(Ordering::Relaxed) == 0;
+        self.last = now;
+        quiet
+    }
+}
+
+/// The client socket, counting writes for the watchdog.
+struct Counted<T> {
+    io: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> Counted<T> {
+    fn counted(&self, r: &Poll<std::io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            bump(&self.activity.writes, true);
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.counted(&r);
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.counted(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -477,7 +647,7 @@ async fn serve_auto<I, S>(
     S::Future: Send + 'static,
 {
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    graceful(conn, stop, |c| c.graceful_shutdown()).await
+    graceful(conn, stop, |c| c.graceful_shutdown(), None).await
 }
 
 /// Loads a PEM certificate chain and key into a rustls acceptor offering h2 and HTTP/1.1.
