@@ -255,8 +255,8 @@ impl App {
 
     /// Applies a new (validated) configuration: services, routes from the file, features,
     /// edge settings. Routes added through the admin API stay unless the file now has a route
-    /// with that id. Listener, TLS, workers, admin, access-log and store settings need a
-    /// restart.
+    /// with that id. Listener, TLS, workers, idle timeout, admin, access-log and store
+    /// settings need a restart.
     pub async fn reload(&self, config: Config) -> Result<(), ConfigErrors> {
         config.validate()?;
         let mut st = self.inner.state.lock().await;
@@ -264,12 +264,13 @@ impl App {
         if old.server.listen != config.server.listen
             || old.server.tls != config.server.tls
             || old.server.workers != config.server.workers
+            || old.server.idle_timeout_secs != config.server.idle_timeout_secs
             || old.admin != config.admin
             || old.log.access_log != config.log.access_log
             || old.store != config.store
         {
             tracing::warn!(
-                "listener, TLS, workers, admin, access-log and store settings take effect at the next restart"
+                "listener, TLS, workers, idle timeout, admin, access-log and store settings take effect at the next restart"
             );
         }
         let current = self.inner.features.load_full();
