@@ -451,7 +451,7 @@ async fn graceful<C, E>(
         last: activity.snapshot(),
         activity,
     });
-    let flag = Arc::new(StopWaker::default());
+    let flag = Arc::new(SideWaker::default());
     let side_waker = std::task::Waker::from(flag.clone());
     let mut shutting_down = false;
     let result = std::future::poll_fn(|cx| {
@@ -607,23 +607,24 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
     }
 }
 
-/// The waker the stop signal is polled with: notes that it fired and wakes the connection.
-struct StopWaker {
+/// The waker the stop signal and the idle watchdog are polled with: notes that it fired and
+/// wakes the connection, which then polls them again.
+struct SideWaker {
     fired: AtomicBool,
     task: futures_util::task::AtomicWaker,
 }
 
-impl Default for StopWaker {
+impl Default for SideWaker {
     fn default() -> Self {
-        // Fired at first, so that the first poll registers with the watch channel.
-        StopWaker {
+        // Fired at first, so that the first poll registers with the watch channel and the timer.
+        SideWaker {
             fired: AtomicBool::new(true),
             task: futures_util::task::AtomicWaker::new(),
         }
     }
 }
 
-impl std::task::Wake for StopWaker {
+impl std::task::Wake for SideWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }

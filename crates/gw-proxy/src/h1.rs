@@ -152,7 +152,6 @@ pub(crate) async fn send(
 ) -> Result<Response<H1Body>, (H1Error, Option<Request<ReqBody>>)> {
     let (parts, mut body) = req.into_parts();
     let replayable = matches!(body, ReqBody::Full(_));
-    let method = parts.method.clone();
 
     // The head, and a small known body, in one write.
     let mut out = std::mem::take(&mut conn.wbuf);
@@ -180,7 +179,7 @@ pub(crate) async fn send(
             if !matches!(e, H1Error::Io(_)) {
                 return Err((e, None));
             }
-            match read_head(&mut conn, &method).await {
+            match read_head(&mut conn, &parts.method).await {
                 Ok(mut head) if !head.status.is_informational() => {
                     head.keep_alive = false;
                     early = Some(head);
@@ -195,7 +194,7 @@ pub(crate) async fn send(
         if let Some(head) = early.take() {
             break head;
         }
-        match read_head(&mut conn, &method).await {
+        match read_head(&mut conn, &parts.method).await {
             Ok(head) if head.status.is_informational() && head.status != 101 => continue,
             Ok(head) => break head,
             Err((e, answered)) => {
@@ -203,10 +202,7 @@ pub(crate) async fn send(
                     && !answered
                     && replayable
                     && e.stale()
-                    && matches!(
-                        method,
-                        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-                    );
+                    && crate::proxy::idempotent(&parts.method);
                 return Err((e, retry.then(|| Request::from_parts(parts, body))));
             }
         }
@@ -231,11 +227,6 @@ pub(crate) async fn send(
         state,
         keep_alive: keep_alive && framing != RespFraming::Eof,
         slot: Some(slot),
-        exact: match framing {
-            RespFraming::Length(n) => Some(n),
-            RespFraming::Empty | RespFraming::Upgrade => Some(0),
-            _ => None,
-        },
     };
     if matches!(body.state, State::Done) {
         body.finish();
@@ -513,7 +504,6 @@ pub(crate) struct H1Body {
     state: State,
     keep_alive: bool,
     slot: Option<PoolSlot>,
-    exact: Option<u64>,
 }
 
 impl fmt::Debug for H1Body {
@@ -672,11 +662,10 @@ impl http_body::Body for H1Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (self.exact, &self.state) {
-            (_, State::Done | State::Upgraded) => SizeHint::with_exact(0),
-            (Some(n), State::Length(left)) if *left == n => SizeHint::with_exact(n),
-            (_, State::Length(left)) => SizeHint::with_exact(*left),
-            _ => SizeHint::default(),
+        match self.state {
+            State::Done | State::Upgraded => SizeHint::with_exact(0),
+            State::Length(left) => SizeHint::with_exact(left),
+            State::Chunked(_) | State::Eof => SizeHint::default(),
         }
     }
 }

@@ -112,7 +112,8 @@ enum Failure {
     Final(ProxyError),
 }
 
-fn idempotent(m: &Method) -> bool {
+/// Methods that may be sent again (RFC 9110 §9.2.2).
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
