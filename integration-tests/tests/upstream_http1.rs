@@ -448,3 +448,40 @@ async fn early_answer_to_an_unread_upload_is_passed_on() {
     assert_eq!(res.status(), 413);
     assert_eq!(res.text().await.unwrap(), "too big!");
 }
+
+#[tokio::test]
+async fn hop_by_hop_fields_of_the_answer_stay_with_the_upstream_connection() {
+    let up = Raw::start(|head| {
+        if head.starts_with("GET /named") {
+            reply(
+                b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+                  Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-End: 2\r\n\
+                  Content-Length: 2\r\n\r\nok",
+            )
+        } else {
+            reply(
+                b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nKeep-Alive: timeout=5, max=100\r\n\
+                  Upgrade: h2c\r\nX-End: 3\r\nContent-Length: 2\r\n\r\nok",
+            )
+        }
+    })
+    .await;
+    let gw = up.gateway().await;
+    for (path, end) in [("/named", "2"), ("/plain", "3")] {
+        let res = gw.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers();
+        for hop in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "proxy-connection",
+            "upgrade",
+        ] {
+            assert!(h.get(hop).is_none(), "{path}: {hop} passed on: {h:?}");
+        }
+        assert_eq!(h["x-end"], end, "{path}");
+        assert_eq!(res.text().await.unwrap(), "ok");
+    }
+    assert_eq!(up.connections(), 1, "the keep-alive connection is reused");
+}

@@ -107,7 +107,7 @@ const HOP_CONNECTION: u8 = 1;
 const HOP_TE: u8 = 1 << 1;
 const HOP_UPGRADE: u8 = 1 << 2;
 /// keep-alive, proxy-connection, proxy-authenticate, proxy-authorization, transfer-encoding.
-const HOP_OTHER: u8 = 1 << 3;
+pub(crate) const HOP_OTHER: u8 = 1 << 3;
 
 /// `Expect` (request scan only).
 pub(crate) const REQ_EXPECT: u8 = 1 << 4;
@@ -130,7 +130,7 @@ pub(crate) fn request_headers_present(headers: &HeaderMap) -> u8 {
     found
 }
 
-fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+pub(crate) fn hop_by_hop_bit(name: &HeaderName) -> u8 {
     if name == CONNECTION {
         HOP_CONNECTION
     } else if name == TE {
@@ -183,11 +183,7 @@ pub(crate) fn strip_found_hop_by_hop(
         for value in headers.get_all(CONNECTION) {
             for token in value.as_bytes().split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                if token.is_empty()
-                    || token.eq_ignore_ascii_case(b"close")
-                    || token.eq_ignore_ascii_case(b"keep-alive")
-                    || token.eq_ignore_ascii_case(b"upgrade")
-                {
+                if !names_field(token) {
                     continue;
                 }
                 if let Ok(name) = HeaderName::from_bytes(token) {
@@ -222,6 +218,24 @@ pub(crate) fn strip_found_hop_by_hop(
     } else if found & HOP_UPGRADE != 0 {
         headers.remove(UPGRADE);
     }
+}
+
+/// Whether a `Connection` value names a field to remove, a token other than `close`,
+/// `keep-alive` and `upgrade` (the ones [`strip_found_hop_by_hop`] skips).
+pub(crate) fn names_other_fields(connection: &HeaderValue) -> bool {
+    connection
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| names_field(t.trim_ascii()))
+}
+
+/// Whether a trimmed `Connection` token names a field (is not `close`, `keep-alive`,
+/// `upgrade` or empty).
+fn names_field(token: &[u8]) -> bool {
+    !(token.is_empty()
+        || token.eq_ignore_ascii_case(b"close")
+        || token.eq_ignore_ascii_case(b"keep-alive")
+        || token.eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// Whether a comma-separated header value holds `token` (case-insensitive).

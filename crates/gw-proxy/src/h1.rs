@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 
 use crate::body::ReqBody;
 use crate::client::HostPool;
-use crate::forwarded::has_token;
+use crate::forwarded::{has_token, hop_by_hop_bit, names_other_fields, HOP_OTHER};
 
 /// Largest response head accepted (status line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -213,6 +213,7 @@ pub(crate) async fn send(
         headers,
         framing,
         keep_alive,
+        hop_clean,
     } = head;
     let state = match framing {
         RespFraming::Upgrade => State::Upgraded,
@@ -227,6 +228,7 @@ pub(crate) async fn send(
         state,
         keep_alive: keep_alive && framing != RespFraming::Eof,
         slot: Some(slot),
+        hop_clean,
     };
     if matches!(body.state, State::Done) {
         body.finish();
@@ -355,6 +357,8 @@ struct Head {
     headers: HeaderMap,
     framing: RespFraming,
     keep_alive: bool,
+    /// No hop-by-hop header is left in `headers` (see [`parse_head`]).
+    hop_clean: bool,
 }
 
 /// Reads and parses one response head. On error, also whether any byte of it had arrived.
@@ -417,6 +421,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
     let mut chunked = false;
     let mut close = version == Version::HTTP_10;
     let mut upgrade = false;
+    // Hop-by-hop fields that only concern this connection are used here and not kept:
+    // `Transfer-Encoding` (the framing is decoded here), `Keep-Alive`, `Proxy-*`, and a
+    // `Connection` naming no other field. Whatever else is hop-by-hop stays for
+    // `strip_hop_by_hop`; a 101 keeps its `Connection` for the client.
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut hop_clean = true;
     for &(n, nl, v, vl) in &ranges {
         let name = HeaderName::from_bytes(&head[n..n + nl])
             .map_err(|_| H1Error::Parse("invalid header name"))?;
@@ -438,6 +448,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            continue;
         } else if name == CONNECTION {
             if has_token(&value, b"close") {
                 close = true;
@@ -445,6 +456,16 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
                 close = false;
             }
             upgrade |= has_token(&value, b"upgrade");
+            if !switching && !names_other_fields(&value) {
+                continue;
+            }
+            hop_clean = false;
+        } else {
+            match hop_by_hop_bit(&name) {
+                0 => {}
+                HOP_OTHER if !switching => continue,
+                _ => hop_clean = false,
+            }
         }
         headers.append(name, value);
     }
@@ -472,6 +493,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
         headers,
         framing,
         keep_alive: !close,
+        hop_clean,
     }))
 }
 
@@ -504,6 +526,7 @@ pub(crate) struct H1Body {
     state: State,
     keep_alive: bool,
     slot: Option<PoolSlot>,
+    hop_clean: bool,
 }
 
 impl fmt::Debug for H1Body {
@@ -515,6 +538,11 @@ impl fmt::Debug for H1Body {
 }
 
 impl H1Body {
+    /// The answer's head holds no hop-by-hop field: `strip_hop_by_hop` has nothing to do.
+    pub(crate) fn hop_clean(&self) -> bool {
+        self.hop_clean
+    }
+
     /// The connection of a `101` answer.
     pub(crate) fn upgraded(&mut self) -> Option<Box<Conn>> {
         match self.state {

@@ -483,7 +483,11 @@ impl Shared {
                 return res;
             }
         }
-        strip_hop_by_hop(&mut parts.headers, false, false);
+        // The HTTP/1.1 client leaves out what concerns only its connection; most answers
+        // hold nothing else that is hop-by-hop.
+        if !matches!(&body, UpstreamBody::H1(b) if b.hop_clean()) {
+            strip_hop_by_hop(&mut parts.headers, false, false);
+        }
         self.config.response_headers.apply(&mut parts.headers);
         Response::from_parts(parts, Body::new(RespBody::new(body, read, guard)))
     }
