@@ -7,9 +7,9 @@ use clap::Parser;
 use gateway_bin::{logging, Config, Gateway};
 
 /// mimalloc: fewer instructions per allocation than glibc's malloc on the request path
-/// (thread-local free lists, no consolidation passes).
+/// (thread-local free lists, no consolidation passes); see gw-alloc.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: gw_alloc::MiMalloc = gw_alloc::MiMalloc;
 
 /// API gateway: routing, load balancing, retries, metrics and an admin API in front of your services.
 #[derive(Debug, Parser)]
