@@ -233,7 +233,9 @@ type Edge = Either<SetRequestId<MetricsService<EdgeRoutes>>, EdgeService>;
 /// RequestId → Metrics → AccessLog → (`/health` | Router): built once, cloned per request.
 fn edge_service(app: &App, metrics: &Metrics, access_log: Option<AccessLog>) -> Edge {
     let inner = EdgeRoutes {
-        router: Router::new(app.table()),
+        // Each route's stack puts its `Arc<RouteMetrics>` (route and service names included)
+        // into the answer, and the metrics and the access log read that: no `RouteTag`.
+        router: Router::new(app.table()).tag_responses(false),
     };
     let base = ServiceBuilder::new()
         .layer(RequestIdLayer)

@@ -32,12 +32,21 @@ use crate::{RouteMatch, RouteService, RouteTable};
 #[derive(Clone, Debug)]
 pub struct Router {
     table: Arc<ArcSwap<RouteTable>>,
+    tag: bool,
 }
 
 impl Router {
     /// A router reading its routes from `table`.
     pub fn new(table: Arc<ArcSwap<RouteTable>>) -> Self {
-        Self { table }
+        Self { table, tag: true }
+    }
+
+    /// Whether answers get the route's [`RouteTag`] (the default). A program whose route
+    /// services mark their answers themselves can turn it off and save one extension per
+    /// request.
+    pub fn tag_responses(mut self, on: bool) -> Self {
+        self.tag = on;
+        self
     }
 
     /// The shared table: `router.table().store(Arc::new(new_table))` swaps the routes.
@@ -69,7 +78,8 @@ impl Service<Request<Body>> for Router {
                     let rewrite = (upstream_path != path)
                         .then(|| path_and_query(&upstream_path, req.uri().query()))
                         .flatten();
-                    Ok((route.service().clone(), route.tag().clone(), rewrite))
+                    let tag = self.tag.then(|| route.tag().clone());
+                    Ok((route.service().clone(), tag, rewrite))
                 }
                 RouteMatch::MethodNotAllowed { allow } => Err(Some(allow)),
                 RouteMatch::NotFound => Err(None),
@@ -95,10 +105,7 @@ impl Service<Request<Body>> for Router {
                     _ => Call::Oneshot(Box::new(service.oneshot(req))),
                 };
                 ResponseFuture {
-                    kind: Kind::Dispatch {
-                        call,
-                        tag: Some(tag),
-                    },
+                    kind: Kind::Dispatch { call, tag },
                 }
             }
             Err(Some(allow)) => {

@@ -126,6 +126,11 @@ async fn route_tag_in_response_extensions() {
     let tag = res.extensions().get::<RouteTag>().unwrap();
     assert_eq!(&*tag.route, "orders");
     assert_eq!(&*tag.service, "orders_svc");
+
+    let untagged = r.clone().tag_responses(false);
+    let res = send(&untagged, get("/orders/1")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.extensions().get::<RouteTag>().is_none());
 }
 
 #[tokio::test]
