@@ -1,4 +1,5 @@
-//! HS256 verification of a typical token (signature + claims, no store).
+//! HS256 verification of a typical token (signature + claims, no store): every time
+//! (`cache_size = 0`), and for a token verified before (the default memory of verified tokens).
 
 use std::sync::Arc;
 
@@ -10,24 +11,27 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let cfg = JwtConfig {
-        secret: Some("bench-secret-bench-secret-bench-secret".into()),
-        ..JwtConfig::default()
-    };
-    let auth = rt
-        .block_on(Authenticator::new(cfg, Arc::new(MemoryAuthStore::new())))
-        .unwrap();
-    let (token, _) = auth
-        .mint_token("user-12345", Some("alice"), Some("user"))
-        .unwrap();
-    let now = unix_now();
-    assert!(rt.block_on(auth.verify_token(&token, now)).is_ok());
-    c.bench_function("hs256_verify", |b| {
-        b.iter(|| {
-            let claims = rt.block_on(auth.verify_token(std::hint::black_box(&token), now));
-            std::hint::black_box(claims.unwrap());
-        })
-    });
+    for (name, cache_size) in [("hs256_verify", 0), ("hs256_verify_remembered", 4096)] {
+        let cfg = JwtConfig {
+            secret: Some("bench-secret-bench-secret-bench-secret".into()),
+            cache_size,
+            ..JwtConfig::default()
+        };
+        let auth = rt
+            .block_on(Authenticator::new(cfg, Arc::new(MemoryAuthStore::new())))
+            .unwrap();
+        let (token, _) = auth
+            .mint_token("user-12345", Some("alice"), Some("user"))
+            .unwrap();
+        let now = unix_now();
+        assert!(rt.block_on(auth.verify_token(&token, now)).is_ok());
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let claims = rt.block_on(auth.verify_token(std::hint::black_box(&token), now));
+                std::hint::black_box(claims.unwrap());
+            })
+        });
+    }
 }
 
 criterion_group!(benches, bench);

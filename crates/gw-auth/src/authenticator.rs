@@ -196,7 +196,10 @@ impl Authenticator {
     /// Verifies `token` (signature, algorithm, `exp`/`nbf`/`iss`/`aud` at `now`). No store
     /// access: revocation and user checks are part of [`check`](Self::check).
     pub async fn verify_token(&self, token: &str, now: u64) -> Result<TokenClaims, AuthError> {
-        self.verifier.verify(token, now).await
+        self.verifier
+            .verify(token, now)
+            .await
+            .map(Arc::unwrap_or_clone)
     }
 
     /// Authenticates and authorizes a request (its head) for `policy` at `now` (the whole work of the layer
@@ -304,16 +307,16 @@ impl Authenticator {
             }
             Identity {
                 user_id: sub.to_owned(),
-                username: user.username.or(claims.username),
+                username: user.username.or_else(|| claims.username.clone()),
                 role: user.role,
                 permissions: user.permissions,
             }
         } else {
             Identity {
                 user_id: sub.to_owned(),
-                username: claims.username,
-                role: claims.role,
-                permissions: claims.permissions.unwrap_or_default(),
+                username: claims.username.clone(),
+                role: claims.role.clone(),
+                permissions: claims.permissions.clone().unwrap_or_default(),
             }
         };
         Ok((identity, found))

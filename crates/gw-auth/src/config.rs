@@ -30,6 +30,9 @@ pub struct JwtConfig {
     pub expiration_secs: u64,
     /// Read `user:{sub}` from the store; it must exist and have `status = "active"`.
     pub user_lookup: bool,
+    /// How many verified tokens this node remembers, so that a token sent again skips the
+    /// signature check (its claims are still checked on every request); 0 turns it off.
+    pub cache_size: usize,
 }
 
 impl Default for JwtConfig {
@@ -44,6 +47,7 @@ impl Default for JwtConfig {
             leeway_secs: 0,
             expiration_secs: 3600,
             user_lookup: true,
+            cache_size: 4096,
         }
     }
 }

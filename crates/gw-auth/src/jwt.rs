@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::{is_hmac, JwtConfig};
 use crate::error::{AuthConfigError, AuthError};
+use crate::verified::VerifiedTokens;
 
 /// The claims the gateway reads from a verified token.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -142,6 +144,8 @@ struct Jwks {
     url: String,
     client: reqwest::Client,
     keys: ArcSwap<JwksKeys>,
+    /// Bumped whenever `keys` is replaced: tokens verified under older keys are verified again.
+    generation: AtomicU64,
     /// Time of the last refresh attempt; the async lock makes refreshes single-flight. Only
     /// requests with an unknown `kid` ever wait on it.
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
@@ -149,6 +153,11 @@ struct Jwks {
 }
 
 impl Jwks {
+    fn store(&self, keys: JwksKeys) {
+        self.keys.store(Arc::new(keys));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn find(&self, kid: &str) -> Option<Arc<DecodingKey>> {
         self.keys.load().by_kid.get(kid).cloned()
     }
@@ -197,7 +206,7 @@ impl Jwks {
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(url = %self.url, keys = keys.all.len(), "JWKS refreshed");
-                self.keys.store(Arc::new(keys));
+                self.store(keys);
                 Some(())
             }
             Err(e) => {
@@ -233,6 +242,8 @@ pub(crate) struct Verifier {
     /// `Validation` to match the key's family.
     validations: Vec<(AlgorithmFamily, Validation)>,
     pub(crate) rules: ClaimRules,
+    /// Tokens whose signature verified (`cache_size`); `None` when off.
+    verified: Option<VerifiedTokens>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -299,6 +310,7 @@ impl Verifier {
                     .map_err(|e| AuthConfigError::Client(e.to_string()))?,
                 keys: ArcSwap::from_pointee(JwksKeys::default()),
                 last_refresh: tokio::sync::Mutex::new(None),
+                generation: AtomicU64::new(0),
                 opts,
             }),
             None => None,
@@ -331,13 +343,14 @@ impl Verifier {
                 audience: cfg.audience.clone(),
                 leeway: cfg.leeway_secs,
             },
+            verified: VerifiedTokens::new(cfg.cache_size),
         })
     }
 
     /// First JWKS fetch; failure is logged, not fatal (keys are fetched on first use).
     pub(crate) async fn prime(&self) {
         if let Some(j) = &self.jwks {
-            if let Err(e) = j.fetch().await.map(|k| j.keys.store(Arc::new(k))) {
+            if let Err(e) = j.fetch().await.map(|k| j.store(k)) {
                 tracing::warn!(url = %j.url, error = %e, "JWKS not reachable at start; will retry on first use");
             }
         }
@@ -410,9 +423,35 @@ impl Verifier {
     }
 
     /// Signature, algorithm and claims at `now`.
-    pub(crate) async fn verify(&self, token: &str, now: u64) -> Result<TokenClaims, AuthError> {
+    ///
+    /// A token seen before under the same keys skips the signature check (see
+    /// [`VerifiedTokens`]); its claims are checked at `now` all the same.
+    pub(crate) async fn verify(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<TokenClaims>, AuthError> {
+        let keys = self
+            .jwks
+            .as_ref()
+            .map_or(0, |j| j.generation.load(Ordering::Acquire));
+        if let Some(verified) = &self.verified {
+            if let Some(claims) = verified.get(token, keys) {
+                if let Err(e) = self.rules.check(&claims, now) {
+                    verified.remove(token);
+                    return Err(e);
+                }
+                return Ok(claims);
+            }
+        }
         let claims = self.verify_signature(token).await?;
         self.rules.check(&claims, now)?;
+        let claims = Arc::new(claims);
+        if let Some(verified) = &self.verified {
+            // `keys` was read before verifying: a refresh meanwhile makes this entry stale,
+            // never the other way round.
+            verified.insert(token, claims.clone(), keys);
+        }
         Ok(claims)
     }
 
@@ -460,6 +499,50 @@ mod tests {
             ..claims()
         };
         assert_eq!(r.check(&no_exp, 0), Err(AuthError::InvalidToken));
+    }
+
+    fn hs_verifier(cache_size: usize) -> (Verifier, String) {
+        let cfg = JwtConfig {
+            secret: Some("s3cret".into()),
+            user_lookup: false,
+            cache_size,
+            ..JwtConfig::default()
+        };
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "u1", "exp": 2_000, "iss": "api-gateway"}),
+            &jsonwebtoken::EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap();
+        (Verifier::new(&cfg, JwksOptions::default()).unwrap(), token)
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_and_its_expiry_still_checked() {
+        let (v, token) = hs_verifier(16);
+        let first = v.verify(&token, 1_000).await.unwrap();
+        let again = v.verify(&token, 1_500).await.unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "second check served from memory"
+        );
+        assert_eq!(v.verify(&token, 2_001).await, Err(AuthError::TokenExpired));
+        // Expired: forgotten, so a later check verifies (and fails) from scratch.
+        assert!(v.verified.as_ref().unwrap().get(&token, 0).is_none());
+        // One changed signature character is another text: verified, and refused.
+        let mut forged = token.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(v.verify(&forged, 1_000).await, Err(AuthError::InvalidToken));
+    }
+
+    #[tokio::test]
+    async fn cache_size_zero_verifies_every_time() {
+        let (v, token) = hs_verifier(0);
+        let first = v.verify(&token, 1_000).await.unwrap();
+        let again = v.verify(&token, 1_000).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert_eq!(first, again);
     }
 
     #[test]

@@ -56,6 +56,7 @@ mod error;
 mod jwt;
 mod layer;
 mod store;
+mod verified;
 
 pub use authenticator::{
     hash_api_key, unix_now, ApiKeyInput, Authenticator, Refusal, UserInput, X_API_KEY,

@@ -378,3 +378,36 @@ async fn config_errors_are_reported() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_of_a_key_dropped_from_the_jwks_is_refused_once_keys_are_refreshed() {
+    // The first check of t1 is remembered; the JWKS then drops k1. Once the keys are
+    // refreshed (here by a token with a new kid), t1 must be verified again, and fails.
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
+    let rsa2 = EncodingKey::from_rsa_pem(&pem("rsa2_private.pem")).unwrap();
+    let srv = jwks_server(vec![jwk(&rsa, Algorithm::RS256, "k1")]).await;
+    let opts = JwksOptions {
+        min_refresh_interval: Duration::from_millis(100),
+        fetch_timeout: Duration::from_secs(2),
+    };
+    let a = Authenticator::with_options(
+        jwks_config(&srv.url),
+        Arc::new(MemoryAuthStore::new()),
+        opts,
+    )
+    .await
+    .unwrap();
+    let t1 = sign(Algorithm::RS256, &rsa, Some("k1"), claims("u1"));
+    for _ in 0..3 {
+        assert!(a.verify_token(&t1, now()).await.is_ok());
+    }
+    srv.set.lock().keys = vec![jwk(&rsa2, Algorithm::RS256, "k2")];
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let t2 = sign(Algorithm::RS256, &rsa2, Some("k2"), claims("u2"));
+    assert!(a.verify_token(&t2, now()).await.is_ok(), "k2 fetched");
+    assert_eq!(
+        a.verify_token(&t1, now()).await,
+        Err(AuthError::InvalidToken),
+        "k1 is gone"
+    );
+}
