@@ -485,3 +485,46 @@ async fn hop_by_hop_fields_of_the_answer_stay_with_the_upstream_connection() {
     }
     assert_eq!(up.connections(), 1, "the keep-alive connection is reused");
 }
+
+#[tokio::test]
+async fn head_timeout_still_applies_on_a_connection_used_many_times() {
+    // The head-wait timer lives in the pooled connection and is reset per request: after
+    // several quick answers on one connection, a slow one must still end in 504 on time.
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let up = Raw::start(|head| {
+        if head.starts_with("GET /slow") {
+            // 150 pauses of 20 ms before the answer: 3 s.
+            let mut pieces = vec![Vec::new(); 150];
+            pieces.push(OK.to_vec());
+            Reply {
+                pieces,
+                close: false,
+            }
+        } else {
+            reply(OK)
+        }
+    })
+    .await;
+    let gw = TestGateway::builder()
+        .service_addrs("s", &[up.addr])
+        .route(
+            "id = \"r\"\npath = \"/\"\nservice = \"s\"\n\
+             timeout = { connect = 1, send = 0.1, read = 0.3 }",
+        )
+        .start()
+        .await;
+    for _ in 0..5 {
+        let res = gw.get("/fast").await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap(), "ok");
+    }
+    assert_eq!(up.connections(), 1);
+    let started = std::time::Instant::now();
+    let res = gw.get("/slow").await;
+    assert_eq!(res.status(), 504);
+    // Not a speed assertion: only that the timeout, not the upstream, ended the wait.
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    let res = gw.get("/fast").await;
+    assert_eq!(res.status(), 200, "a new connection after the timed-out one");
+    assert_eq!(up.connections(), 2);
+}

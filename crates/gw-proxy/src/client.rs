@@ -10,8 +10,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -19,8 +22,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
+use tokio::time::Sleep;
 
-use crate::body::{ReqBody, UpstreamBody};
+use crate::body::{deadline, Progress, ReqBody, UpstreamBody};
 use crate::h1::{self, Conn, H1Error, PoolSlot};
 use crate::upstream::Endpoint;
 use crate::{ClientOptions, UpstreamProtocol};
@@ -125,20 +129,78 @@ pub(crate) enum SendError {
     Http2(hyper_util::client::legacy::Error),
 }
 
+/// The wait for an answer's head: `limit` from `start`, or from the last frame of a streamed
+/// request body when that is later.
+pub(crate) struct HeadWait<'a> {
+    pub(crate) start: tokio::time::Instant,
+    pub(crate) limit: Duration,
+    pub(crate) progress: Option<&'a Progress>,
+}
+
+/// The answer's head did not arrive within the [`HeadWait`].
+#[derive(Debug)]
+pub(crate) struct Elapsed;
+
+impl HeadWait<'_> {
+    fn first_deadline(&self) -> tokio::time::Instant {
+        self.start
+            .checked_add(self.limit)
+            .unwrap_or_else(|| deadline(self.limit))
+    }
+
+    /// A timer armed at the first deadline: `timer` itself when given (reset, which costs no
+    /// timer-wheel work when the new deadline is later than its last one), else a new one.
+    fn arm(&self, timer: Option<Pin<Box<Sleep>>>) -> Pin<Box<Sleep>> {
+        match timer {
+            Some(mut t) => {
+                t.as_mut().reset(self.first_deadline());
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(self.first_deadline())),
+        }
+    }
+
+    /// `fut`'s output, unless `sleep` fires first with no body progress since.
+    async fn bound<F: Future>(
+        &self,
+        mut sleep: Pin<&mut Sleep>,
+        fut: F,
+    ) -> Result<F::Output, Elapsed> {
+        let mut fut = pin!(fut);
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            loop {
+                ready!(sleep.as_mut().poll(cx));
+                match self.progress.and_then(|p| p.last().checked_add(self.limit)) {
+                    Some(later) if later > sleep.deadline() => sleep.as_mut().reset(later),
+                    _ => return Poll::Ready(Err(Elapsed)),
+                }
+            }
+        })
+        .await
+    }
+}
+
 impl HttpClient {
-    /// Sends `req` (its URI in origin form for HTTP/1.1, absolute for HTTP/2) to `ep`.
+    /// Sends `req` (its URI in origin form for HTTP/1.1, absolute for HTTP/2) to `ep` and
+    /// waits for the answer's head, at most `wait`.
     pub(crate) async fn send(
         &self,
         ep: &Endpoint,
         req: Request<ReqBody>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+        wait: &HeadWait<'_>,
+    ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         match self {
-            HttpClient::Http1(c) => c.send(ep, req).await,
-            HttpClient::Http2(c) => c
-                .request(req)
-                .await
-                .map(|r| r.map(UpstreamBody::H2))
-                .map_err(SendError::Http2),
+            HttpClient::Http1(c) => c.send(ep, req, wait).await,
+            HttpClient::Http2(c) => {
+                let sleep = pin!(tokio::time::sleep_until(wait.first_deadline()));
+                let res = wait.bound(sleep, c.request(req)).await?;
+                Ok(res
+                    .map(|r| r.map(UpstreamBody::H2))
+                    .map_err(SendError::Http2))
+            }
         }
     }
 }
@@ -153,28 +215,50 @@ pub(crate) struct H1Client {
 }
 
 impl H1Client {
+    /// The head wait's timer lives in the connection and is reset per request: a reset to a
+    /// later deadline is one atomic operation, where a new timer takes the timer wheel's lock
+    /// to register and again to deregister (~480 instructions per request).
     async fn send(
         &self,
         ep: &Endpoint,
         mut req: Request<ReqBody>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+        wait: &HeadWait<'_>,
+    ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         let slot = PoolSlot {
             pool: ep.pool.clone(),
             max_idle: self.max_idle,
             idle_timeout: self.idle_timeout,
         };
+        let mut timer = None;
         loop {
-            let (conn, reused) = match ep.pool.checkout(self.idle_timeout) {
+            let (mut conn, reused) = match ep.pool.checkout(self.idle_timeout) {
                 Some(conn) => (conn, true),
-                // Boxed: the connect state is large and rarely needed; keeping it out of this
-                // future keeps every request's future small.
-                None => (Box::pin(self.connect(ep)).await?, false),
+                None => {
+                    let armed = wait.arm(timer.take());
+                    let t = timer.insert(armed);
+                    // Boxed: the connect state is large and rarely needed; keeping it out of
+                    // this future keeps every request's future small.
+                    match wait.bound(t.as_mut(), Box::pin(self.connect(ep))).await? {
+                        Ok(conn) => (conn, false),
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
             };
-            match h1::send(conn, req, reused, slot.clone()).await {
-                Ok(res) => return Ok(res.map(UpstreamBody::H1)),
+            let mut t = wait.arm(timer.take().or_else(|| conn.take_timer()));
+            match wait
+                .bound(t.as_mut(), h1::send(conn, req, reused, slot.clone()))
+                .await?
+            {
+                Ok(mut res) => {
+                    res.body_mut().keep_timer(t);
+                    return Ok(Ok(res.map(UpstreamBody::H1)));
+                }
                 // A pooled connection the upstream had closed while idle: another one.
-                Err((_, Some(again))) => req = again,
-                Err((e, None)) => return Err(SendError::Http1(e)),
+                Err((_, Some(again))) => {
+                    req = again;
+                    timer = Some(t);
+                }
+                Err((e, None)) => return Ok(Err(SendError::Http1(e))),
             }
         }
     }

@@ -27,6 +27,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::body::ReqBody;
 use crate::client::HostPool;
@@ -47,6 +48,8 @@ pub(crate) struct Conn {
     io: TcpStream,
     buf: BytesMut,
     wbuf: Vec<u8>,
+    /// The head-wait timer of the last request, kept registered for the next one.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl fmt::Debug for Conn {
@@ -98,7 +101,13 @@ impl Conn {
             io,
             buf: BytesMut::new(),
             wbuf: Vec::new(),
+            timer: None,
         })
+    }
+
+    /// The timer the previous request left, to be reset for this one.
+    pub(crate) fn take_timer(&mut self) -> Option<Pin<Box<Sleep>>> {
+        self.timer.take()
     }
 
     /// Whether an idle connection can take a request: the upstream has neither closed it
@@ -538,6 +547,14 @@ impl fmt::Debug for H1Body {
 }
 
 impl H1Body {
+    /// Leaves the head-wait timer with the connection for its next request. An answer
+    /// without a body has already given its connection back; the timer is dropped then.
+    pub(crate) fn keep_timer(&mut self, timer: Pin<Box<Sleep>>) {
+        if let Some(conn) = &mut self.conn {
+            conn.timer = Some(timer);
+        }
+    }
+
     /// The answer's head holds no hop-by-hop field: `strip_hop_by_hop` has nothing to do.
     pub(crate) fn hop_clean(&self) -> bool {
         self.hop_clean

@@ -21,10 +21,8 @@ use hyper::upgrade::OnUpgrade;
 use smallvec::SmallVec;
 use tower::retry::budget::Budget;
 
-use crate::body::{
-    deadline, BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody, UpstreamBody,
-};
-use crate::client::{HttpClient, SendError};
+use crate::body::{BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody, UpstreamBody};
+use crate::client::{Elapsed, HeadWait, HttpClient, SendError};
 use crate::forwarded::{
     has_token, request_headers_present, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop,
     REQ_EXPECT, REQ_X_USER,
@@ -100,9 +98,6 @@ impl tower::Service<Request<Body>> for Proxy {
         Box::pin(self.inner.clone().forward(req))
     }
 }
-
-/// The response headers did not arrive in time.
-struct Elapsed;
 
 /// How one attempt failed.
 enum Failure {
@@ -375,29 +370,12 @@ impl Shared {
                 let start = tokio::time::Instant::now();
                 // The wait for the response headers, bounded by `send + read` from the start (or
                 // from the last frame of a streamed body).
-                let result = {
-                    let limit = self.header_timeout;
-                    let progress = progress.as_deref();
-                    let mut send = std::pin::pin!(self.client.send(ep, req));
-                    let mut sleep = std::pin::pin!(tokio::time::sleep_until(
-                        start.checked_add(limit).unwrap_or_else(|| deadline(limit))
-                    ));
-                    std::future::poll_fn(|cx| {
-                        if let Poll::Ready(out) = send.as_mut().poll(cx) {
-                            return Poll::Ready(Ok(out));
-                        }
-                        loop {
-                            std::task::ready!(sleep.as_mut().poll(cx));
-                            match progress.and_then(|p| p.last().checked_add(limit)) {
-                                Some(later) if later > sleep.deadline() => {
-                                    sleep.as_mut().reset(later)
-                                }
-                                _ => return Poll::Ready(Err(Elapsed)),
-                            }
-                        }
-                    })
-                    .await
+                let wait = HeadWait {
+                    start,
+                    limit: self.header_timeout,
+                    progress: progress.as_deref(),
                 };
+                let result = self.client.send(ep, req, &wait).await;
                 let info = UpstreamInfo {
                     addr: ep.addr.clone(),
                     instance: ep.id.clone(),
