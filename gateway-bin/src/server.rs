@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::future;
 use gw_admin::{admin_router, AccessControl};
-use gw_core::{Body, ConnInfo};
+use gw_core::{Body, ClientAddr, ConnInfo};
 use gw_monitor::{AccessLog, AccessLogLayer, Metrics, MetricsLayer, RequestIdLayer};
 use gw_monitor::{MetricsService, SetRequestId};
 use gw_router::ResponseFuture as RouterFuture;
@@ -106,7 +106,11 @@ impl Gateway {
                         gw_proxy::client_addr(&conn, req.headers(), &settings.trusted_proxies);
                     let ext = req.extensions_mut();
                     ext.insert(conn);
-                    ext.insert(client);
+                    // Readers fall back to the connection (`ClientAddr::of`): only a client
+                    // that differs from it (trusted proxies, a mapped IPv6 peer) is stored.
+                    if client != ClientAddr::of_conn(&conn) {
+                        ext.insert(client);
+                    }
                     // Every layer of the edge is always ready: call it directly.
                     edge.clone().call(req)
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use gw_core::headers::{X_USER_ID, X_USER_ROLE};
-use gw_core::{error_response, Body, ClientAddr, ConnInfo, HttpError, Identity, RequestId};
+use gw_core::{error_response, Body, ClientAddr, HttpError, Identity, RequestId};
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
@@ -75,10 +75,7 @@ fn strip_user_headers(headers: &mut HeaderMap) {
 }
 
 fn is_https<B>(req: &Request<B>) -> bool {
-    if let Some(c) = req.extensions().get::<ClientAddr>() {
-        return c.https;
-    }
-    req.extensions().get::<ConnInfo>().is_some_and(|c| c.tls)
+    ClientAddr::of(req.extensions()).is_some_and(|c| c.https)
 }
 
 fn refuse(ext: &http::Extensions, err: &AuthError, method: AuthMethod) -> Response<Body> {

@@ -112,12 +112,33 @@ pub struct ConnInfo {
 ///
 /// `ip` is the peer address, or — when the peer is a trusted proxy — the address that proxy
 /// reported in `X-Forwarded-For`. `https` likewise follows a trusted `X-Forwarded-Proto`.
+///
+/// The gateway's listener inserts it only when it says more than the request's [`ConnInfo`]
+/// (one extension less per request in the common case); read it with [`ClientAddr::of`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr {
     /// The client's address.
     pub ip: IpAddr,
     /// Whether the client reached the gateway (or the trusted proxy in front) over HTTPS.
     pub https: bool,
+}
+
+impl ClientAddr {
+    /// The connection's own view: its peer address and whether it is TLS.
+    pub fn of_conn(conn: &ConnInfo) -> Self {
+        ClientAddr {
+            ip: conn.peer.ip(),
+            https: conn.tls,
+        }
+    }
+
+    /// The client of a request: its `ClientAddr` extension, else the peer of its
+    /// [`ConnInfo`]; `None` when it has neither.
+    pub fn of(ext: &http::Extensions) -> Option<Self> {
+        ext.get::<ClientAddr>()
+            .copied()
+            .or_else(|| ext.get::<ConnInfo>().map(ClientAddr::of_conn))
+    }
 }
 
 /// Who the caller is, once authenticated (request extension, set by `gw-auth`).
@@ -230,5 +251,30 @@ mod tests {
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
         let res2 = error_response(StatusCode::NOT_FOUND, "Route not found", None);
         assert_eq!(res2.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn client_addr_falls_back_to_the_connection() {
+        let conn = ConnInfo {
+            peer: "10.1.2.3:4000".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            tls: true,
+        };
+        let mut ext = http::Extensions::new();
+        assert_eq!(ClientAddr::of(&ext), None);
+        ext.insert(conn);
+        assert_eq!(
+            ClientAddr::of(&ext),
+            Some(ClientAddr {
+                ip: "10.1.2.3".parse().unwrap(),
+                https: true
+            })
+        );
+        let forwarded = ClientAddr {
+            ip: "203.0.113.9".parse().unwrap(),
+            https: false,
+        };
+        ext.insert(forwarded);
+        assert_eq!(ClientAddr::of(&ext), Some(forwarded), "a stored one wins");
     }
 }

@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use bytes::Buf;
-use gw_core::{ClientAddr, ConnInfo, Identity, RequestId, RouteTag, UpstreamInfo};
+use gw_core::{ClientAddr, Identity, RequestId, RouteTag, UpstreamInfo};
 use http::{Method, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -82,10 +82,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let ext = req.extensions();
-        let client = ext
-            .get::<ClientAddr>()
-            .map(|c| c.ip)
-            .or_else(|| ext.get::<ConnInfo>().map(|c| c.peer.ip()));
+        let client = ClientAddr::of(ext).map(|c| c.ip);
         let part = RequestPart {
             start: Instant::now(),
             method: req.method().clone(),

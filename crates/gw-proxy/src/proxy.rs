@@ -212,15 +212,14 @@ impl Shared {
                 None
             };
             let conn = extensions.get::<ConnInfo>().copied();
-            let client = extensions.get::<ClientAddr>().copied();
+            let client = ClientAddr::of(&extensions);
             let identity = extensions.get::<Identity>();
             let key_hash =
                 (upstream.load_balancer() == LoadBalancer::ConsistentHash).then(|| {
-                    match (identity, client, conn) {
-                        (Some(id), _, _) => hash_key(id.user_id.as_bytes()),
-                        (None, Some(c), _) => hash_ip(c.ip),
-                        (None, None, Some(c)) => hash_ip(c.peer.ip()),
-                        (None, None, None) => hash_key(b""),
+                    match (identity, client) {
+                        (Some(id), _) => hash_key(id.user_id.as_bytes()),
+                        (None, Some(c)) => hash_ip(c.ip),
+                        (None, None) => hash_key(b""),
                     }
                 });
             // Without the listener's upgrade handle the handshake cannot be completed: forward

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use gw_core::{ClientAddr, ConnInfo, Identity};
+use gw_core::{ClientAddr, Identity};
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri};
 use smallvec::SmallVec;
 use tower::Layer;
@@ -79,9 +79,7 @@ pub(crate) struct RequestKeys {
 }
 
 fn client_ip(ext: &Extensions) -> Option<IpAddr> {
-    ext.get::<ClientAddr>()
-        .map(|c| c.ip)
-        .or_else(|| ext.get::<ConnInfo>().map(|c| c.peer.ip()))
+    ClientAddr::of(ext).map(|c| c.ip)
 }
 
 impl Shared {
