@@ -525,6 +525,10 @@ async fn head_timeout_still_applies_on_a_connection_used_many_times() {
     // Not a speed assertion: only that the timeout, not the upstream, ended the wait.
     assert!(started.elapsed() < Duration::from_millis(2500));
     let res = gw.get("/fast").await;
-    assert_eq!(res.status(), 200, "a new connection after the timed-out one");
+    assert_eq!(
+        res.status(),
+        200,
+        "a new connection after the timed-out one"
+    );
     assert_eq!(up.connections(), 2);
 }

@@ -160,14 +160,15 @@ impl HeadWait<'_> {
         }
     }
 
-    /// `fut`'s output, unless `sleep` fires first with no body progress since.
-    async fn bound<F: Future>(
-        &self,
-        mut sleep: Pin<&mut Sleep>,
-        fut: F,
-    ) -> Result<F::Output, Elapsed> {
-        let mut fut = pin!(fut);
-        poll_fn(|cx| {
+    /// `fut`'s output, unless `sleep` fires first with no body progress since. Both are
+    /// borrowed, pinned where they live: moving a request future into a wrapper would copy
+    /// all of its state.
+    fn bound<'a, F: Future>(
+        &'a self,
+        mut sleep: Pin<&'a mut Sleep>,
+        mut fut: Pin<&'a mut F>,
+    ) -> impl Future<Output = Result<F::Output, Elapsed>> + 'a {
+        poll_fn(move |cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
             }
@@ -179,7 +180,6 @@ impl HeadWait<'_> {
                 }
             }
         })
-        .await
     }
 }
 
@@ -196,7 +196,7 @@ impl HttpClient {
             HttpClient::Http1(c) => c.send(ep, req, wait).await,
             HttpClient::Http2(c) => {
                 let sleep = pin!(tokio::time::sleep_until(wait.first_deadline()));
-                let res = wait.bound(sleep, c.request(req)).await?;
+                let res = wait.bound(sleep, pin!(c.request(req))).await?;
                 Ok(res
                     .map(|r| r.map(UpstreamBody::H2))
                     .map_err(SendError::Http2))
@@ -238,17 +238,16 @@ impl H1Client {
                     let t = timer.insert(armed);
                     // Boxed: the connect state is large and rarely needed; keeping it out of
                     // this future keeps every request's future small.
-                    match wait.bound(t.as_mut(), Box::pin(self.connect(ep))).await? {
+                    let mut connect = Box::pin(self.connect(ep));
+                    match wait.bound(t.as_mut(), connect.as_mut()).await? {
                         Ok(conn) => (conn, false),
                         Err(e) => return Ok(Err(e)),
                     }
                 }
             };
             let mut t = wait.arm(timer.take().or_else(|| conn.take_timer()));
-            match wait
-                .bound(t.as_mut(), h1::send(conn, req, reused, slot.clone()))
-                .await?
-            {
+            let send = pin!(h1::send(conn, req, reused, slot.clone()));
+            match wait.bound(t.as_mut(), send).await? {
                 Ok(mut res) => {
                     res.body_mut().keep_timer(t);
                     return Ok(Ok(res.map(UpstreamBody::H1)));
