@@ -147,7 +147,8 @@ where
         let auth = self.auth.clone();
         let policy = self.policy.clone();
         let (mut parts, body) = req.into_parts();
-        let fut = async move {
+        // Written into its box in place: the check's state is large.
+        let fut = gw_core::pin_boxed(|| async move {
             match auth.check(&parts, &policy, unix_now()).await {
                 Ok(identity) => {
                     set_identity_headers(&mut parts.headers, &identity);
@@ -164,9 +165,9 @@ where
                     Ok(res)
                 }
             }
-        };
+        });
         ResponseFuture {
-            kind: Kind::Auth { fut: Box::pin(fut) },
+            kind: Kind::Auth { fut },
         }
     }
 }

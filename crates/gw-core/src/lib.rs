@@ -22,7 +22,9 @@
 //! assert_eq!(res.headers()["content-type"], "application/json");
 //! ```
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -189,6 +191,15 @@ pub trait HttpError: std::error::Error {
     fn status(&self) -> StatusCode;
     /// The SPEC message of the answer (`"Bad gateway"`, …).
     fn message(&self) -> &str;
+}
+
+/// `Box::pin(make())`, with the future written straight into its allocation.
+///
+/// `Box::pin(async move { .. })` builds the future on the stack and then copies all of it
+/// into the box: every await's state, often several KiB for a request's future. With the
+/// allocation made first, the compiler writes the future into it as the call's result.
+pub fn pin_boxed<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// The JSON answer `{"error": message, "request_id": id}` with `Content-Type: application/json`.

@@ -96,14 +96,8 @@ impl tower::Service<Request<Body>> for Proxy {
         // One async fn for the whole request (no nested futures to move into place on the
         // first poll), written straight into its box: `Box::pin(future)` builds the future
         // on the stack and copies all of it (several KiB of state) into the allocation.
-        pin_in_place(|| self.inner.clone().forward(req))
+        gw_core::pin_boxed(|| self.inner.clone().forward(req))
     }
-}
-
-/// `Box::pin(make())`, with the future written straight into its box where the compiler
-/// can (the call's result slot is the allocation) instead of built on the stack and copied.
-fn pin_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// How one attempt failed.
