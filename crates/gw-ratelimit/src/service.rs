@@ -76,13 +76,15 @@ fn set_headers(
     if let Some(p) = policy {
         headers.insert(RATELIMIT_POLICY, p.clone());
     }
-    let field = format!(
-        "\"{}\";r={};t={}",
-        kind.name(),
-        d.remaining,
-        d.reset_after_secs
-    );
-    if let Ok(v) = HeaderValue::from_str(&field) {
+    // `"name";r=remaining;t=reset`, written once into the bytes the header value keeps.
+    let mut field = Vec::with_capacity(kind.name().len() + 48);
+    field.push(b'"');
+    field.extend_from_slice(kind.name().as_bytes());
+    field.extend_from_slice(b"\";r=");
+    field.extend_from_slice(itoa::Buffer::new().format(d.remaining).as_bytes());
+    field.extend_from_slice(b";t=");
+    field.extend_from_slice(itoa::Buffer::new().format(d.reset_after_secs).as_bytes());
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(field)) {
         headers.insert(RATELIMIT, v);
     }
 }
@@ -110,7 +112,8 @@ where
             return Box::pin(inner.call(req));
         }
         let keys = shared.keys(&req);
-        Box::pin(async move {
+        // Written into its box in place: the limiter's state (the Redis path included) is large.
+        gw_core::pin_boxed(|| async move {
             let decisions = match shared.limiter.check(&keys.limits).await {
                 Ok(d) => d,
                 Err(err @ RateLimitError::Unavailable) => {
