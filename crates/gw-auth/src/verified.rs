@@ -11,8 +11,14 @@
 //! Sharded by the token's last bytes (its signature), each shard behind its own short lock:
 //! no lock is shared by all requests, and a shard holds at most `capacity / shards` tokens.
 //! A full shard drops one arbitrary entry per insert.
+//!
+//! Keys are hashed by their last 16 bytes only (FNV-1a): a token is a few hundred bytes, and
+//! SipHash over all of it cost more than the rest of the lookup. Only tokens whose signature
+//! verified are ever stored, and a signature's bytes cannot be chosen without the key, so
+//! nobody can fill a shard with colliding entries.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -29,7 +35,40 @@ struct Entry {
 }
 
 /// One shard: token text → entry.
-type Shard = Mutex<HashMap<Box<str>, Entry>>;
+type Shard = Mutex<HashMap<Box<str>, Entry, TailHash>>;
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// FNV-1a over the last 16 bytes of `bytes`, last byte first.
+fn tail_fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes.iter().rev().take(16) {
+        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// Hashes what is written by its last 16 bytes (see the module documentation).
+#[derive(Clone, Copy, Debug, Default)]
+struct TailHash;
+
+struct TailHasher(u64);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(FNV_OFFSET)
+    }
+}
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = tail_fnv(self.0, bytes);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 pub(crate) struct VerifiedTokens {
     shards: Box<[Shard]>,
@@ -53,24 +92,18 @@ impl VerifiedTokens {
         }
         let shards = capacity.min(SHARDS);
         Some(Self {
-            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..shards)
+                .map(|_| Mutex::new(HashMap::with_hasher(TailHash)))
+                .collect(),
             per_shard: capacity / shards,
         })
     }
 
     fn shard(&self, token: &str) -> &Shard {
-        // FNV-1a over the signature's last characters: spread for real tokens (whose very
-        // last base64 character carries only a few bits), and no second pass over the whole
-        // token (the map hashes it again, with a keyed hash).
-        let h = token
-            .as_bytes()
-            .iter()
-            .rev()
-            .take(16)
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
-        let tail = (h >> 32) as usize;
+        // The signature's last characters (its very last base64 character carries only a
+        // few bits), mixed; the map's own hash of the key mixes in one more byte (`str`'s
+        // terminator), so keys of one shard still spread over its table.
+        let tail = (tail_fnv(FNV_OFFSET, token.as_bytes()) >> 32) as usize;
         &self.shards[tail % self.shards.len()]
     }
 
