@@ -264,23 +264,28 @@ fn jwks_config(url: &str) -> JwtConfig {
     }
 }
 
+/// An authenticator on `srv`'s JWKS, refreshing at most once per `min_refresh`.
+async fn jwks_authenticator(srv: &JwksServer, min_refresh: Duration) -> Arc<Authenticator> {
+    let opts = JwksOptions {
+        min_refresh_interval: min_refresh,
+        fetch_timeout: Duration::from_secs(2),
+    };
+    Authenticator::with_options(
+        jwks_config(&srv.url),
+        Arc::new(MemoryAuthStore::new()),
+        opts,
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_known_kid_new_kid_rate_limit_and_outage() {
     let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
     let rsa2 = EncodingKey::from_rsa_pem(&pem("rsa2_private.pem")).unwrap();
     let ec = EncodingKey::from_ec_pem(&pem("ec_private.pem")).unwrap();
     let srv = jwks_server(vec![jwk(&rsa, Algorithm::RS256, "k1")]).await;
-    let opts = JwksOptions {
-        min_refresh_interval: Duration::from_millis(300),
-        fetch_timeout: Duration::from_secs(2),
-    };
-    let a = Authenticator::with_options(
-        jwks_config(&srv.url),
-        Arc::new(MemoryAuthStore::new()),
-        opts,
-    )
-    .await
-    .unwrap();
+    let a = jwks_authenticator(&srv, Duration::from_millis(300)).await;
     assert_eq!(srv.hits.load(Ordering::SeqCst), 1, "fetched at start");
 
     // Known kid: no fetch.
@@ -386,17 +391,7 @@ async fn token_of_a_key_dropped_from_the_jwks_is_refused_once_keys_are_refreshed
     let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
     let rsa2 = EncodingKey::from_rsa_pem(&pem("rsa2_private.pem")).unwrap();
     let srv = jwks_server(vec![jwk(&rsa, Algorithm::RS256, "k1")]).await;
-    let opts = JwksOptions {
-        min_refresh_interval: Duration::from_millis(100),
-        fetch_timeout: Duration::from_secs(2),
-    };
-    let a = Authenticator::with_options(
-        jwks_config(&srv.url),
-        Arc::new(MemoryAuthStore::new()),
-        opts,
-    )
-    .await
-    .unwrap();
+    let a = jwks_authenticator(&srv, Duration::from_millis(100)).await;
     let t1 = sign(Algorithm::RS256, &rsa, Some("k1"), claims("u1"));
     for _ in 0..3 {
         assert!(a.verify_token(&t1, now()).await.is_ok());
