@@ -163,6 +163,26 @@ async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, pat: &[u8]) -> Op
     }
 }
 
+/// POSTs `parts` to `path` as a streamed body of unknown length.
+async fn post_stream<T>(
+    gw: &TestGateway,
+    path: &str,
+    parts: Vec<T>,
+) -> reqwest::Result<reqwest::Response>
+where
+    bytes::Bytes: From<T>,
+    T: Send + Sync + 'static,
+{
+    let parts = parts.into_iter().map(Ok::<T, std::io::Error>);
+    gw.client
+        .post(gw.url(path))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            parts,
+        )))
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn chunked_answer_is_decoded_and_the_connection_reused() {
     let up = Raw::start(|_| Reply {
@@ -354,17 +374,8 @@ async fn malformed_answers_are_502() {
 async fn body_of_unknown_length_goes_chunked() {
     let up = Raw::start(|_| reply(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")).await;
     let gw = up.gateway().await;
-    let parts: Vec<Result<&'static [u8], std::io::Error>> =
-        vec![Ok(b"first,"), Ok(b"second,"), Ok(b"third")];
-    let res = gw
-        .client
-        .post(gw.url("/upload"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            parts,
-        )))
-        .send()
-        .await
-        .unwrap();
+    let parts: Vec<&'static [u8]> = vec![b"first,", b"second,", b"third"];
+    let res = post_stream(&gw, "/upload", parts).await.unwrap();
     assert_eq!(res.status(), 200);
     let seen = up.seen();
     assert_eq!(seen.len(), 1);
@@ -434,17 +445,10 @@ async fn early_answer_to_an_unread_upload_is_passed_on() {
         .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
         .start()
         .await;
-    let parts: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..64).map(|_| Ok(vec![b'x'; 64 * 1024])).collect();
-    let res = gw
-        .client
-        .post(gw.url("/upload"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            parts,
-        )))
-        .send()
-        .await;
-    let res = res.expect("the answer reaches the client");
+    let parts: Vec<Vec<u8>> = (0..64).map(|_| vec![b'x'; 64 * 1024]).collect();
+    let res = post_stream(&gw, "/upload", parts)
+        .await
+        .expect("the answer reaches the client");
     assert_eq!(res.status(), 413);
     assert_eq!(res.text().await.unwrap(), "too big!");
 }
