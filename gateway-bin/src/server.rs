@@ -368,11 +368,11 @@ async fn serve<M, S, F>(
             tls: tls.is_some(),
         };
         let service = make(conn);
-        let activity = Arc::new(Activity::default());
-        let service = {
-            let activity = activity.clone();
+        // Only plain HTTP/1.1 connections have a watchdog to read the activity counters; the
+        // others do not count.
+        let service = move |activity: Option<Arc<Activity>>| {
             hyper::service::service_fn(move |req: Request<Incoming>| {
-                let waiting = Waiting::start(&activity);
+                let waiting = activity.as_ref().map(Waiting::start);
                 let answer = service(req.map(Body::new));
                 async move {
                     let answer = answer.await;
@@ -393,26 +393,34 @@ async fn serve<M, S, F>(
                     .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
                 {
                     Ok(Sniffed::Http1) => {
+                        let activity = Arc::new(Activity::default());
                         let io = TokioIo::new(Counted {
                             io: stream,
                             activity: activity.clone(),
                         });
+                        let service = service(Some(activity.clone()));
                         let conn = builders.h1.serve_connection(io, service).with_upgrades();
                         let watch = Some((builders.idle, activity));
                         graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
                     }
                     Ok(Sniffed::Http2) => {
-                        let conn = builders.h2.serve_connection(TokioIo::new(stream), service);
+                        let conn = builders
+                            .h2
+                            .serve_connection(TokioIo::new(stream), service(None));
                         graceful(conn, stop, |c| c.graceful_shutdown(), None).await
                     }
-                    Ok(Sniffed::Unsure) => serve_auto(&builders.auto, stop, stream, service).await,
+                    Ok(Sniffed::Unsure) => {
+                        serve_auto(&builders.auto, stop, stream, service(None)).await
+                    }
                     Err(e) => tracing::debug!(%peer, error = %e, "connection failed"),
                 },
                 Some(acceptor) => {
                     let accept =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                     match accept.await {
-                        Ok(Ok(stream)) => serve_auto(&builders.auto, stop, stream, service).await,
+                        Ok(Ok(stream)) => {
+                            serve_auto(&builders.auto, stop, stream, service(None)).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
