@@ -227,6 +227,17 @@ async fn answer(name: &str, behaviour: &Behaviour, req: Request<Incoming>) -> Re
             )
         })
         .collect();
+    // Every field line in order, repeated names included (the map above keeps the last).
+    let header_list: Vec<[String; 2]> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            [
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ]
+        })
+        .collect();
     let body = serde_json::json!({
         "instance": name,
         "method": parts.method.as_str(),
@@ -234,6 +245,7 @@ async fn answer(name: &str, behaviour: &Behaviour, req: Request<Incoming>) -> Re
         "query": parts.uri.query(),
         "version": format!("{:?}", parts.version),
         "headers": headers,
+        "header_list": header_list,
         "body_len": body_len,
     });
     let status = match behaviour {

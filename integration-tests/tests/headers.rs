@@ -145,3 +145,64 @@ async fn route_header_rules_apply_both_ways() {
     assert_eq!(body["headers"]["x-env"], "prod");
     assert!(body["headers"].get("x-drop-me").is_none());
 }
+
+/// The values of `name` the upstream received, in order (every line, repeats included).
+fn received(body: &Value, name: &str) -> Vec<String> {
+    body["header_list"]
+        .as_array()
+        .expect("header_list")
+        .iter()
+        .filter(|pair| pair[0] == name)
+        .map(|pair| pair[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Without per-route request rules the gateway writes its fields straight into the HTTP/1.1
+/// head: what the client sent under those names must be gone, not sent twice.
+#[tokio::test]
+async fn gateway_fields_replace_the_clients_exactly_once() {
+    let up = Upstream::echo("a").await;
+    let gw = TestGateway::builder()
+        .service("s", &[&up])
+        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .start()
+        .await;
+    let res = gw
+        .client
+        .get(gw.url("/x"))
+        .header("host", "shop.example")
+        .header("x-forwarded-for", "1.2.3.4")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-gateway-version", "0.0.0-spoofed")
+        .header("x-request-id", "bad id!")
+        .header("x-user-id", "admin")
+        .header("x-keep", "yes")
+        .send()
+        .await
+        .unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(id, "bad id!");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(received(&body, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(received(&body, "x-forwarded-proto"), ["http"]);
+    assert_eq!(received(&body, "x-forwarded-host"), ["shop.example"]);
+    assert_eq!(received(&body, "x-gateway-version"), [gw_core::VERSION]);
+    assert_eq!(received(&body, "x-request-id"), [id]);
+    assert_eq!(received(&body, "host"), ["shop.example"]);
+    assert!(received(&body, "x-user-id").is_empty());
+    assert_eq!(received(&body, "x-keep"), ["yes"]);
+
+    // A valid client id is kept, and sent once.
+    let res = gw
+        .client
+        .get(gw.url("/x"))
+        .header("x-request-id", "client-id-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-id-1");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(received(&body, "x-request-id"), ["client-id-1"]);
+    assert_eq!(received(&body, "x-forwarded-for"), ["127.0.0.1"]);
+}

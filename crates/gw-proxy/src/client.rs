@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use tokio::time::Sleep;
 
 use crate::body::{deadline, Progress, ReqBody, UpstreamBody};
+use crate::forwarded::AddedFields;
 use crate::h1::{self, Conn, H1Error, PoolSlot};
 use crate::upstream::Endpoint;
 use crate::{ClientOptions, UpstreamProtocol};
@@ -185,15 +186,17 @@ impl HeadWait<'_> {
 
 impl HttpClient {
     /// Sends `req` (its URI in origin form for HTTP/1.1, absolute for HTTP/2) to `ep` and
-    /// waits for the answer's head, at most `wait`.
+    /// waits for the answer's head, at most `wait`. `added`: fields written after the
+    /// request's own (HTTP/1.1 only; for HTTP/2 they are in the request's map).
     pub(crate) async fn send(
         &self,
         ep: &Endpoint,
         req: Request<ReqBody>,
+        added: &AddedFields,
         wait: &HeadWait<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         match self {
-            HttpClient::Http1(c) => c.send(ep, req, wait).await,
+            HttpClient::Http1(c) => c.send(ep, req, added, wait).await,
             HttpClient::Http2(c) => {
                 let sleep = pin!(tokio::time::sleep_until(wait.first_deadline()));
                 let res = wait.bound(sleep, pin!(c.request(req))).await?;
@@ -222,6 +225,7 @@ impl H1Client {
         &self,
         ep: &Endpoint,
         mut req: Request<ReqBody>,
+        added: &AddedFields,
         wait: &HeadWait<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         let slot = PoolSlot {
@@ -246,7 +250,7 @@ impl H1Client {
                 }
             };
             let mut t = wait.arm(timer.take().or_else(|| conn.take_timer()));
-            let send = pin!(h1::send(conn, req, reused, slot.clone()));
+            let send = pin!(h1::send(conn, req, added, reused, slot.clone()));
             match wait.bound(t.as_mut(), send).await? {
                 Ok(mut res) => {
                     res.body_mut().keep_timer(t);

@@ -31,7 +31,7 @@ use tokio::time::Sleep;
 
 use crate::body::ReqBody;
 use crate::client::HostPool;
-use crate::forwarded::{has_token, hop_by_hop_bit, names_other_fields, HOP_OTHER};
+use crate::forwarded::{has_token, hop_by_hop_bit, names_other_fields, AddedFields, HOP_OTHER};
 
 /// Largest response head accepted (status line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -150,12 +150,14 @@ pub(crate) struct PoolSlot {
     pub(crate) idle_timeout: Duration,
 }
 
-/// Sends `req` on `conn` and reads the answer's head. On failure, the error and whether the
-/// request may be sent again on another connection (nothing was answered and the request,
-/// which is handed back, can be replayed).
+/// Sends `req` on `conn`, with the fields `added` after its own, and
+/// reads the answer's head. On failure, the error and whether the request may be sent again
+/// on another connection (nothing was answered and the request, which is handed back, can be
+/// replayed).
 pub(crate) async fn send(
     mut conn: Box<Conn>,
     req: Request<ReqBody>,
+    added: &AddedFields,
     reused: bool,
     slot: PoolSlot,
 ) -> Result<Response<H1Body>, (H1Error, Option<Request<ReqBody>>)> {
@@ -165,7 +167,7 @@ pub(crate) async fn send(
     // The head, and a small known body, in one write.
     let mut out = std::mem::take(&mut conn.wbuf);
     out.clear();
-    let framing = encode_head(&mut out, &parts, &body);
+    let framing = encode_head(&mut out, &parts, added, &body);
     let mut inline = false;
     if let ReqBody::Full(Some(bytes)) = &body {
         if bytes.len() <= INLINE_BODY {
@@ -256,7 +258,12 @@ enum ReqFraming {
     Chunked,
 }
 
-fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts, body: &ReqBody) -> ReqFraming {
+fn encode_head(
+    out: &mut Vec<u8>,
+    parts: &http::request::Parts,
+    added: &AddedFields,
+    body: &ReqBody,
+) -> ReqFraming {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -275,6 +282,7 @@ fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts, body: &ReqBody) 
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    added.encode(out);
     let framing = if has_length {
         ReqFraming::Length
     } else if let Some(n) = body.size_hint().exact() {
@@ -804,7 +812,12 @@ mod tests {
             .unwrap();
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
-        let f = encode_head(&mut out, &parts, &ReqBody::full(Bytes::from_static(b"abc")));
+        let f = encode_head(
+            &mut out,
+            &parts,
+            &AddedFields::default(),
+            &ReqBody::full(Bytes::from_static(b"abc")),
+        );
         assert_eq!(f, ReqFraming::Length);
         assert_eq!(
             out,
@@ -814,7 +827,12 @@ mod tests {
         let req = Request::builder().uri("/").body(()).unwrap();
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
-        encode_head(&mut out, &parts, &ReqBody::full(Bytes::new()));
+        encode_head(
+            &mut out,
+            &parts,
+            &AddedFields::default(),
+            &ReqBody::full(Bytes::new()),
+        );
         assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
     }
 }

@@ -10,9 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gw_core::headers::{X_GATEWAY_VERSION, X_REQUEST_ID, X_USER_ID, X_USER_ROLE};
 use gw_core::{error_into_response, Body, ClientAddr, ConnInfo, Identity, RequestId, UpstreamInfo};
-use http::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, UPGRADE};
+use http::header::{HeaderMap, HeaderValue, CONNECTION, EXPECT, HOST};
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
@@ -24,8 +23,8 @@ use tower::retry::budget::Budget;
 use crate::body::{BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody, UpstreamBody};
 use crate::client::{Elapsed, HeadWait, HttpClient, SendError};
 use crate::forwarded::{
-    has_token, request_headers_present, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop,
-    REQ_EXPECT, REQ_X_USER,
+    has_token, scan_request, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop, Added,
+    AddedFields, Field, FieldValue, HOP_CONNECTION, REQ_EXPECT, REQ_ID_SAME, REQ_X_USER,
 };
 use crate::h1::{Conn, H1Error};
 use crate::upstream::{hash_key, Tried};
@@ -116,24 +115,14 @@ pub(crate) fn idempotent(m: &Method) -> bool {
     )
 }
 
+/// Whether a request whose first `Upgrade` value is `websocket` is a WebSocket handshake.
 fn is_websocket(req: &http::request::Parts) -> bool {
     req.version == Version::HTTP_11
-        && req
-            .headers
-            .get(UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
         && req
             .headers
             .get_all(CONNECTION)
             .iter()
             .any(|v| has_token(v, b"upgrade"))
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse().ok())
 }
 
 /// Removes every header whose name starts with `x-user-`.
@@ -199,14 +188,21 @@ impl Shared {
         let (result, info) = 'run: {
             let config = &*self.config;
             let max = config.max_body_bytes;
-            if content_length(&parts.headers).is_some_and(|len| len > max) {
+            let upstream = &*self.upstream;
+            // One pass over the fields answers what the steps below ask of them.
+            let scan = scan_request(
+                &parts.headers,
+                request_id.as_ref().map(|id| id.header_value().as_bytes()),
+            );
+            if scan.content_length.is_some_and(|len| len > max) {
                 break 'run (Err(ProxyError::BodyTooLarge), None);
             }
 
             // What the request's extensions tell us; they are not forwarded.
             let mut extensions = std::mem::take(&mut parts.extensions);
-            let upstream = &*self.upstream;
-            let upgrade = upstream.protocol() == UpstreamProtocol::Http1 && is_websocket(&parts);
+            let upgrade = upstream.protocol() == UpstreamProtocol::Http1
+                && scan.websocket
+                && is_websocket(&parts);
             let client_upgrade = if upgrade {
                 extensions.remove::<OnUpgrade>()
             } else {
@@ -227,47 +223,74 @@ impl Shared {
             // as a plain request.
             let upgrade = client_upgrade.is_some();
 
-            // Headers to the upstream.
+            // Headers to the upstream. For HTTP/1.1, what the gateway sets is written after the
+            // request's own fields when the head is encoded; with per-route request rules
+            // (which may name those fields) and for HTTP/2 it goes into the map.
             let headers = &mut parts.headers;
-            // Room for what is added below (request id, version, X-Forwarded-*), so the map grows
-            // at most once instead of once per insert.
-            headers.reserve(6);
-            let original_host = match headers.get(HOST) {
-                Some(h) => Some(h.clone()),
-                None => parts
+            let mut fields = AddedFields::default();
+            let direct =
+                upstream.protocol() == UpstreamProtocol::Http1 && config.request_headers.is_empty();
+            let mut added = if direct {
+                Added::Fields {
+                    fields: &mut fields,
+                    present: scan.present,
+                }
+            } else {
+                // Room for what is added below (request id, version, X-Forwarded-*), so the
+                // map grows at most once instead of once per insert.
+                headers.reserve(6);
+                Added::Map
+            };
+            let present = scan.present;
+            let had_host = scan.host.is_some();
+            let original_host = scan.host.or_else(|| {
+                parts
                     .uri
                     .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-            };
-            // One pass over the names tells what there is to remove.
-            let present = request_headers_present(headers);
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
             strip_found_hop_by_hop(headers, present, true, upgrade);
             if present & REQ_X_USER != 0 {
                 remove_x_user(headers);
             }
             if let Some(id) = identity {
                 if let Ok(v) = HeaderValue::from_str(&id.user_id) {
-                    headers.insert(X_USER_ID, v);
+                    added.set(headers, Field::UserId, FieldValue::Header(v));
                 }
                 if let Some(role) = id
                     .role
                     .as_deref()
                     .and_then(|r| HeaderValue::from_str(r).ok())
                 {
-                    headers.insert(X_USER_ROLE, role);
+                    added.set(headers, Field::UserRole, FieldValue::Header(role));
                 }
             }
             if let Some(id) = &request_id {
-                headers.insert(X_REQUEST_ID, id.header_value().clone());
+                if present & REQ_ID_SAME == 0 || !direct {
+                    let id = FieldValue::Header(id.header_value().clone());
+                    added.set(headers, Field::RequestId, id);
+                }
             }
-            headers.insert(X_GATEWAY_VERSION, self.version.clone());
+            let version = FieldValue::Header(self.version.clone());
+            added.set(headers, Field::GatewayVersion, version);
             let peer = conn.map(|c| c.peer.ip()).or(client.map(|c| c.ip));
             let peer_trusted = conn.is_some_and(|c| config.trusted_proxies.contains(c.peer.ip()));
             let tls = conn.map_or_else(|| client.is_some_and(|c| c.https), |c| c.tls);
-            if let (None, Some(h)) = (headers.get(HOST), original_host.as_ref()) {
-                headers.insert(HOST, h.clone());
+            // Host goes through unchanged; one taken out because `Connection` named it, or
+            // missing (HTTP/2 clients send `:authority`), is set from the original.
+            if let Some(h) = &original_host {
+                if (!had_host || present & HOP_CONNECTION != 0) && !headers.contains_key(HOST) {
+                    headers.insert(HOST, h.clone());
+                }
             }
-            set_forwarded(headers, peer, tls, peer_trusted, original_host);
+            set_forwarded(
+                headers,
+                &mut added,
+                peer,
+                tls,
+                peer_trusted,
+                original_host.as_ref(),
+            );
             // The listener answers `Expect: 100-continue` itself when the body is first read.
             if present & REQ_EXPECT != 0 {
                 headers.remove(EXPECT);
@@ -375,7 +398,7 @@ impl Shared {
                     limit: self.header_timeout,
                     progress: progress.as_deref(),
                 };
-                let result = self.client.send(ep, req, &wait).await;
+                let result = self.client.send(ep, req, &fields, &wait).await;
                 let info = UpstreamInfo {
                     addr: ep.addr.clone(),
                     instance: ep.id.clone(),
