@@ -445,8 +445,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut hop_clean = true;
     for &(n, nl, v, vl) in &ranges {
-        let name = HeaderName::from_bytes(&head[n..n + nl])
-            .map_err(|_| H1Error::Parse("invalid header name"))?;
+        let name = field_name(&head[n..n + nl]).ok_or(H1Error::Parse("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
             .map_err(|_| H1Error::Parse("invalid header value"))?;
         if name == CONTENT_LENGTH {
@@ -512,6 +511,30 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
         keep_alive: !close,
         hop_clean,
     }))
+}
+
+/// A field name of an answer. The common ones, as servers write them (Title-Case or lower
+/// case), are matched as they are: `HeaderName::from_bytes` folds every name's case through a
+/// table before matching it (~120 instructions per field).
+fn field_name(raw: &[u8]) -> Option<HeaderName> {
+    use http::header::{
+        CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, DATE, ETAG, LAST_MODIFIED, SERVER, VARY,
+    };
+    let known = match raw {
+        b"Date" | b"date" => DATE,
+        b"Server" | b"server" => SERVER,
+        b"Content-Type" | b"content-type" => CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => CONTENT_LENGTH,
+        b"Connection" | b"connection" => CONNECTION,
+        b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
+        b"Cache-Control" | b"cache-control" => CACHE_CONTROL,
+        b"Content-Encoding" | b"content-encoding" => CONTENT_ENCODING,
+        b"ETag" | b"etag" => ETAG,
+        b"Last-Modified" | b"last-modified" => LAST_MODIFIED,
+        b"Vary" | b"vary" => VARY,
+        _ => return HeaderName::from_bytes(raw).ok(),
+    };
+    Some(known)
 }
 
 /// Where the chunked decoder is.
@@ -744,6 +767,36 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_names_match_from_bytes() {
+        for raw in [
+            "Date",
+            "date",
+            "Server",
+            "Content-Type",
+            "content-length",
+            "Connection",
+            "Transfer-Encoding",
+            "Cache-Control",
+            "content-encoding",
+            "ETag",
+            "Last-Modified",
+            "vary",
+            "DATE",
+            "X-Custom",
+            "x-custom",
+            "Set-Cookie",
+        ] {
+            assert_eq!(
+                field_name(raw.as_bytes()),
+                HeaderName::from_bytes(raw.as_bytes()).ok(),
+                "{raw}"
+            );
+        }
+        assert_eq!(field_name(b"bad name"), None);
+        assert_eq!(field_name(b""), None);
+    }
 
     #[test]
     fn hex_sizes() {
