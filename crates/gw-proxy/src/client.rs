@@ -350,18 +350,58 @@ impl HostPool {
     }
 
     /// Keeps `conn` for reuse (up to `max_idle`); the oldest entry is dropped when it has
-    /// expired or closed, so connections that stopped being used do not stay forever.
+    /// expired, so connections that stopped being used do not stay forever, or, when the
+    /// list is full, closed (a closed one must not keep a live one out). Checkout finds the
+    /// other closed ones; asking a socket costs a waker registration, so it is not done on
+    /// every return.
     pub(crate) fn put(&self, conn: Box<Conn>, max_idle: usize, idle_timeout: Duration) {
         // One clock reading for both the expiry check and the new entry's time.
         let now = Instant::now();
         let mut idle = self.idle.lock();
+        let full = idle.len() >= max_idle;
         if idle.first().is_some_and(|e| {
-            now.saturating_duration_since(e.since) > idle_timeout || !e.conn.usable()
+            now.saturating_duration_since(e.since) > idle_timeout || (full && !e.conn.usable())
         }) {
             idle.remove(0);
         }
         if idle.len() < max_idle {
             idle.push(Idle { conn, since: now });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connection to `listener` and the listener's end of it.
+    async fn pair(listener: &TcpListener) -> (Box<Conn>, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Conn::new(client), server)
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_drops_a_closed_connection_not_the_returned_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let idle = Duration::from_secs(60);
+        let pool = HostPool::default();
+        let (first, first_server) = pair(&listener).await;
+        let (second, second_server) = pair(&listener).await;
+        let second_addr = second_server.peer_addr().unwrap();
+        pool.put(first, 1, idle);
+        // The upstream closes the idle one; the pool learns of it when the list is full.
+        drop(first_server);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.put(second, 1, idle);
+        let kept = pool
+            .checkout(idle)
+            .expect("the returned connection is kept");
+        let (kept, _) = (*kept).into_upgraded();
+        assert_eq!(kept.local_addr().unwrap(), second_addr);
+        assert!(pool.checkout(idle).is_none());
     }
 }
