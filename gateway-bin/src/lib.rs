@@ -27,6 +27,7 @@
 
 mod app;
 pub mod config;
+mod fast_h1;
 pub mod logging;
 mod server;
 pub mod store;

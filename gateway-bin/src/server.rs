@@ -32,6 +32,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::app::{health_response, is_health_check, App, Control, EdgeService};
 use crate::config::{Config, ConfigErrors};
+use crate::fast_h1;
 
 /// Error starting the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -367,20 +368,7 @@ async fn serve<M, S, F>(
             local: stream.local_addr().ok().or(local_addr).unwrap_or(peer),
             tls: tls.is_some(),
         };
-        let service = make(conn);
-        // Only plain HTTP/1.1 connections have a watchdog to read the activity counters; the
-        // others do not count.
-        let service = move |activity: Option<Arc<Activity>>| {
-            hyper::service::service_fn(move |req: Request<Incoming>| {
-                let waiting = activity.as_ref().map(Waiting::start);
-                let answer = service(req.map(Body::new));
-                async move {
-                    let answer = answer.await;
-                    drop(waiting);
-                    answer
-                }
-            })
-        };
+        let service = Arc::new(make(conn));
         let builders = builders.clone();
         let tls = tls.clone();
         let stop = stop.clone();
@@ -394,23 +382,31 @@ async fn serve<M, S, F>(
                 {
                     Ok(Sniffed::Http1) => {
                         let activity = Arc::new(Activity::default());
-                        let io = TokioIo::new(Counted {
+                        let io = Counted {
                             io: stream,
                             activity: activity.clone(),
-                        });
-                        let service = service(Some(activity.clone()));
-                        let conn = builders.h1.serve_connection(io, service).with_upgrades();
+                        };
+                        let finish = Arc::new(AtomicBool::new(false));
+                        let conn = fast_h1::serve(
+                            io,
+                            service,
+                            activity.clone(),
+                            finish.clone(),
+                            builders.h1.clone(),
+                        );
+                        let conn = fast_h1::Fast::new(conn, finish);
                         let watch = Some((builders.idle, activity));
                         graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
                     }
                     Ok(Sniffed::Http2) => {
                         let conn = builders
                             .h2
-                            .serve_connection(TokioIo::new(stream), service(None));
+                            .serve_connection(TokioIo::new(stream), hyper_service(service, None));
                         graceful(conn, stop, |c| c.graceful_shutdown(), None).await
                     }
                     Ok(Sniffed::Unsure) => {
-                        serve_auto(&builders.auto, stop, stream, service(None)).await
+                        let service = hyper_service(service, None);
+                        serve_auto(&builders.auto, stop, stream, service).await
                     }
                     Err(e) => tracing::debug!(%peer, error = %e, "connection failed"),
                 },
@@ -419,7 +415,8 @@ async fn serve<M, S, F>(
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                     match accept.await {
                         Ok(Ok(stream)) => {
-                            serve_auto(&builders.auto, stop, stream, service(None)).await
+                            let service = hyper_service(service, None);
+                            serve_auto(&builders.auto, stop, stream, service).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -434,6 +431,33 @@ async fn serve<M, S, F>(
     if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
         tracing::warn!("shutdown timeout reached with connections still open");
     }
+}
+
+/// The connection's service as hyper calls it. Only plain HTTP/1.1 connections have a
+/// watchdog to read the `activity` counters; the others do not count.
+pub(crate) fn hyper_service<S, F>(
+    service: Arc<S>,
+    activity: Option<Arc<Activity>>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Send
+       + 'static
+where
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let waiting = activity.as_ref().map(Waiting::start);
+        let answer = service(req.map(Body::new));
+        async move {
+            let answer = answer.await;
+            drop(waiting);
+            answer
+        }
+    })
 }
 
 /// Runs a connection; when `stop` turns true it is asked to finish gracefully (HTTP/1.1:
@@ -500,7 +524,7 @@ async fn graceful<C, E>(
 /// started, requests waiting for their answer. Only the connection's own task touches it
 /// (plain loads and stores).
 #[derive(Debug, Default)]
-struct Activity {
+pub(crate) struct Activity {
     writes: AtomicU64,
     started: AtomicU64,
     waiting: AtomicU64,
@@ -528,10 +552,10 @@ fn bump(counter: &AtomicU64, up: bool) {
 }
 
 /// A request from its head until its answer's head: the watchdog leaves the connection alone.
-struct Waiting(Arc<Activity>);
+pub(crate) struct Waiting(Arc<Activity>);
 
 impl Waiting {
-    fn start(activity: &Arc<Activity>) -> Waiting {
+    pub(crate) fn start(activity: &Arc<Activity>) -> Waiting {
         bump(&activity.started, true);
         bump(&activity.waiting, true);
         Waiting(activity.clone())
@@ -562,9 +586,9 @@ impl Watchdog {
 }
 
 /// The client socket, counting writes for the watchdog.
-struct Counted<T> {
-    io: T,
-    activity: Arc<Activity>,
+pub(crate) struct Counted<T> {
+    pub(crate) io: T,
+    pub(crate) activity: Arc<Activity>,
 }
 
 impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
