@@ -25,8 +25,7 @@ use parking_lot::Mutex;
 use tokio::time::Sleep;
 
 use crate::body::{deadline, Progress, ReqBody, UpstreamBody};
-use crate::forwarded::AddedFields;
-use crate::h1::{self, Conn, H1Error, PoolSlot};
+use crate::h1::{self, Conn, H1Error, H1Request, PoolSlot};
 use crate::upstream::Endpoint;
 use crate::{ClientOptions, UpstreamProtocol};
 
@@ -185,27 +184,33 @@ impl HeadWait<'_> {
 }
 
 impl HttpClient {
-    /// Sends `req` (its URI in origin form for HTTP/1.1, absolute for HTTP/2) to `ep` and
-    /// waits for the answer's head, at most `wait`. `added`: fields written after the
-    /// request's own (HTTP/1.1 only; for HTTP/2 they are in the request's map).
+    /// Sends `req` to `ep` and waits for the answer's head, at most `wait`.
     pub(crate) async fn send(
         &self,
         ep: &Endpoint,
-        req: Request<ReqBody>,
-        added: &AddedFields,
+        req: Outgoing<'_>,
         wait: &HeadWait<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
-        match self {
-            HttpClient::Http1(c) => c.send(ep, req, added, wait).await,
-            HttpClient::Http2(c) => {
+        match (self, req) {
+            (HttpClient::Http1(c), Outgoing::H1(req)) => c.send(ep, req, wait).await,
+            (HttpClient::Http2(c), Outgoing::H2(req)) => {
                 let sleep = pin!(tokio::time::sleep_until(wait.first_deadline()));
                 let res = wait.bound(sleep, pin!(c.request(req))).await?;
                 Ok(res
                     .map(|r| r.map(UpstreamBody::H2))
                     .map_err(SendError::Http2))
             }
+            _ => unreachable!("a request is built for its client's protocol"),
         }
     }
+}
+
+/// A request as its client sends it.
+pub(crate) enum Outgoing<'a> {
+    /// HTTP/1.1: borrowed parts and the body.
+    H1(H1Request<'a>),
+    /// HTTP/2: the whole request, its URI absolute.
+    H2(Request<ReqBody>),
 }
 
 /// HTTP/1.1 settings of one (connect timeout) client; the connections live in the instances'
@@ -224,8 +229,7 @@ impl H1Client {
     async fn send(
         &self,
         ep: &Endpoint,
-        mut req: Request<ReqBody>,
-        added: &AddedFields,
+        req: H1Request<'_>,
         wait: &HeadWait<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         let slot = PoolSlot {
@@ -233,6 +237,13 @@ impl H1Client {
             max_idle: self.max_idle,
             idle_timeout: self.idle_timeout,
         };
+        let H1Request {
+            method,
+            target,
+            headers,
+            added,
+            mut body,
+        } = req;
         let mut timer = None;
         loop {
             let (mut conn, reused) = match ep.pool.checkout(self.idle_timeout) {
@@ -250,7 +261,14 @@ impl H1Client {
                 }
             };
             let mut t = wait.arm(timer.take().or_else(|| conn.take_timer()));
-            let send = pin!(h1::send(conn, req, added, reused, slot.clone()));
+            let req = H1Request {
+                method,
+                target,
+                headers,
+                added,
+                body,
+            };
+            let send = pin!(h1::send(conn, req, reused, slot.clone()));
             match wait.bound(t.as_mut(), send).await? {
                 Ok(mut res) => {
                     res.body_mut().keep_timer(t);
@@ -258,7 +276,7 @@ impl H1Client {
                 }
                 // A pooled connection the upstream had closed while idle: another one.
                 Err((_, Some(again))) => {
-                    req = again;
+                    body = again;
                     timer = Some(t);
                 }
                 Err((e, None)) => return Ok(Err(SendError::Http1(e))),

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use gw_core::BoxError;
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -150,24 +150,40 @@ pub(crate) struct PoolSlot {
     pub(crate) idle_timeout: Duration,
 }
 
-/// Sends `req` on `conn`, with the fields `added` after its own, and
-/// reads the answer's head. On failure, the error and whether the request may be sent again
-/// on another connection (nothing was answered and the request, which is handed back, can be
-/// replayed).
+/// An HTTP/1.1 request to send: its parts are borrowed (a retry sends them again), its body
+/// is owned.
+pub(crate) struct H1Request<'a> {
+    pub(crate) method: &'a Method,
+    /// The request target, origin-form.
+    pub(crate) target: &'a str,
+    pub(crate) headers: &'a HeaderMap,
+    /// Fields written after `headers`.
+    pub(crate) added: &'a AddedFields,
+    pub(crate) body: ReqBody,
+}
+
+/// Sends `req` on `conn` and reads the answer's head. On failure, the error and whether the
+/// request may be sent again on another connection (nothing was answered and the body, which
+/// is handed back, can be replayed).
 pub(crate) async fn send(
     mut conn: Box<Conn>,
-    req: Request<ReqBody>,
-    added: &AddedFields,
+    req: H1Request<'_>,
     reused: bool,
     slot: PoolSlot,
-) -> Result<Response<H1Body>, (H1Error, Option<Request<ReqBody>>)> {
-    let (parts, mut body) = req.into_parts();
+) -> Result<Response<H1Body>, (H1Error, Option<ReqBody>)> {
+    let H1Request {
+        method,
+        target,
+        headers,
+        added,
+        mut body,
+    } = req;
     let replayable = matches!(body, ReqBody::Full(_));
 
     // The head, and a small known body, in one write.
     let mut out = std::mem::take(&mut conn.wbuf);
     out.clear();
-    let framing = encode_head(&mut out, &parts, added, &body);
+    let framing = encode_head(&mut out, method, target, headers, added, &body);
     let mut inline = false;
     if let ReqBody::Full(Some(bytes)) = &body {
         if bytes.len() <= INLINE_BODY {
@@ -179,7 +195,7 @@ pub(crate) async fn send(
     conn.wbuf = out;
     if let Err(e) = written {
         let e = H1Error::Io(e);
-        let again = (reused && replayable && e.stale()).then(|| Request::from_parts(parts, body));
+        let again = (reused && replayable && e.stale()).then_some(body);
         return Err((e, again));
     }
     let mut early = None;
@@ -190,7 +206,7 @@ pub(crate) async fn send(
             if !matches!(e, H1Error::Io(_)) {
                 return Err((e, None));
             }
-            match read_head(&mut conn, &parts.method).await {
+            match read_head(&mut conn, method).await {
                 Ok(mut head) if !head.status.is_informational() => {
                     head.keep_alive = false;
                     early = Some(head);
@@ -205,7 +221,7 @@ pub(crate) async fn send(
         if let Some(head) = early.take() {
             break head;
         }
-        match read_head(&mut conn, &parts.method).await {
+        match read_head(&mut conn, method).await {
             Ok(head) if head.status.is_informational() && head.status != 101 => continue,
             Ok(head) => break head,
             Err((e, answered)) => {
@@ -213,8 +229,8 @@ pub(crate) async fn send(
                     && !answered
                     && replayable
                     && e.stale()
-                    && crate::proxy::idempotent(&parts.method);
-                return Err((e, retry.then(|| Request::from_parts(parts, body))));
+                    && crate::proxy::idempotent(method);
+                return Err((e, retry.then_some(body)));
             }
         }
     };
@@ -260,17 +276,18 @@ enum ReqFraming {
 
 fn encode_head(
     out: &mut Vec<u8>,
-    parts: &http::request::Parts,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
     added: &AddedFields,
     body: &ReqBody,
 ) -> ReqFraming {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_length = false;
-    for (name, value) in &parts.headers {
+    for (name, value) in headers {
         if name == CONTENT_LENGTH {
             has_length = true;
         } else if name == TRANSFER_ENCODING {
@@ -287,7 +304,7 @@ fn encode_head(
         ReqFraming::Length
     } else if let Some(n) = body.size_hint().exact() {
         let bodyless = matches!(
-            parts.method,
+            *method,
             Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::CONNECT
         );
         if n > 0 || !bodyless {
@@ -772,6 +789,7 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
 
     #[test]
     fn field_names_match_from_bytes() {
@@ -872,7 +890,9 @@ mod tests {
         let mut out = Vec::new();
         let f = encode_head(
             &mut out,
-            &parts,
+            &parts.method,
+            "/a?b=1",
+            &parts.headers,
             &AddedFields::default(),
             &ReqBody::full(Bytes::from_static(b"abc")),
         );
@@ -887,7 +907,9 @@ mod tests {
         let mut out = Vec::new();
         encode_head(
             &mut out,
-            &parts,
+            &parts.method,
+            "/",
+            &parts.headers,
             &AddedFields::default(),
             &ReqBody::full(Bytes::new()),
         );

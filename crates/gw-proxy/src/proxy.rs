@@ -21,12 +21,12 @@ use smallvec::SmallVec;
 use tower::retry::budget::Budget;
 
 use crate::body::{BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody, UpstreamBody};
-use crate::client::{Elapsed, HeadWait, HttpClient, SendError};
+use crate::client::{Elapsed, HeadWait, HttpClient, Outgoing, SendError};
 use crate::forwarded::{
     has_token, scan_request, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop, Added,
     AddedFields, Field, FieldValue, HOP_CONNECTION, REQ_EXPECT, REQ_ID_SAME, REQ_X_USER,
 };
-use crate::h1::{Conn, H1Error};
+use crate::h1::{Conn, H1Error, H1Request};
 use crate::upstream::{hash_key, Tried};
 use crate::{Clients, LoadBalancer, ProxyConfig, ProxyError, Upstream, UpstreamProtocol};
 
@@ -364,27 +364,38 @@ impl Shared {
                 let ep = &snap.endpoints[idx];
                 let last = attempts >= max_attempts;
 
-                let mut uri_parts = uri::Parts::default();
-                if version == Version::HTTP_2 {
-                    uri_parts.scheme = Some(Scheme::HTTP);
-                    uri_parts.authority = Some(ep.authority.clone());
-                }
-                // HTTP/1.1 connections are made by the pool: the request line is origin-form.
-                uri_parts.path_and_query = Some(pq.clone());
-                let uri = Uri::from_parts(uri_parts).expect("scheme, authority and path are valid");
                 let req_body = match (&replay, stream.take()) {
                     (Some(bytes), _) => ReqBody::full(bytes.clone()),
                     (None, Some(s)) => s,
                     (None, None) => ReqBody::full(Bytes::new()),
                 };
-                let mut req = Request::new(req_body);
-                *req.method_mut() = parts.method.clone();
-                *req.uri_mut() = uri;
-                *req.version_mut() = version;
-                *req.headers_mut() = if last {
-                    std::mem::take(&mut headers)
+                let req = if version == Version::HTTP_2 {
+                    let mut uri_parts = uri::Parts::default();
+                    uri_parts.scheme = Some(Scheme::HTTP);
+                    uri_parts.authority = Some(ep.authority.clone());
+                    uri_parts.path_and_query = Some(pq.clone());
+                    let uri =
+                        Uri::from_parts(uri_parts).expect("scheme, authority and path are valid");
+                    let mut req = Request::new(req_body);
+                    *req.method_mut() = parts.method.clone();
+                    *req.uri_mut() = uri;
+                    *req.version_mut() = version;
+                    *req.headers_mut() = if last {
+                        std::mem::take(&mut headers)
+                    } else {
+                        headers.clone()
+                    };
+                    Outgoing::H2(req)
                 } else {
-                    headers.clone()
+                    // HTTP/1.1 connections are made by the pool: the request line is
+                    // origin-form, and the parts are borrowed (a retry sends them again).
+                    Outgoing::H1(H1Request {
+                        method: &parts.method,
+                        target: pq.as_str(),
+                        headers: &headers,
+                        added: &fields,
+                        body: req_body,
+                    })
                 };
 
                 let guard = (upstream.load_balancer() == LoadBalancer::LeastConn)
@@ -398,7 +409,7 @@ impl Shared {
                     limit: self.header_timeout,
                     progress: progress.as_deref(),
                 };
-                let result = self.client.send(ep, req, &fields, &wait).await;
+                let result = self.client.send(ep, req, &wait).await;
                 let info = UpstreamInfo {
                     addr: ep.addr.clone(),
                     instance: ep.id.clone(),
