@@ -344,10 +344,7 @@ async fn write_response(
     let mut has_date = false;
     for (name, value) in &parts.headers {
         if name == CONTENT_LENGTH {
-            match std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-            {
+            match gw_core::headers::parse_content_length(value.as_bytes()) {
                 Some(n) if length.is_none_or(|l| l == n) => {
                     if length.is_some() {
                         continue;

@@ -64,6 +64,23 @@ pub mod headers {
     pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
     /// `X-User-Role`, to the upstream after authentication.
     pub const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
+
+    /// A `Content-Length` value: decimal digits, surrounding spaces and tabs allowed; `None`
+    /// when it is anything else or does not fit a `u64`. Bytes, not text: no UTF-8 check.
+    pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+        let digits = value.trim_ascii();
+        if digits.is_empty() {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &b in digits {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        }
+        Some(n)
+    }
 }
 
 /// The id of one request: the client's `X-Request-ID` when it is valid, else a generated one.
@@ -244,6 +261,18 @@ pub fn error_into_response<E: HttpError + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_lengths() {
+        use headers::parse_content_length as p;
+        assert_eq!(p(b"0"), Some(0));
+        assert_eq!(p(b" 123\t"), Some(123));
+        assert_eq!(p(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(p(b"18446744073709551616"), None);
+        for bad in [&b""[..], b" ", b"-1", b"+1", b"1 2", b"0x10", b"1.0"] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn request_id_validation() {

@@ -158,9 +158,7 @@ pub(crate) fn scan_request(headers: &HeaderMap, request_id: Option<&[u8]>) -> Re
         } else if name == CONTENT_LENGTH {
             if !length_seen {
                 length_seen = true;
-                scan.content_length = std::str::from_utf8(value.as_bytes())
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok());
+                scan.content_length = gw_core::headers::parse_content_length(value.as_bytes());
             }
             0
         } else if name == EXPECT {

@@ -471,9 +471,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
         let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
             .map_err(|_| H1Error::Parse("invalid header value"))?;
         if name == CONTENT_LENGTH {
-            let n = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
+            let n = gw_core::headers::parse_content_length(value.as_bytes())
                 .ok_or(H1Error::Parse("invalid content-length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(H1Error::Parse("conflicting content-length"));

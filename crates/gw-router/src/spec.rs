@@ -145,13 +145,15 @@ impl HostMatcher {
 
 /// `example.com:8080` → `example.com`, `[::1]:8080` → `[::1]`.
 pub(crate) fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        match host.find(']') {
+    // Byte searches: `str::find(char)` goes through the generic pattern machinery.
+    let bytes = host.as_bytes();
+    if bytes.first() == Some(&b'[') {
+        match bytes.iter().position(|&b| b == b']') {
             Some(end) => &host[..=end],
             None => host,
         }
     } else {
-        match host.find(':') {
+        match bytes.iter().position(|&b| b == b':') {
             Some(colon) => &host[..colon],
             None => host,
         }

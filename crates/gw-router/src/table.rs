@@ -66,10 +66,12 @@ impl Route {
         &self.tag
     }
 
+    /// `host` as the request has it: a port is ignored, and taken off only for routes that
+    /// name a host (most name none).
     fn host_matches(&self, host: Option<&str>) -> bool {
         match (&self.host, host) {
             (None, _) => true,
-            (Some(want), Some(host)) => want.matches(host),
+            (Some(want), Some(host)) => want.matches(strip_port(host)),
             (Some(_), None) => false,
         }
     }
@@ -349,7 +351,7 @@ impl RouteTable {
     ) -> RouteMatch<'a> {
         let mut found = Candidates {
             table: self,
-            host: host.map(strip_port),
+            host,
             method,
             matched: SmallVec::new(),
             best: None,
