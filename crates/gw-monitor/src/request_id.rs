@@ -60,8 +60,11 @@ pub(crate) fn generate() -> HeaderValue {
         *b = HEX[(n & 0xf) as usize];
         n >>= 4;
     }
+    // Owned bytes: each clone (request header, extension, answer header) is a reference
+    // count, where copied bytes are moved to a shared allocation at the first clone.
     // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 fn pick(req_header: Option<&HeaderValue>) -> HeaderValue {

@@ -467,7 +467,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut hop_clean = true;
     for &(n, nl, v, vl) in &ranges {
-        let name = field_name(&head[n..n + nl]).ok_or(H1Error::Parse("invalid header name"))?;
+        let (name, common) =
+            field_name(&head[n..n + nl]).ok_or(H1Error::Parse("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
             .map_err(|_| H1Error::Parse("invalid header value"))?;
         if name == CONTENT_LENGTH {
@@ -496,7 +497,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
                 continue;
             }
             hop_clean = false;
-        } else {
+        } else if !common {
             match hop_by_hop_bit(&name) {
                 0 => {}
                 HOP_OTHER if !switching => continue,
@@ -533,10 +534,11 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
     }))
 }
 
-/// A field name of an answer. The common ones, as servers write them (Title-Case or lower
-/// case), are matched as they are: `HeaderName::from_bytes` folds every name's case through a
-/// table before matching it (~120 instructions per field).
-fn field_name(raw: &[u8]) -> Option<HeaderName> {
+/// A field name of an answer, and whether it is one of the common ones, which are not
+/// hop-by-hop but for `Connection` and `Transfer-Encoding`. Those, as servers write them
+/// (Title-Case or lower case), are matched as they are: `HeaderName::from_bytes` folds every
+/// name's case through a table before matching it (~120 instructions per field).
+fn field_name(raw: &[u8]) -> Option<(HeaderName, bool)> {
     use http::header::{
         CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, DATE, ETAG, LAST_MODIFIED, SERVER, VARY,
     };
@@ -552,9 +554,9 @@ fn field_name(raw: &[u8]) -> Option<HeaderName> {
         b"ETag" | b"etag" => ETAG,
         b"Last-Modified" | b"last-modified" => LAST_MODIFIED,
         b"Vary" | b"vary" => VARY,
-        _ => return HeaderName::from_bytes(raw).ok(),
+        _ => return HeaderName::from_bytes(raw).ok().map(|n| (n, false)),
     };
-    Some(known)
+    Some((known, true))
 }
 
 /// Where the chunked decoder is.
@@ -809,11 +811,15 @@ mod tests {
             "x-custom",
             "Set-Cookie",
         ] {
+            let (name, common) = field_name(raw.as_bytes()).unwrap();
             assert_eq!(
-                field_name(raw.as_bytes()),
-                HeaderName::from_bytes(raw.as_bytes()).ok(),
+                name,
+                HeaderName::from_bytes(raw.as_bytes()).unwrap(),
                 "{raw}"
             );
+            if common && name != CONNECTION && name != TRANSFER_ENCODING {
+                assert_eq!(hop_by_hop_bit(&name), 0, "{raw}");
+            }
         }
         assert_eq!(field_name(b"bad name"), None);
         assert_eq!(field_name(b""), None);
