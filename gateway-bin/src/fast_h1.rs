@@ -100,18 +100,33 @@ enum Parsed {
     HandOff,
 }
 
+/// What serves a connection's requests, here or after the hand-off.
+pub(crate) struct Serving<S> {
+    /// The connection's service.
+    pub(crate) service: Arc<S>,
+    /// The watchdog's counters.
+    pub(crate) activity: Arc<Activity>,
+    /// Set when the connection is to finish (graceful shutdown).
+    pub(crate) stop: Arc<AtomicBool>,
+    /// hyper's HTTP/1.1 server, for the hand-off.
+    pub(crate) h1: http1::Builder,
+}
+
 /// Serves `io` until the client closes, `stop` is set, or a request goes to hyper.
 pub(crate) async fn serve<S, F>(
     mut io: Counted<TcpStream>,
-    service: Arc<S>,
-    activity: Arc<Activity>,
-    stop: Arc<AtomicBool>,
-    h1: http1::Builder,
+    serving: Serving<S>,
 ) -> Result<(), ConnError>
 where
     S: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
+    let Serving {
+        service,
+        activity,
+        stop,
+        ..
+    } = &serving;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf: Vec<u8> = Vec::with_capacity(1024);
     loop {
@@ -121,9 +136,7 @@ where
                 match parse(&mut buf) {
                     Parsed::Simple(head) => break head,
                     Parsed::Partial if buf.len() <= MAX_HEAD => {}
-                    Parsed::Partial | Parsed::HandOff => {
-                        return hand_off(io, buf, service, activity, stop, h1).await
-                    }
+                    Parsed::Partial | Parsed::HandOff => return hand_off(io, buf, serving).await,
                     Parsed::BadTarget => {
                         io.write_all(BAD_REQUEST).await?;
                         return Ok(());
@@ -149,7 +162,7 @@ where
             keep_alive,
             head,
         } = head;
-        let waiting = Waiting::start(&activity);
+        let waiting = Waiting::start(activity);
         let mut answer = pin!(service(request));
         // While the answer is prepared, the socket is watched: a client that closes its side
         // cancels the request (hyper's default, no half-close); bytes of a pipelined request
@@ -193,15 +206,18 @@ const BAD_REQUEST: &[u8] =
 async fn hand_off<S, F>(
     io: Counted<TcpStream>,
     read: BytesMut,
-    service: Arc<S>,
-    activity: Arc<Activity>,
-    stop: Arc<AtomicBool>,
-    h1: http1::Builder,
+    serving: Serving<S>,
 ) -> Result<(), ConnError>
 where
     S: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
+    let Serving {
+        service,
+        activity,
+        stop,
+        h1,
+    } = serving;
     let io = Rewind {
         read: read.freeze(),
         io,

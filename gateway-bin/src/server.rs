@@ -387,13 +387,13 @@ async fn serve<M, S, F>(
                             activity: activity.clone(),
                         };
                         let finish = Arc::new(AtomicBool::new(false));
-                        let conn = fast_h1::serve(
-                            io,
+                        let serving = fast_h1::Serving {
                             service,
-                            activity.clone(),
-                            finish.clone(),
-                            builders.h1.clone(),
-                        );
+                            activity: activity.clone(),
+                            stop: finish.clone(),
+                            h1: builders.h1.clone(),
+                        };
+                        let conn = fast_h1::serve(io, serving);
                         let conn = fast_h1::Fast::new(conn, finish);
                         let watch = Some((builders.idle, activity));
                         graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
