@@ -1,8 +1,8 @@
 //! The plain HTTP/1.1 listener's own loop for the common request: no body, no upgrade, no
 //! `Expect`. Such a request is parsed here straight into an `http::Request` and its answer
-//! written with one `write` when the body is at hand. hyper's dispatcher, which does the
-//! same job for every kind of request, costs about as much per request as the whole proxy
-//! path behind it (~8 000 instructions against ~4 000 here, callgrind).
+//! written with one `write` when the body is at hand. hyper's dispatcher does the same job
+//! for every kind of request; for a proxied GET this loop runs ~2 000 fewer instructions
+//! (26 155 → 24 144 per request for the whole gateway, callgrind).
 //!
 //! The first request that is not of that kind (a body, an upgrade, `Expect`, HTTP/1.0,
 //! `CONNECT`, a head that does not parse or is too large) is not touched: the connection,
