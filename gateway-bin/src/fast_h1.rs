@@ -212,23 +212,16 @@ where
     S: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    let Serving {
-        service,
-        activity,
-        stop,
-        h1,
-    } = serving;
     let io = Rewind {
         read: read.freeze(),
         io,
     };
-    let service = hyper_service(service, Some(activity));
-    let mut conn = pin!(h1
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades());
+    let service = hyper_service(serving.service, Some(serving.activity));
+    let conn = serving.h1.serve_connection(TokioIo::new(io), service);
+    let mut conn = pin!(conn.with_upgrades());
     let mut stopping = false;
     poll_fn(|cx| {
-        if !stopping && stop.load(Ordering::Relaxed) {
+        if !stopping && serving.stop.load(Ordering::Relaxed) {
             stopping = true;
             conn.as_mut().graceful_shutdown();
         }
@@ -376,7 +369,7 @@ async fn write_response(
         } else if name == DATE {
             has_date = true;
         } else if name == CONNECTION {
-            if has_close(value) {
+            if gw_core::headers::has_token(value, b"close") {
                 close = true;
             }
             if close {
@@ -484,13 +477,6 @@ async fn write_response(
         out.clear();
     }
     Ok(complete && !close)
-}
-
-fn has_close(value: &HeaderValue) -> bool {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 fn push_length(out: &mut Vec<u8>, n: u64) {

@@ -65,6 +65,15 @@ pub mod headers {
     /// `X-User-Role`, to the upstream after authentication.
     pub const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
 
+    /// Whether a comma-separated header value (`Connection`, `TE`, ...) holds `token`,
+    /// compared without regard to case.
+    pub fn has_token(value: &http::HeaderValue, token: &[u8]) -> bool {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    }
+
     /// A `Content-Length` value: decimal digits, surrounding spaces and tabs allowed; `None`
     /// when it is anything else or does not fit a `u64`. Bytes, not text: no UTF-8 check.
     pub fn parse_content_length(value: &[u8]) -> Option<u64> {

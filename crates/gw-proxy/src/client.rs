@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use tokio::time::Sleep;
 
 use crate::body::{deadline, Progress, ReqBody, UpstreamBody};
-use crate::h1::{self, Conn, H1Error, H1Request, PoolSlot};
+use crate::h1::{self, Conn, H1Error, H1Head, PoolSlot};
 use crate::upstream::Endpoint;
 use crate::{ClientOptions, UpstreamProtocol};
 
@@ -192,7 +192,7 @@ impl HttpClient {
         wait: &HeadWait<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         match (self, req) {
-            (HttpClient::Http1(c), Outgoing::H1(req)) => c.send(ep, req, wait).await,
+            (HttpClient::Http1(c), Outgoing::H1(head, body)) => c.send(ep, head, body, wait).await,
             (HttpClient::Http2(c), Outgoing::H2(req)) => {
                 let sleep = pin!(tokio::time::sleep_until(wait.first_deadline()));
                 let res = wait.bound(sleep, pin!(c.request(req))).await?;
@@ -207,8 +207,8 @@ impl HttpClient {
 
 /// A request as its client sends it.
 pub(crate) enum Outgoing<'a> {
-    /// HTTP/1.1: borrowed parts and the body.
-    H1(H1Request<'a>),
+    /// HTTP/1.1: the borrowed head and the body.
+    H1(H1Head<'a>, ReqBody),
     /// HTTP/2: the whole request, its URI absolute.
     H2(Request<ReqBody>),
 }
@@ -229,7 +229,8 @@ impl H1Client {
     async fn send(
         &self,
         ep: &Endpoint,
-        req: H1Request<'_>,
+        head: H1Head<'_>,
+        mut body: ReqBody,
         wait: &HeadWait<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         let slot = PoolSlot {
@@ -237,13 +238,6 @@ impl H1Client {
             max_idle: self.max_idle,
             idle_timeout: self.idle_timeout,
         };
-        let H1Request {
-            method,
-            target,
-            headers,
-            added,
-            mut body,
-        } = req;
         let mut timer = None;
         loop {
             let (mut conn, reused) = match ep.pool.checkout(self.idle_timeout) {
@@ -261,14 +255,7 @@ impl H1Client {
                 }
             };
             let mut t = wait.arm(timer.take().or_else(|| conn.take_timer()));
-            let req = H1Request {
-                method,
-                target,
-                headers,
-                added,
-                body,
-            };
-            let send = pin!(h1::send(conn, req, reused, slot.clone()));
+            let send = pin!(h1::send(conn, head, body, reused, slot.clone()));
             match wait.bound(t.as_mut(), send).await? {
                 Ok(mut res) => {
                     res.body_mut().keep_timer(t);

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+pub(crate) use gw_core::headers::has_token;
 use gw_core::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_GATEWAY_VERSION, X_REQUEST_ID,
     X_USER_ID, X_USER_ROLE,
@@ -439,14 +440,6 @@ fn names_field(token: &[u8]) -> bool {
         || token.eq_ignore_ascii_case(b"close")
         || token.eq_ignore_ascii_case(b"keep-alive")
         || token.eq_ignore_ascii_case(b"upgrade"))
-}
-
-/// Whether a comma-separated header value holds `token` (case-insensitive).
-pub(crate) fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream request (SPEC §7).

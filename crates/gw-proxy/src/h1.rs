@@ -150,34 +150,34 @@ pub(crate) struct PoolSlot {
     pub(crate) idle_timeout: Duration,
 }
 
-/// An HTTP/1.1 request to send: its parts are borrowed (a retry sends them again), its body
-/// is owned.
-pub(crate) struct H1Request<'a> {
+/// The head of an HTTP/1.1 request to send, borrowed: a retry sends it again. The body goes
+/// beside it.
+#[derive(Clone, Copy)]
+pub(crate) struct H1Head<'a> {
     pub(crate) method: &'a Method,
     /// The request target, origin-form.
     pub(crate) target: &'a str,
     pub(crate) headers: &'a HeaderMap,
     /// Fields written after `headers`.
     pub(crate) added: &'a AddedFields,
-    pub(crate) body: ReqBody,
 }
 
-/// Sends `req` on `conn` and reads the answer's head. On failure, the error and whether the
-/// request may be sent again on another connection (nothing was answered and the body, which
-/// is handed back, can be replayed).
+/// Sends `head` and `body` on `conn` and reads the answer's head. On failure, the error and
+/// whether the request may be sent again on another connection (nothing was answered and the
+/// body, which is handed back, can be replayed).
 pub(crate) async fn send(
     mut conn: Box<Conn>,
-    req: H1Request<'_>,
+    head: H1Head<'_>,
+    mut body: ReqBody,
     reused: bool,
     slot: PoolSlot,
 ) -> Result<Response<H1Body>, (H1Error, Option<ReqBody>)> {
-    let H1Request {
+    let H1Head {
         method,
         target,
         headers,
         added,
-        mut body,
-    } = req;
+    } = head;
     let replayable = matches!(body, ReqBody::Full(_));
 
     // The head, and a small known body, in one write.

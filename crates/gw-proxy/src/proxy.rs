@@ -26,7 +26,7 @@ use crate::forwarded::{
     has_token, scan_request, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop, Added,
     AddedFields, Field, FieldValue, HOP_CONNECTION, REQ_EXPECT, REQ_ID_SAME, REQ_X_USER,
 };
-use crate::h1::{Conn, H1Error, H1Request};
+use crate::h1::{Conn, H1Error, H1Head};
 use crate::upstream::{hash_key, Tried};
 use crate::{Clients, LoadBalancer, ProxyConfig, ProxyError, Upstream, UpstreamProtocol};
 
@@ -389,13 +389,13 @@ impl Shared {
                 } else {
                     // HTTP/1.1 connections are made by the pool: the request line is
                     // origin-form, and the parts are borrowed (a retry sends them again).
-                    Outgoing::H1(H1Request {
+                    let head = H1Head {
                         method: &parts.method,
                         target: pq.as_str(),
                         headers: &headers,
                         added: &fields,
-                        body: req_body,
-                    })
+                    };
+                    Outgoing::H1(head, req_body)
                 };
 
                 let guard = (upstream.load_balancer() == LoadBalancer::LeastConn)
