@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::client::HttpClient;
 use crate::{ConsulConfig, Instance, Registry, DEFAULT_WEIGHT};
@@ -91,7 +91,7 @@ impl Inner {
             while tasks.join_next().await.is_some() {}
             return;
         }
-        let mut watched: HashMap<String, AbortHandle> = HashMap::new();
+        let mut watched: HashMap<String, Watch> = HashMap::new();
         let mut query = Query::new("catalog");
         loop {
             let Some(body) = query.next(&self, "/v1/catalog/services?".to_owned()).await else {
@@ -104,24 +104,28 @@ impl Inner {
                     continue;
                 }
             };
-            watched.retain(|name, handle| {
-                let keep = catalog.contains_key(name);
-                if !keep {
-                    handle.abort();
-                    tracing::info!(service = %name, "service left the Consul catalog");
-                    self.registry.remove_consul(name);
+            let gone: Vec<String> = watched
+                .keys()
+                .filter(|name| !catalog.contains_key(*name))
+                .cloned()
+                .collect();
+            for name in gone {
+                if let Some(watch) = watched.remove(&name) {
+                    // The service's own query saw the same change and may be storing its
+                    // (empty) answer on another thread right now: wait until the watch has
+                    // really stopped, or that answer would bring the service back.
+                    watch.stop().await;
                 }
-                keep
-            });
+                tracing::info!(service = %name, "service left the Consul catalog");
+                self.registry.remove_consul(&name);
+            }
             for name in catalog.keys() {
                 if name == "consul" || watched.contains_key(name) {
                     continue;
                 }
-                let handle = tasks.spawn(self.clone().watch_service(name.clone()));
-                watched.insert(name.clone(), handle);
+                let task = tokio::spawn(self.clone().watch_service(name.clone()));
+                watched.insert(name.clone(), Watch(task));
             }
-            // Reap aborted watches.
-            while tasks.try_join_next().is_some() {}
         }
     }
 
@@ -140,6 +144,24 @@ impl Inner {
                 Err(e) => query.failed(&format!("invalid health JSON: {e}")).await,
             }
         }
+    }
+}
+
+/// One service's watch task; dropping it (the watcher's shutdown) cancels the task.
+#[derive(Debug)]
+struct Watch(JoinHandle<()>);
+
+impl Watch {
+    /// Cancels the task and waits until it has stopped: after this, it stores nothing more.
+    async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
