@@ -198,19 +198,21 @@ impl Shared {
                 break 'run (Err(ProxyError::BodyTooLarge), None);
             }
 
-            // What the request's extensions tell us; they are not forwarded.
-            let mut extensions = std::mem::take(&mut parts.extensions);
+            // What the request's extensions tell us; they are not forwarded, and travel on
+            // with the answer (below).
             let upgrade = upstream.protocol() == UpstreamProtocol::Http1
                 && scan.websocket
                 && is_websocket(&parts);
             let client_upgrade = if upgrade {
-                extensions.remove::<OnUpgrade>()
+                parts.extensions.remove::<OnUpgrade>()
             } else {
                 None
             };
-            let conn = extensions.get::<ConnInfo>().copied();
-            let client = ClientAddr::of(&extensions);
-            let identity = extensions.get::<Identity>();
+            let client = ClientAddr::of(&parts.extensions);
+            // Taken out: with the answer's two entries the map then stays within the
+            // capacity it was first given (three), so it is not grown per request.
+            let conn = parts.extensions.remove::<ConnInfo>();
+            let identity = parts.extensions.get::<Identity>();
             let key_hash =
                 (upstream.load_balancer() == LoadBalancer::ConsistentHash).then(|| {
                     match (identity, client) {
@@ -302,7 +304,6 @@ impl Shared {
                 headers.remove(HOST);
             }
             config.request_headers.apply(headers);
-            drop(extensions);
 
             let version = match upstream.protocol() {
                 UpstreamProtocol::Http1 => Version::HTTP_11,
@@ -370,22 +371,12 @@ impl Shared {
                     (None, None) => ReqBody::full(Bytes::new()),
                 };
                 let req = if version == Version::HTTP_2 {
-                    let mut uri_parts = uri::Parts::default();
-                    uri_parts.scheme = Some(Scheme::HTTP);
-                    uri_parts.authority = Some(ep.authority.clone());
-                    uri_parts.path_and_query = Some(pq.clone());
-                    let uri =
-                        Uri::from_parts(uri_parts).expect("scheme, authority and path are valid");
-                    let mut req = Request::new(req_body);
-                    *req.method_mut() = parts.method.clone();
-                    *req.uri_mut() = uri;
-                    *req.version_mut() = version;
-                    *req.headers_mut() = if last {
+                    let headers = if last {
                         std::mem::take(&mut headers)
                     } else {
                         headers.clone()
                     };
-                    Outgoing::H2(req)
+                    h2_request(ep, &parts.method, &pq, headers, req_body)
                 } else {
                     // HTTP/1.1 connections are made by the pool: the request line is
                     // origin-form, and the parts are borrowed (a retry sends them again).
@@ -448,13 +439,7 @@ impl Shared {
                     Err(Elapsed) => break 'run (Err(ProxyError::Timeout), Some(info)),
                 };
                 drop(guard);
-                tracing::debug!(
-                    service = upstream.name(),
-                    instance = %ep.id,
-                    attempt = attempts,
-                    error = ?failure,
-                    "retrying upstream request"
-                );
+                log_retry(upstream.name(), &ep.id, attempts, failure.as_ref());
                 if let Some(r) = retry {
                     if !r.delay.is_zero() {
                         Box::pin(tokio::time::sleep(r.delay)).await;
@@ -464,11 +449,13 @@ impl Shared {
         };
         let mut res = match result {
             Ok(res) => res,
-            Err(err) => {
-                tracing::debug!(service = self.upstream.name(), error = %err, "proxy error");
-                error_into_response(&err, request_id.as_ref())
-            }
+            Err(err) => proxy_error(self.upstream.name(), &err, request_id.as_ref()),
         };
+        // The answer takes over the request's extensions (request id, identity, …): the
+        // layers above read what they need from the answer, and the map allocated for the
+        // request is reused instead of a new one per answer.
+        let own = std::mem::replace(res.extensions_mut(), parts.extensions);
+        res.extensions_mut().extend(own);
         if let Some(info) = info {
             res.extensions_mut().insert(info);
         }
@@ -483,15 +470,9 @@ impl Shared {
     ) -> Response<Body> {
         let read = self.config.timeouts.read;
         let (mut parts, mut body) = res.into_parts();
+        let mut guard = guard;
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-            let upgraded = match &mut body {
-                UpstreamBody::H1(b) => b.upgraded(),
-                _ => None,
-            };
-            if let (Some(client_upgrade), Some(conn)) = (client_upgrade, upgraded) {
-                tokio::spawn(tunnel(client_upgrade, conn, guard));
-                let mut res = Response::from_parts(parts, Body::empty());
-                self.config.response_headers.apply(res.headers_mut());
+            if let Some(res) = self.switch(&mut parts, &mut body, &mut guard, client_upgrade) {
                 return res;
             }
         }
@@ -503,6 +484,76 @@ impl Shared {
         self.config.response_headers.apply(&mut parts.headers);
         Response::from_parts(parts, Body::new(RespBody::new(body, read, guard)))
     }
+
+    /// A 101 to a WebSocket handshake: the answer to the client, and a task that joins the
+    /// two connections once it has been written. `None` (the answer goes on as any other)
+    /// when either side's connection cannot be had.
+    #[cold]
+    #[inline(never)]
+    fn switch(
+        &self,
+        parts: &mut http::response::Parts,
+        body: &mut UpstreamBody,
+        guard: &mut Option<InFlight>,
+        client_upgrade: Option<OnUpgrade>,
+    ) -> Option<Response<Body>> {
+        let upgraded = match body {
+            UpstreamBody::H1(b) => b.upgraded(),
+            _ => None,
+        };
+        let (Some(client_upgrade), Some(conn)) = (client_upgrade, upgraded) else {
+            return None;
+        };
+        tokio::spawn(tunnel(client_upgrade, conn, guard.take()));
+        let fresh = Response::new(()).into_parts().0;
+        let mut res = Response::from_parts(std::mem::replace(parts, fresh), Body::empty());
+        self.config.response_headers.apply(res.headers_mut());
+        Some(res)
+    }
+}
+
+// Out of line and cold: what follows runs rarely, and kept inside `forward` it would spread
+// the common path's code over more instruction-cache lines.
+
+#[cold]
+#[inline(never)]
+fn h2_request(
+    ep: &crate::upstream::Endpoint,
+    method: &Method,
+    pq: &PathAndQuery,
+    headers: HeaderMap,
+    body: ReqBody,
+) -> Outgoing<'static> {
+    let mut uri_parts = uri::Parts::default();
+    uri_parts.scheme = Some(Scheme::HTTP);
+    uri_parts.authority = Some(ep.authority.clone());
+    uri_parts.path_and_query = Some(pq.clone());
+    let uri = Uri::from_parts(uri_parts).expect("scheme, authority and path are valid");
+    let mut req = Request::new(body);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_2;
+    *req.headers_mut() = headers;
+    Outgoing::H2(req)
+}
+
+#[cold]
+#[inline(never)]
+fn log_retry(service: &str, instance: &str, attempt: u32, error: Option<&ProxyError>) {
+    tracing::debug!(
+        service,
+        instance,
+        attempt,
+        ?error,
+        "retrying upstream request"
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn proxy_error(service: &str, err: &ProxyError, request_id: Option<&RequestId>) -> Response<Body> {
+    tracing::debug!(service, error = %err, "proxy error");
+    error_into_response(err, request_id)
 }
 
 /// Copies bytes both ways between the upgraded client connection and the upstream's socket.
