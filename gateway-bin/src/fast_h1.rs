@@ -447,6 +447,11 @@ async fn write_response(
                         }
                         *left -= n;
                         push_data(io, out, data).await?;
+                        // All of it, and the body says it is done (the upstream connection is
+                        // back in its pool): no poll just to see the end.
+                        if *left == 0 && body.is_end_stream() {
+                            break;
+                        }
                     }
                     Framing::Chunked => {
                         push_hex(out, data.len());
