@@ -215,8 +215,9 @@ impl App {
         self.inner.table.clone()
     }
 
-    pub(crate) fn edge(&self) -> Arc<EdgeSettings> {
-        self.inner.edge.load_full()
+    /// The listener's settings; a guard, not an `Arc` clone: read once per request.
+    pub(crate) fn edge(&self) -> arc_swap::Guard<Arc<EdgeSettings>> {
+        self.inner.edge.load()
     }
 
     /// The metrics registry.
@@ -457,7 +458,7 @@ impl App {
         let route_metrics = self.inner.metrics.route(&rc.id, &rc.service);
         let stack = ServiceBuilder::new()
             .map_response(move |mut res: Response<Body>| {
-                res.extensions_mut().insert(route_metrics.clone());
+                res.extensions_mut().insert(route_metrics);
                 res
             })
             .option_layer(auth)

@@ -102,9 +102,11 @@ impl Gateway {
                 let app = app.clone();
                 let edge = edge.clone();
                 move |mut req: Request<Body>| {
-                    let settings = app.edge();
-                    let client =
-                        gw_proxy::client_addr(&conn, req.headers(), &settings.trusted_proxies);
+                    let client = gw_proxy::client_addr(
+                        &conn,
+                        req.headers(),
+                        &app.edge().trusted_proxies,
+                    );
                     let ext = req.extensions_mut();
                     ext.insert(conn);
                     // Readers fall back to the connection (`ClientAddr::of`): only a client
@@ -238,7 +240,7 @@ type Edge = Either<SetRequestId<MetricsService<EdgeRoutes>>, EdgeService>;
 /// RequestId → Metrics → AccessLog → (`/health` | Router): built once, cloned per request.
 fn edge_service(app: &App, metrics: &Metrics, access_log: Option<AccessLog>) -> Edge {
     let inner = EdgeRoutes {
-        // Each route's stack puts its `Arc<RouteMetrics>` (route and service names included)
+        // Each route's stack puts its `&'static RouteMetrics` (route and service names included)
         // into the answer, and the metrics and the access log read that: no `RouteTag`.
         router: Router::new(app.table()).tag_responses(false),
     };
@@ -492,9 +494,19 @@ async fn graceful<C, E>(
     let flag = Arc::new(SideWaker::default());
     let side_waker = std::task::Waker::from(flag.clone());
     let mut shutting_down = false;
+    // The waker last given to `flag.task`. Only a side wake-up takes it out (after setting
+    // `fired`), and that wake-up polls this task again: so the task registers again only
+    // then, or when its waker changed, and an ordinary poll costs one plain load here
+    // instead of three atomic read-modify-writes.
+    let mut registered: Option<std::task::Waker> = None;
     let result = std::future::poll_fn(|cx| {
-        flag.task.register(cx.waker());
-        if flag.fired.swap(false, Ordering::AcqRel) {
+        let fired =
+            flag.fired.load(Ordering::Acquire) && flag.fired.swap(false, Ordering::AcqRel);
+        if fired || !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            flag.task.register(cx.waker());
+            registered = Some(cx.waker().clone());
+        }
+        if fired {
             let mut side = Context::from_waker(&side_waker);
             if !shutting_down && stopped.as_mut().poll(&mut side).is_ready() {
                 shutting_down = true;

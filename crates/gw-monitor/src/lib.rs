@@ -10,7 +10,7 @@
 //!   `gateway_upstream_duration_seconds{service}` (Prometheus histograms),
 //!   `gateway_requests_in_flight`, plus the JSON counters of `/admin/metrics`. Handles are
 //!   built once per route ([`Metrics::route`]); the per-route stack puts the
-//!   `Arc<RouteMetrics>` into the response extensions, so recording a request allocates
+//!   `&'static RouteMetrics` into the response extensions, so recording a request allocates
 //!   nothing and takes no process-wide lock.
 //! - [`AccessLog`] + [`AccessLogLayer`]: one JSON line per request (`time`, `request_id`,
 //!   `client`, `method`, `path`, `route`, `service`, `upstream`, `status`, `bytes`,

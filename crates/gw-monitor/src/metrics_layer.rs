@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
@@ -17,7 +16,7 @@ use crate::registry::{Metrics, RouteMetrics};
 /// headers), `gateway_upstream_duration_seconds` and `gateway_requests_in_flight`, and feeds
 /// [`Metrics::snapshot_json`].
 ///
-/// The route is taken from an `Arc<RouteMetrics>` in the response extensions (put there by the
+/// The route is taken from a `&'static RouteMetrics` in the response extensions (put there by the
 /// gateway's per-route stack, see [`Metrics::route`]); answers without one count under
 /// `route=""`, `service=""`. An `Err` from the inner service is not counted (gateway services
 /// answer with responses), but still leaves the in-flight gauge.
@@ -80,14 +79,14 @@ struct InFlight(Metrics);
 
 impl InFlight {
     fn enter(metrics: Metrics) -> Self {
-        metrics.in_flight().increment(1.0);
+        metrics.in_flight(true);
         Self(metrics)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight().decrement(1.0);
+        self.0.in_flight(false);
     }
 }
 
@@ -123,7 +122,8 @@ where
             if let Ok(res) = &result {
                 let ext = res.extensions();
                 let route = ext
-                    .get::<Arc<RouteMetrics>>()
+                    .get::<&'static RouteMetrics>()
+                    .copied()
                     .unwrap_or_else(|| guard.0.unmatched());
                 guard.0.record(
                     route,

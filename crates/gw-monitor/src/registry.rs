@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,14 +59,15 @@ fn method_index(m: &Method) -> u8 {
     }
 }
 
-/// Process-wide metrics: a cheap `Arc` handle.
+/// Process-wide metrics: a handle that is a plain reference (the one registry lives as long
+/// as the process), so copying it per request costs no reference count.
 ///
 /// [`Metrics::global`] installs the Prometheus recorder as the global `metrics` recorder, so
 /// other crates' `metrics::counter!` / `gauge!` / `histogram!` calls land in the same
 /// [`render_prometheus`](Metrics::render_prometheus) output.
 #[derive(Clone)]
 pub struct Metrics {
-    inner: Arc<Inner>,
+    inner: &'static Inner,
 }
 
 /// `(route, service)`.
@@ -75,19 +76,29 @@ type RouteKey = (Arc<str>, Arc<str>);
 struct Inner {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// `gateway_requests_in_flight` as exported: set from `active` when rendered.
     in_flight: Gauge,
-    total: AtomicU64,
+    /// Requests being answered, counted here: one atomic add per change, where the
+    /// recorder's gauge takes a compare-and-swap loop and a generation counter.
+    active: AtomicI64,
+    /// Answers by status, 100–999 (every status there is): their sum is the total.
     status: Box<[AtomicU64]>,
     /// Read only when a route is built and by `snapshot_json`; never per request.
     services: RwLock<HashMap<Arc<str>, Arc<ServiceStats>>>,
-    routes: Mutex<HashMap<RouteKey, Arc<RouteMetrics>>>,
-    unmatched: Arc<RouteMetrics>,
+    routes: Mutex<HashMap<RouteKey, &'static RouteMetrics>>,
+    unmatched: &'static RouteMetrics,
+}
+
+impl Inner {
+    fn total(&self) -> u64 {
+        self.status.iter().map(|n| n.load(Relaxed)).sum()
+    }
 }
 
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics")
-            .field("total_requests", &self.inner.total.load(Relaxed))
+            .field("total_requests", &self.inner.total())
             .field("routes", &self.inner.routes.lock().len())
             .finish_non_exhaustive()
     }
@@ -104,7 +115,7 @@ struct ServiceStats {
 /// Pre-built metric handles for one (route, service): recording a request is a few atomic
 /// operations and, for `gateway_requests_total`, a lookup in a small per-route cache.
 ///
-/// The gateway's per-route stack puts an `Arc<RouteMetrics>` into the response extensions;
+/// The gateway's per-route stack puts a `&'static RouteMetrics` into the response extensions;
 /// [`MetricsLayer`](crate::MetricsLayer) records against it.
 pub struct RouteMetrics {
     route: Arc<str>,
@@ -233,23 +244,28 @@ impl Metrics {
             metrics::describe_gauge!(REQUESTS_IN_FLIGHT, "Requests being answered");
             metrics::gauge!(REQUESTS_IN_FLIGHT)
         });
-        let unmatched = Arc::new(RouteMetrics::new(&recorder, "".into(), "".into(), None));
+        let unmatched: &'static RouteMetrics =
+            Box::leak(Box::new(RouteMetrics::new(&recorder, "".into(), "".into(), None)));
         Metrics {
-            inner: Arc::new(Inner {
+            // Built once per process (`global`) and kept for its life.
+            inner: Box::leak(Box::new(Inner {
                 recorder,
                 handle,
                 in_flight,
-                total: AtomicU64::new(0),
+                active: AtomicI64::new(0),
                 status: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
                 services: RwLock::new(HashMap::new()),
                 routes: Mutex::new(HashMap::new()),
                 unmatched,
-            }),
+            })),
         }
     }
 
     /// The Prometheus text exposition of everything recorded in this process.
     pub fn render_prometheus(&self) -> String {
+        self.inner
+            .in_flight
+            .set(self.inner.active.load(Relaxed).max(0) as f64);
         self.inner.handle.render()
     }
 
@@ -298,18 +314,20 @@ impl Metrics {
         }
         json!({
             "timestamp": timestamp,
-            "total_requests": self.inner.total.load(Relaxed),
+            "total_requests": self.inner.total(),
             "status_codes": status_codes,
             "services": services,
         })
     }
 
     /// Pre-built handles for one route, cached by (route, service) so a rebuilt route
-    /// reuses them. Call when a route is built, not per request.
-    pub fn route(&self, route: &str, service: &str) -> Arc<RouteMetrics> {
+    /// reuses them. Call when a route is built, not per request. The cache keeps every
+    /// entry for the life of the process (the exported series do too), so the handle is a
+    /// plain reference: passing it along with each answer costs no reference count.
+    pub fn route(&self, route: &str, service: &str) -> &'static RouteMetrics {
         let mut routes = self.inner.routes.lock();
         if let Some(rm) = routes.get(&(Arc::<str>::from(route), Arc::<str>::from(service))) {
-            return rm.clone();
+            return rm;
         }
         let route: Arc<str> = route.into();
         let service: Arc<str> = service.into();
@@ -320,23 +338,28 @@ impl Metrics {
             .entry(service.clone())
             .or_default()
             .clone();
-        let rm = Arc::new(RouteMetrics::new(
+        let rm: &'static RouteMetrics = Box::leak(Box::new(RouteMetrics::new(
             &self.inner.recorder,
             route.clone(),
             service.clone(),
             Some(stats),
-        ));
-        routes.insert((route, service), rm.clone());
+        )));
+        routes.insert((route, service), rm);
         rm
     }
 
     /// The pseudo-route (`route=""`, `service=""`) for answers without a `RouteMetrics`.
-    pub(crate) fn unmatched(&self) -> &Arc<RouteMetrics> {
-        &self.inner.unmatched
+    pub(crate) fn unmatched(&self) -> &'static RouteMetrics {
+        self.inner.unmatched
     }
 
-    pub(crate) fn in_flight(&self) -> &Gauge {
-        &self.inner.in_flight
+    /// One more request being answered (`up`), or one less.
+    pub(crate) fn in_flight(&self, up: bool) {
+        if up {
+            self.inner.active.fetch_add(1, Relaxed);
+        } else {
+            self.inner.active.fetch_sub(1, Relaxed);
+        }
     }
 
     /// Records one answered request against `route`.
@@ -355,7 +378,6 @@ impl Metrics {
         if let Some(up) = upstream {
             route.upstream.record(up.header.as_secs_f64());
         }
-        self.inner.total.fetch_add(1, Relaxed);
         if let Some(slot) = code
             .checked_sub(STATUS_MIN)
             .and_then(|i| self.inner.status.get(i as usize))
@@ -392,9 +414,9 @@ mod tests {
         let m = Metrics::global();
         let a = m.route("unit-cache", "svc");
         let b = m.route("unit-cache", "svc");
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(std::ptr::eq(a, b));
         let c = m.route("unit-cache", "other");
-        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(!std::ptr::eq(a, c));
         assert_eq!(c.service(), "other");
     }
 

@@ -251,14 +251,13 @@ impl http_body::Body for Frames {
 #[tokio::test(flavor = "current_thread")]
 async fn route_and_service_come_from_route_metrics_without_a_route_tag() {
     // The gateway's router adds no RouteTag: each route's stack marks its answers with its
-    // Arc<RouteMetrics>, and the log reads the names from there.
+    // &'static RouteMetrics, and the log reads the names from there.
     let buf = SharedBuf::default();
     let log = AccessLog::writer(Box::new(buf.clone()));
     let route = gw_monitor::Metrics::global().route("orders", "order_service");
     let svc = ServiceBuilder::new()
         .layer(AccessLogLayer::new(log))
         .service_fn(move |_req: Request<()>| {
-            let route = route.clone();
             async move {
                 let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
                 res.extensions_mut().insert(route);

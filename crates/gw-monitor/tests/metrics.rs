@@ -2,7 +2,6 @@
 //! the recorder is process-wide.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gw_core::UpstreamInfo;
@@ -13,7 +12,7 @@ use tower::{ServiceBuilder, ServiceExt};
 /// Sends one request whose answer carries `route` (if any), `status` and maybe an upstream.
 async fn send(
     metrics: &Metrics,
-    route: Option<Arc<RouteMetrics>>,
+    route: Option<&'static RouteMetrics>,
     method: Method,
     status: u16,
     upstream: bool,
@@ -21,7 +20,6 @@ async fn send(
     let svc = ServiceBuilder::new()
         .layer(MetricsLayer::new(metrics.clone()))
         .service_fn(move |_req: Request<()>| {
-            let route = route.clone();
             async move {
                 let mut res = Response::new(());
                 *res.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -68,9 +66,9 @@ fn in_flight(text: &str) -> f64 {
 async fn counts_by_route_method_and_status() {
     let m = Metrics::global();
     let r1 = m.route("m-r1", "m-svc1");
-    send(&m, Some(r1.clone()), Method::GET, 200, true).await;
-    send(&m, Some(r1.clone()), Method::GET, 200, true).await;
-    send(&m, Some(r1.clone()), Method::POST, 503, false).await;
+    send(&m, Some(r1), Method::GET, 200, true).await;
+    send(&m, Some(r1), Method::GET, 200, true).await;
+    send(&m, Some(r1), Method::POST, 503, false).await;
 
     let text = m.render_prometheus();
     let total = |method, status| {
@@ -157,7 +155,7 @@ async fn snapshot_json_counts_services_and_statuses() {
     let r = m.route("m-json", "m-json-svc");
     let before = m.snapshot_json();
     for status in [200, 200, 500, 404] {
-        send(&m, Some(r.clone()), Method::GET, status, false).await;
+        send(&m, Some(r), Method::GET, status, false).await;
     }
     send(&m, None, Method::GET, 418, false).await;
     let after = m.snapshot_json();

@@ -240,7 +240,9 @@ impl H1Client {
         };
         let mut timer = None;
         loop {
-            let (mut conn, reused) = match ep.pool.checkout(self.idle_timeout) {
+            // The request's start is a fresh enough clock for the idle check.
+            let now = wait.start.into_std();
+            let (mut conn, reused) = match ep.pool.checkout(now, self.idle_timeout) {
                 Some(conn) => (conn, true),
                 None => {
                     let armed = wait.arm(timer.take());
@@ -338,11 +340,11 @@ impl fmt::Debug for HostPool {
 
 impl HostPool {
     /// The most recently used connection that is still open and idle for less than
-    /// `idle_timeout`; older ones are closed.
-    fn checkout(&self, idle_timeout: Duration) -> Option<Box<Conn>> {
+    /// `idle_timeout` at `now`; older ones are closed.
+    fn checkout(&self, now: Instant, idle_timeout: Duration) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock();
         while let Some(entry) = idle.pop() {
-            if entry.since.elapsed() > idle_timeout {
+            if now.saturating_duration_since(entry.since) > idle_timeout {
                 // Everything below is older still.
                 idle.clear();
                 return None;
@@ -403,10 +405,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         pool.put(second, 1, idle);
         let kept = pool
-            .checkout(idle)
+            .checkout(Instant::now(), idle)
             .expect("the returned connection is kept");
         let (kept, _) = (*kept).into_upgraded();
         assert_eq!(kept.local_addr().unwrap(), second_addr);
-        assert!(pool.checkout(idle).is_none());
+        assert!(pool.checkout(Instant::now(), idle).is_none());
     }
 }
