@@ -102,11 +102,8 @@ impl Gateway {
                 let app = app.clone();
                 let edge = edge.clone();
                 move |mut req: Request<Body>| {
-                    let client = gw_proxy::client_addr(
-                        &conn,
-                        req.headers(),
-                        &app.edge().trusted_proxies,
-                    );
+                    let client =
+                        gw_proxy::client_addr(&conn, req.headers(), &app.edge().trusted_proxies);
                     let ext = req.extensions_mut();
                     ext.insert(conn);
                     // Readers fall back to the connection (`ClientAddr::of`): only a client
@@ -500,8 +497,7 @@ async fn graceful<C, E>(
     // instead of three atomic read-modify-writes.
     let mut registered: Option<std::task::Waker> = None;
     let result = std::future::poll_fn(|cx| {
-        let fired =
-            flag.fired.load(Ordering::Acquire) && flag.fired.swap(false, Ordering::AcqRel);
+        let fired = flag.fired.load(Ordering::Acquire) && flag.fired.swap(false, Ordering::AcqRel);
         if fired || !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             flag.task.register(cx.waker());
             registered = Some(cx.waker().clone());

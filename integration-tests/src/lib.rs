@@ -42,7 +42,8 @@ fn full(b: impl Into<Bytes>) -> TestBody {
 /// What a test upstream does with each request.
 #[derive(Clone, Debug)]
 enum Behaviour {
-    /// JSON `{instance, method, path, query, headers, body_len}`.
+    /// JSON `{instance, method, path, query, headers, body_len}`; a request with
+    /// `x-test-delay-ms: N` is answered after N milliseconds.
     Echo,
     /// A fixed status (with the echo body).
     Status(u16),
@@ -189,6 +190,15 @@ impl Upstream {
 async fn answer(name: &str, behaviour: &Behaviour, req: Request<Incoming>) -> Response<TestBody> {
     if let Behaviour::Delay(d) = behaviour {
         tokio::time::sleep(*d).await;
+    }
+    if let Behaviour::Echo = behaviour {
+        let asked = req
+            .headers()
+            .get("x-test-delay-ms")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(ms) = asked {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
     }
     if let Behaviour::Download(n) = behaviour {
         let n = *n;

@@ -76,6 +76,37 @@ async fn slow_upstream_is_504_after_read_timeout() {
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
+/// A pooled connection keeps its head-wait timer from one request to the next, with the
+/// deadline of an earlier request: firing at that deadline must not end a later request's
+/// wait early, and the later request's own deadline still holds.
+#[tokio::test]
+async fn a_reused_connection_times_out_on_each_requests_own_deadline() {
+    let up = Upstream::echo("e").await;
+    let gw = TestGateway::builder()
+        .service("s", &[&up])
+        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"\ntimeout = { connect = 1, send = 0.5, read = 1.5 }")
+        .start()
+        .await;
+    let client = reqwest::Client::new();
+    let get = |delay_ms: u64| {
+        client
+            .get(gw.url("/x"))
+            .header("x-test-delay-ms", delay_ms.to_string())
+            .send()
+    };
+    assert_eq!(get(0).await.unwrap().status(), 200);
+    // The first request's wait would have ended 2 s after it began, 0.8 s into this one.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        get(1300).await.unwrap().status(),
+        200,
+        "answered 1.3 s into a 2 s wait"
+    );
+    let (status, _, _, body) = error_of(get(4000).await.unwrap()).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(up.hits(), 3, "one upstream request each, no retries");
+}
+
 #[tokio::test]
 async fn upstream_status_passes_through() {
     let up = Upstream::status("s", 500).await;

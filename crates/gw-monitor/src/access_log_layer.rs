@@ -144,7 +144,8 @@ where
         };
         let pending = this.pending.take().map(|mut p| {
             let ext = res.extensions();
-            let (route, service) = match (ext.get::<RouteTag>(), ext.get::<&'static RouteMetrics>()) {
+            let (route, service) = match (ext.get::<RouteTag>(), ext.get::<&'static RouteMetrics>())
+            {
                 (Some(tag), _) => (Some(tag.route.clone()), Some(tag.service.clone())),
                 (None, Some(rm)) => (Some(rm.route().into()), Some(rm.service().into())),
                 (None, None) => (None, None),

@@ -244,8 +244,12 @@ impl Metrics {
             metrics::describe_gauge!(REQUESTS_IN_FLIGHT, "Requests being answered");
             metrics::gauge!(REQUESTS_IN_FLIGHT)
         });
-        let unmatched: &'static RouteMetrics =
-            Box::leak(Box::new(RouteMetrics::new(&recorder, "".into(), "".into(), None)));
+        let unmatched: &'static RouteMetrics = Box::leak(Box::new(RouteMetrics::new(
+            &recorder,
+            "".into(),
+            "".into(),
+            None,
+        )));
         Metrics {
             // Built once per process (`global`) and kept for its life.
             inner: Box::leak(Box::new(Inner {

@@ -257,12 +257,10 @@ async fn route_and_service_come_from_route_metrics_without_a_route_tag() {
     let route = gw_monitor::Metrics::global().route("orders", "order_service");
     let svc = ServiceBuilder::new()
         .layer(AccessLogLayer::new(log))
-        .service_fn(move |_req: Request<()>| {
-            async move {
-                let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
-                res.extensions_mut().insert(route);
-                Ok::<_, Infallible>(res)
-            }
+        .service_fn(move |_req: Request<()>| async move {
+            let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
+            res.extensions_mut().insert(route);
+            Ok::<_, Infallible>(res)
         });
     let res = svc.oneshot(Request::new(())).await.unwrap();
     res.into_body().collect().await.unwrap();

@@ -19,24 +19,22 @@ async fn send(
 ) {
     let svc = ServiceBuilder::new()
         .layer(MetricsLayer::new(metrics.clone()))
-        .service_fn(move |_req: Request<()>| {
-            async move {
-                let mut res = Response::new(());
-                *res.status_mut() = StatusCode::from_u16(status).unwrap();
-                if let Some(r) = route {
-                    res.extensions_mut().insert(r);
-                }
-                if upstream {
-                    res.extensions_mut().insert(UpstreamInfo {
-                        addr: "127.0.0.1:9".into(),
-                        instance: "i-1".into(),
-                        connect: None,
-                        header: Duration::from_millis(3),
-                        attempts: 1,
-                    });
-                }
-                Ok::<_, Infallible>(res)
+        .service_fn(move |_req: Request<()>| async move {
+            let mut res = Response::new(());
+            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+            if let Some(r) = route {
+                res.extensions_mut().insert(r);
             }
+            if upstream {
+                res.extensions_mut().insert(UpstreamInfo {
+                    addr: "127.0.0.1:9".into(),
+                    instance: "i-1".into(),
+                    connect: None,
+                    header: Duration::from_millis(3),
+                    attempts: 1,
+                });
+            }
+            Ok::<_, Infallible>(res)
         });
     let req = Request::builder().method(method).body(()).unwrap();
     svc.oneshot(req).await.unwrap();

@@ -148,15 +148,21 @@ impl HeadWait<'_> {
             .unwrap_or_else(|| deadline(self.limit))
     }
 
-    /// A timer armed at the first deadline: `timer` itself when given (reset, which costs no
-    /// timer-wheel work when the new deadline is later than its last one), else a new one.
+    /// A timer that fires at the first deadline or before it: `timer` itself when given,
+    /// else a new one. A connection's timer still carries an earlier request's deadline,
+    /// which is earlier than this one's: it is left as it is (a reset costs atomic
+    /// operations on every request), and [`bound`](Self::bound) moves it on when it fires
+    /// early, about once per `limit` on a busy connection.
     fn arm(&self, timer: Option<Pin<Box<Sleep>>>) -> Pin<Box<Sleep>> {
+        let due = self.first_deadline();
         match timer {
             Some(mut t) => {
-                t.as_mut().reset(self.first_deadline());
+                if t.deadline() > due {
+                    t.as_mut().reset(due);
+                }
                 t
             }
-            None => Box::pin(tokio::time::sleep_until(self.first_deadline())),
+            None => Box::pin(tokio::time::sleep_until(due)),
         }
     }
 
@@ -174,9 +180,14 @@ impl HeadWait<'_> {
             }
             loop {
                 ready!(sleep.as_mut().poll(cx));
-                match self.progress.and_then(|p| p.last().checked_add(self.limit)) {
-                    Some(later) if later > sleep.deadline() => sleep.as_mut().reset(later),
-                    _ => return Poll::Ready(Err(Elapsed)),
+                // Fired: at the deadline, or early (see `arm`), or while the body was still
+                // moving. The latest of those is when the wait really ends.
+                let progress = self.progress.and_then(|p| p.last().checked_add(self.limit));
+                let due = progress.map_or(self.first_deadline(), |p| p.max(self.first_deadline()));
+                if due > sleep.deadline() {
+                    sleep.as_mut().reset(due);
+                } else {
+                    return Poll::Ready(Err(Elapsed));
                 }
             }
         })
