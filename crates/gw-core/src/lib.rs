@@ -67,9 +67,9 @@ pub mod headers {
 
     /// Whether a comma-separated header value (`Connection`, `TE`, ...) holds `token`,
     /// compared without regard to case.
-    pub fn has_token(value: &http::HeaderValue, token: &[u8]) -> bool {
+    pub fn has_token(value: impl AsRef<[u8]>, token: &[u8]) -> bool {
         value
-            .as_bytes()
+            .as_ref()
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
     }

@@ -125,9 +125,15 @@ pub struct RouteMetrics {
     upstream: Histogram,
     /// `None` for the unmatched pseudo-route: it has no service in the JSON.
     stats: Option<Arc<ServiceStats>>,
-    /// `(method index, status) → counter`; grows to the few pairs a route really sees.
-    by_status: RwLock<Vec<(u8, u16, Counter)>>,
+    /// `(method index, status) → counter` for the few pairs a route really sees: slots
+    /// filled on first use and read without a lock (a lock is two atomic operations per
+    /// request), then `more` for a route that sees more pairs than there are slots.
+    by_status: [OnceLock<(u8, u16, Counter)>; STATUS_PAIRS],
+    more: Mutex<Vec<(u8, u16, Counter)>>,
 }
+
+/// Lock-free `(method, status)` slots per route.
+const STATUS_PAIRS: usize = 24;
 
 impl fmt::Debug for RouteMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -158,7 +164,8 @@ impl RouteMetrics {
             duration,
             upstream,
             stats,
-            by_status: RwLock::new(Vec::new()),
+            by_status: [const { OnceLock::new() }; STATUS_PAIRS],
+            more: Mutex::new(Vec::new()),
         }
     }
 
@@ -174,18 +181,36 @@ impl RouteMetrics {
 
     fn increment_requests(&self, method: &Method, status: u16) {
         let m = method_index(method);
-        let hit = |(mi, st, _): &&(u8, u16, Counter)| *mi == m && *st == status;
-        if let Some((_, _, c)) = self.by_status.read().iter().find(hit) {
+        for slot in &self.by_status {
+            match slot.get() {
+                Some((mi, st, c)) if *mi == m && *st == status => {
+                    c.increment(1);
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    // First time this route sees the pair: register it (the only
+                    // allocation). Another thread may take the slot first with another
+                    // pair; the counter is the recorder's one for these labels either way.
+                    let counter = self.register(m, status);
+                    counter.increment(1);
+                    let _ = slot.set((m, status, counter));
+                    return;
+                }
+            }
+        }
+        let mut more = self.more.lock();
+        if let Some((_, _, c)) = more.iter().find(|(mi, st, _)| *mi == m && *st == status) {
             c.increment(1);
             return;
         }
-        // First time this route sees the pair: register it (the only allocation).
-        let mut cache = self.by_status.write();
-        if let Some((_, _, c)) = cache.iter().find(hit) {
-            c.increment(1);
-            return;
-        }
-        let counter = metrics::with_local_recorder(&*self.recorder, || {
+        let counter = self.register(m, status);
+        counter.increment(1);
+        more.push((m, status, counter));
+    }
+
+    fn register(&self, m: u8, status: u16) -> Counter {
+        metrics::with_local_recorder(&*self.recorder, || {
             metrics::counter!(
                 REQUESTS_TOTAL,
                 "route" => self.route.to_string(),
@@ -193,9 +218,7 @@ impl RouteMetrics {
                 "method" => METHOD_LABELS[m as usize],
                 "status" => itoa::Buffer::new().format(status).to_owned(),
             )
-        });
-        counter.increment(1);
-        cache.push((m, status, counter));
+        })
     }
 }
 

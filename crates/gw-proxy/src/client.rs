@@ -244,11 +244,6 @@ impl H1Client {
         mut body: ReqBody,
         wait: &HeadWait<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
-        let slot = PoolSlot {
-            pool: ep.pool.clone(),
-            max_idle: self.max_idle,
-            idle_timeout: self.idle_timeout,
-        };
         let mut timer = None;
         loop {
             // The request's start is a fresh enough clock for the idle check.
@@ -268,7 +263,13 @@ impl H1Client {
                 }
             };
             let mut t = wait.arm(timer.take().or_else(|| conn.take_timer()));
-            let send = pin!(h1::send(conn, head, body, reused, slot.clone()));
+            // The answer's body gives the connection back to this pool.
+            let slot = PoolSlot {
+                pool: ep.pool.clone(),
+                max_idle: self.max_idle,
+                idle_timeout: self.idle_timeout,
+            };
+            let send = pin!(h1::send(conn, head, body, reused, slot));
             match wait.bound(t.as_mut(), send).await? {
                 Ok(mut res) => {
                     res.body_mut().keep_timer(t);

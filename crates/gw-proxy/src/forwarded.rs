@@ -426,9 +426,9 @@ pub(crate) fn strip_found_hop_by_hop(
 
 /// Whether a `Connection` value names a field to remove, a token other than `close`,
 /// `keep-alive` and `upgrade` (the ones [`strip_found_hop_by_hop`] skips).
-pub(crate) fn names_other_fields(connection: &HeaderValue) -> bool {
+pub(crate) fn names_other_fields(connection: impl AsRef<[u8]>) -> bool {
     connection
-        .as_bytes()
+        .as_ref()
         .split(|&b| b == b',')
         .any(|t| names_field(t.trim_ascii()))
 }

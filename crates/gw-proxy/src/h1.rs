@@ -143,7 +143,6 @@ impl Conn {
 }
 
 /// Where a response goes back to when its body was read to the end.
-#[derive(Clone)]
 pub(crate) struct PoolSlot {
     pub(crate) pool: Arc<HostPool>,
     pub(crate) max_idle: usize,
@@ -469,10 +468,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
     for &(n, nl, v, vl) in &ranges {
         let (name, common) =
             field_name(&head[n..n + nl]).ok_or(H1Error::Parse("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
-            .map_err(|_| H1Error::Parse("invalid header value"))?;
+        // The fields used here and not passed on are read as bytes: no value is built.
+        let raw = &head[v..v + vl];
         if name == CONTENT_LENGTH {
-            let n = gw_core::headers::parse_content_length(value.as_bytes())
+            let n = gw_core::headers::parse_content_length(raw)
                 .ok_or(H1Error::Parse("invalid content-length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(H1Error::Parse("conflicting content-length"));
@@ -480,20 +479,19 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
             length = Some(n);
         } else if name == TRANSFER_ENCODING {
             // Chunked only when it is the final coding.
-            chunked = value
-                .as_bytes()
+            chunked = raw
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             continue;
         } else if name == CONNECTION {
-            if has_token(&value, b"close") {
+            if has_token(raw, b"close") {
                 close = true;
-            } else if has_token(&value, b"keep-alive") {
+            } else if has_token(raw, b"keep-alive") {
                 close = false;
             }
-            upgrade |= has_token(&value, b"upgrade");
-            if !switching && !names_other_fields(&value) {
+            upgrade |= has_token(raw, b"upgrade");
+            if !switching && !names_other_fields(raw) {
                 continue;
             }
             hop_clean = false;
@@ -504,6 +502,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
                 _ => hop_clean = false,
             }
         }
+        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+            .map_err(|_| H1Error::Parse("invalid header value"))?;
         headers.append(name, value);
     }
     let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
