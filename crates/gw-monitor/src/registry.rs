@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gw_core::UpstreamInfo;
 use http::{Method, StatusCode};
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -104,12 +104,89 @@ impl fmt::Debug for Metrics {
     }
 }
 
-/// Per-service JSON counters.
-#[derive(Debug, Default)]
+/// Per-service JSON counters, and the service's `gateway_upstream_duration_seconds`.
+#[derive(Debug)]
 struct ServiceStats {
     requests: AtomicU64,
     errors: AtomicU64,
     total_micros: AtomicU64,
+    upstream: LatencyHistogram,
+}
+
+impl ServiceStats {
+    fn new(service: &str) -> Self {
+        ServiceStats {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            total_micros: AtomicU64::new(0),
+            upstream: LatencyHistogram::new(format!("service=\"{}\"", escape(service))),
+        }
+    }
+}
+
+/// A Prometheus histogram over [`LATENCY_BUCKETS`], for the two recorded on every request.
+///
+/// Recording is two relaxed atomic adds (the sample's bucket and the sum) and buffers
+/// nothing: the exporter's own histograms keep every sample until an upkeep pass drains
+/// them, which at tens of thousands of requests per second is a stall of the core the proxy
+/// runs on every few hundred milliseconds, and costs several atomic operations per sample.
+pub(crate) struct LatencyHistogram {
+    /// The series' label pairs, rendered: `route="r",service="s"`.
+    labels: String,
+    /// Samples per bucket (not cumulative); the last one is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyHistogram")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LatencyHistogram {
+    fn new(labels: String) -> Self {
+        LatencyHistogram {
+            labels,
+            buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS.len() + 1],
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn record(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        // Buckets count samples less than or equal to their bound (`le`).
+        let i = LATENCY_BUCKETS.partition_point(|&bound| bound < secs);
+        self.buckets[i].fetch_add(1, Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// The series' `_bucket`, `_sum` and `_count` lines.
+    fn render(&self, name: &str, out: &mut String) {
+        use std::fmt::Write;
+        let labels = &self.labels;
+        let mut count = 0u64;
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            count += n.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+        }
+        count += self.buckets[LATENCY_BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// A label value as the text format wants it: `\`, `"` and line feeds escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Pre-built metric handles for one (route, service): recording a request is a few atomic
@@ -121,9 +198,9 @@ pub struct RouteMetrics {
     route: Arc<str>,
     service: Arc<str>,
     recorder: Arc<PrometheusRecorder>,
-    duration: Histogram,
-    upstream: Histogram,
-    /// `None` for the unmatched pseudo-route: it has no service in the JSON.
+    duration: LatencyHistogram,
+    /// `None` for the unmatched pseudo-route: it has no service in the JSON (nor an
+    /// upstream time).
     stats: Option<Arc<ServiceStats>>,
     /// `(method index, status) → counter` for the few pairs a route really sees: slots
     /// filled on first use and read without a lock (a lock is two atomic operations per
@@ -151,18 +228,16 @@ impl RouteMetrics {
         service: Arc<str>,
         stats: Option<Arc<ServiceStats>>,
     ) -> Self {
-        let (duration, upstream) = metrics::with_local_recorder(&**recorder, || {
-            (
-                metrics::histogram!(REQUEST_DURATION, "route" => route.to_string(), "service" => service.to_string()),
-                metrics::histogram!(UPSTREAM_DURATION, "service" => service.to_string()),
-            )
-        });
+        let duration = LatencyHistogram::new(format!(
+            "route=\"{}\",service=\"{}\"",
+            escape(&route),
+            escape(&service)
+        ));
         Self {
             route,
             service,
             recorder: recorder.clone(),
             duration,
-            upstream,
             stats,
             by_status: [const { OnceLock::new() }; STATUS_PAIRS],
             more: Mutex::new(Vec::new()),
@@ -254,16 +329,6 @@ impl Metrics {
                 REQUESTS_TOTAL,
                 "Requests answered, by route, service, method and status"
             );
-            metrics::describe_histogram!(
-                REQUEST_DURATION,
-                metrics::Unit::Seconds,
-                "Time from receiving a request to sending the response headers"
-            );
-            metrics::describe_histogram!(
-                UPSTREAM_DURATION,
-                metrics::Unit::Seconds,
-                "Time from sending a request upstream to its response headers"
-            );
             metrics::describe_gauge!(REQUESTS_IN_FLIGHT, "Requests being answered");
             metrics::gauge!(REQUESTS_IN_FLIGHT)
         });
@@ -293,7 +358,41 @@ impl Metrics {
         self.inner
             .in_flight
             .set(self.inner.active.load(Relaxed).max(0) as f64);
-        self.inner.handle.render()
+        let mut out = self.inner.handle.render();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        self.render_latency(&mut out);
+        out
+    }
+
+    /// `gateway_request_duration_seconds` (per route) and
+    /// `gateway_upstream_duration_seconds` (per service), in a stable order.
+    fn render_latency(&self, out: &mut String) {
+        let mut routes: Vec<&'static RouteMetrics> =
+            self.inner.routes.lock().values().copied().collect();
+        routes.sort_by(|a, b| (&a.route, &a.service).cmp(&(&b.route, &b.service)));
+        out.push_str(&format!(
+            "# HELP {REQUEST_DURATION} Time from receiving a request to sending the response headers\n# TYPE {REQUEST_DURATION} histogram\n"
+        ));
+        self.inner.unmatched.duration.render(REQUEST_DURATION, out);
+        for rm in routes {
+            rm.duration.render(REQUEST_DURATION, out);
+        }
+        let mut services: Vec<(Arc<str>, Arc<ServiceStats>)> = self
+            .inner
+            .services
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        services.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push_str(&format!(
+            "\n# HELP {UPSTREAM_DURATION} Time from sending a request upstream to its response headers\n# TYPE {UPSTREAM_DURATION} histogram\n"
+        ));
+        for (_, stats) in services {
+            stats.upstream.render(UPSTREAM_DURATION, out);
+        }
     }
 
     /// Drains buffered histogram samples (the upkeep thread does this five times a second).
@@ -363,7 +462,7 @@ impl Metrics {
             .services
             .write()
             .entry(service.clone())
-            .or_default()
+            .or_insert_with(|| Arc::new(ServiceStats::new(&service)))
             .clone();
         let rm: &'static RouteMetrics = Box::leak(Box::new(RouteMetrics::new(
             &self.inner.recorder,
@@ -399,11 +498,10 @@ impl Metrics {
         upstream: Option<&UpstreamInfo>,
     ) {
         let code = status.as_u16();
-        let secs = elapsed.as_secs_f64();
         route.increment_requests(method, code);
-        route.duration.record(secs);
-        if let Some(up) = upstream {
-            route.upstream.record(up.header.as_secs_f64());
+        route.duration.record(elapsed);
+        if let (Some(up), Some(stats)) = (upstream, &route.stats) {
+            stats.upstream.record(up.header);
         }
         if let Some(slot) = code
             .checked_sub(STATUS_MIN)
@@ -435,6 +533,40 @@ fn build_recorder() -> PrometheusRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_histogram_buckets_are_cumulative_with_sum_and_count() {
+        let h = LatencyHistogram::new(format!("route=\"{}\"", escape("a\"b\\c")));
+        h.record(Duration::from_micros(500)); // le 0.001
+        h.record(Duration::from_millis(1)); // le 0.001: bounds are inclusive
+        h.record(Duration::from_millis(3)); // le 0.005
+        h.record(Duration::from_secs(100)); // only +Inf
+        let mut out = String::new();
+        h.render("x_seconds", &mut out);
+        let value = |le: &str| -> u64 {
+            let prefix = format!("x_seconds_bucket{{route=\"a\\\"b\\\\c\",le=\"{le}\"}} ");
+            let line = out.lines().find_map(|l| l.strip_prefix(prefix.as_str()));
+            line.unwrap_or_else(|| panic!("no {prefix} in {out}"))
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(value("0.001"), 2);
+        assert_eq!(value("0.0025"), 2);
+        assert_eq!(value("0.005"), 3);
+        assert_eq!(value("60"), 3);
+        assert_eq!(value("+Inf"), 4);
+        assert!(
+            out.contains("x_seconds_count{route=\"a\\\"b\\\\c\"} 4\n"),
+            "{out}"
+        );
+        let sum: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("x_seconds_sum{route=\"a\\\"b\\\\c\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((sum - 100.0045).abs() < 1e-9, "{sum}");
+    }
 
     #[test]
     fn route_handles_are_cached() {
