@@ -182,8 +182,11 @@ impl HeadWait<'_> {
                 ready!(sleep.as_mut().poll(cx));
                 // Fired: at the deadline, or early (see `arm`), or while the body was still
                 // moving. The latest of those is when the wait really ends.
-                let progress = self.progress.and_then(|p| p.last().checked_add(self.limit));
-                let due = progress.map_or(self.first_deadline(), |p| p.max(self.first_deadline()));
+                let first = self.first_deadline();
+                let due = match self.progress.and_then(|p| p.last().checked_add(self.limit)) {
+                    Some(moved) => moved.max(first),
+                    None => first,
+                };
                 if due > sleep.deadline() {
                     sleep.as_mut().reset(due);
                 } else {
