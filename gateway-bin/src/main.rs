@@ -24,6 +24,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Freed memory is kept for a second before it goes back to the system (see gw-alloc).
+    gw_alloc::set_purge_delay(1000);
     let args = Args::parse();
     if let Some(file) = args.check_config {
         return match Config::load(Some(&file)) {
