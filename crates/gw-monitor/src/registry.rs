@@ -30,9 +30,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// How often the upkeep thread drains histogram samples when nobody scrapes. Often, so that
-/// each drain is short: every 5 s it was ~600 000 samples at 60 000 requests/s, a stall of
-/// milliseconds for the core the proxy shares, which showed in its p99.
+/// How often the upkeep thread drains the exporter's buffered histogram samples when nobody
+/// scrapes. The two per-request histograms are [`LatencyHistogram`]s and buffer nothing; this
+/// serves histograms other crates record through the `metrics` facade. Often, so that each
+/// drain stays short.
 const UPKEEP_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Status codes the JSON counters track (`StatusCode` allows 100..=999).
@@ -299,9 +300,9 @@ impl RouteMetrics {
 
 impl Metrics {
     /// The process-wide metrics. The first call builds the Prometheus recorder, installs it as
-    /// the global `metrics` recorder and starts a small upkeep thread (draining histogram
-    /// samples every 5 s so memory stays bounded when nobody scrapes); later calls return the
-    /// same `Metrics`.
+    /// the global `metrics` recorder and starts a small upkeep thread (draining the
+    /// exporter's buffered histogram samples five times a second, so memory stays bounded when
+    /// nobody scrapes); later calls return the same `Metrics`.
     pub fn global() -> Metrics {
         static GLOBAL: OnceLock<Metrics> = OnceLock::new();
         GLOBAL.get_or_init(Metrics::install).clone()
