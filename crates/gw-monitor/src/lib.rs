@@ -7,11 +7,12 @@
 //!   every answer.
 //! - [`Metrics`] + [`MetricsLayer`]: `gateway_requests_total{route,service,method,status}`,
 //!   `gateway_request_duration_seconds{route,service}` and
-//!   `gateway_upstream_duration_seconds{service}` (Prometheus histograms),
-//!   `gateway_requests_in_flight`, plus the JSON counters of `/admin/metrics`. Handles are
-//!   built once per route ([`Metrics::route`]); the per-route stack puts the
+//!   `gateway_upstream_duration_seconds{service}` (Prometheus histograms, fixed buckets,
+//!   kept here rather than in the exporter: a sample is two atomic adds and nothing waits to
+//!   be drained), `gateway_requests_in_flight`, plus the JSON counters of `/admin/metrics`.
+//!   Handles are built once per route ([`Metrics::route`]); the per-route stack puts the
 //!   `&'static RouteMetrics` into the response extensions, so recording a request allocates
-//!   nothing and takes no process-wide lock.
+//!   nothing and takes no lock.
 //! - [`AccessLog`] + [`AccessLogLayer`]: one JSON line per request (`time`, `request_id`,
 //!   `client`, `method`, `path`, `route`, `service`, `upstream`, `status`, `bytes`,
 //!   `request_time`, `upstream_connect_time`, `upstream_header_time`,
