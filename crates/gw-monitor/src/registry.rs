@@ -105,21 +105,18 @@ impl fmt::Debug for Metrics {
     }
 }
 
-/// Per-service JSON counters, and the service's `gateway_upstream_duration_seconds`.
+/// A service's 5xx count for the JSON, and its `gateway_upstream_duration_seconds`. Its
+/// requests and their total time are those of its routes' duration histograms.
 #[derive(Debug)]
 struct ServiceStats {
-    requests: AtomicU64,
     errors: AtomicU64,
-    total_micros: AtomicU64,
     upstream: LatencyHistogram,
 }
 
 impl ServiceStats {
     fn new(service: &str) -> Self {
         ServiceStats {
-            requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            total_micros: AtomicU64::new(0),
             upstream: LatencyHistogram::new(format!("service=\"{}\"", escape(service))),
         }
     }
@@ -163,6 +160,12 @@ impl LatencyHistogram {
         self.buckets[i].fetch_add(1, Relaxed);
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// Samples recorded and their total time (nanoseconds).
+    fn totals(&self) -> (u64, u64) {
+        let count = self.buckets.iter().map(|n| n.load(Relaxed)).sum();
+        (count, self.sum_nanos.load(Relaxed))
     }
 
     /// The series' `_bucket`, `_sum` and `_count` lines.
@@ -416,17 +419,26 @@ impl Metrics {
                 status_codes.insert(code.to_string(), json!(n));
             }
         }
+        // Each service's requests and time: the sum of its routes' duration histograms.
+        let mut by_service: HashMap<&str, (u64, u64)> = HashMap::new();
+        let routes: Vec<&'static RouteMetrics> =
+            self.inner.routes.lock().values().copied().collect();
+        for rm in routes {
+            let (count, nanos) = rm.duration.totals();
+            let entry = by_service.entry(&rm.service).or_default();
+            entry.0 += count;
+            entry.1 += nanos;
+        }
         let mut services = Map::new();
         for (name, s) in self.inner.services.read().iter() {
-            let requests = s.requests.load(Relaxed);
+            let (requests, nanos) = by_service.get(&**name).copied().unwrap_or_default();
             let errors = s.errors.load(Relaxed);
-            let micros = s.total_micros.load(Relaxed);
             let (error_rate, avg) = if requests == 0 {
                 (0.0, 0.0)
             } else {
                 (
                     errors as f64 / requests as f64,
-                    micros as f64 / 1e6 / requests as f64,
+                    nanos as f64 / 1e9 / requests as f64,
                 )
             };
             services.insert(
@@ -510,13 +522,8 @@ impl Metrics {
         {
             slot.fetch_add(1, Relaxed);
         }
-        if let Some(stats) = &route.stats {
-            stats.requests.fetch_add(1, Relaxed);
-            if status.is_server_error() {
-                stats.errors.fetch_add(1, Relaxed);
-            }
-            let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-            stats.total_micros.fetch_add(micros, Relaxed);
+        if let (true, Some(stats)) = (status.is_server_error(), &route.stats) {
+            stats.errors.fetch_add(1, Relaxed);
         }
     }
 }
