@@ -520,7 +520,8 @@ impl App {
                 app.push_all_instances();
             }
         }));
-        // Breaker ticks (half-open transitions, end of ejections) and limiter sweeps.
+        // Breaker ticks (half-open transitions, end of ejections), limiter sweeps and the
+        // metrics exporter's upkeep.
         let app = self.clone();
         let mut stop_rx = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -533,6 +534,9 @@ impl App {
                     _ = stop_rx.wait_for(|s| *s) => return,
                 }
                 app.inner.breakers.tick();
+                // Histograms other crates record through the `metrics` facade (gw-monitor
+                // starts no thread of its own for this).
+                app.inner.metrics.run_upkeep();
                 n += 1;
                 if n.is_multiple_of(10) {
                     app.inner.features.load().limiter.sweep();

@@ -194,3 +194,42 @@ fn sighup_reloads_and_sigterm_exits_zero() {
         "the refusal is logged:\n{err}"
     );
 }
+
+/// With one worker and no access log the gateway is a single-threaded process: Linux then
+/// takes no reference on a socket's file for each `recv`/`send` (it does whenever another
+/// thread shares the file table), and glibc's system-call wrappers skip their cancellation
+/// bookkeeping. A helper thread (the metrics exporter's upkeep was one) would undo both.
+#[cfg(target_os = "linux")]
+#[test]
+fn one_worker_runs_as_a_single_thread() {
+    let (proxy, admin) = (free_port(), free_port());
+    let path = temp_file("threads", &config_text(proxy, admin, "/one"));
+    let mut child = gateway()
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
+    assert!(wait_until(Duration::from_secs(20), || http_get(
+        addr, "/health"
+    )
+    .is_some_and(|(s, _)| s == 200)));
+    // A proxied request, a scrape, and the once-a-second housekeeping tick.
+    assert_eq!(http_get(addr, "/one").unwrap().0, 502);
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    assert_eq!(http_get(admin_addr, "/metrics").unwrap().0, 200);
+    std::thread::sleep(Duration::from_millis(1200));
+
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .map(|t| {
+            let t = t.unwrap().path();
+            std::fs::read_to_string(t.join("comm")).unwrap_or_default()
+        })
+        .collect();
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(threads.len(), 1, "threads: {threads:?}");
+}
