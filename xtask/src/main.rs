@@ -6,7 +6,8 @@
 //! | `cargo xtask demo --redis URL [--nodes N]` | the same with `store.backend = "redis"` (key prefix `demo:`) and N gateway nodes (default 1, at most 5) sharing that Redis: node k listens on proxy 8080+k-1 and admin 9901+k-1; prints commands that show a change made on node 1 serving on node 2 |
 //! | `cargo xtask test` | `cargo test --workspace --all-targets`, then `cargo test --workspace --doc` |
 //! | `cargo xtask ci` | what CI runs: `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings`, then `cargo xtask test` |
-//! | `cargo xtask bench [-- ARGS]` | builds `gateway` in release, runs it pinned to CPU 1 with one worker in front of the harness's upstream, and runs `../shared/bench/run.sh` against it (ARGS go to `run.sh`) |
+//! | `cargo xtask pgo` | builds `gateway` with profile-guided optimisation (instrumented build, a training load in front of an upstream of its own, `llvm-profdata merge`, optimised build) into `target/pgo/use/<host>/release/gateway`; needs `rustup component add llvm-tools` |
+//! | `cargo xtask bench [--plain] [-- ARGS]` | builds `gateway` (as `cargo xtask pgo` does when `llvm-profdata` is installed, else or with `--plain` a plain release build), runs it pinned to CPU 1 with one worker in front of the harness's upstream, and runs `../shared/bench/run.sh` against it (ARGS go to `run.sh`) |
 //!
 //! The task exits with the exit code of the first command that failed (the harness's own code
 //! for `bench`), 2 on unknown input.
@@ -23,8 +24,10 @@ use axum::Json;
 use gateway_bin::{Config, Gateway};
 use serde_json::{json, Value};
 
+mod pgo;
+
 const USAGE: &str =
-    "usage: cargo xtask <demo [--redis URL] [--nodes N] | test | ci | bench [-- ARGS for run.sh]>\n  bench starts four gateways (plain, resilience, jwt+limit memory, jwt+limit redis) and runs ../shared/bench/run.sh against them and the anchors";
+    "usage: cargo xtask <demo [--redis URL] [--nodes N] | test | ci | pgo | bench [--plain] [-- ARGS for run.sh]>\n  pgo builds the gateway with profile-guided optimisation (needs `rustup component add llvm-tools`)\n  bench starts four gateways (plain, resilience, jwt+limit memory, jwt+limit redis) and runs ../shared/bench/run.sh against them and the anchors;\n  it measures the profile-guided build when llvm-profdata is installed, a plain release build otherwise or with --plain";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,8 +45,18 @@ fn main() -> ExitCode {
         },
         ("test", []) => test(),
         ("ci", []) => ci(),
-        ("bench", []) => bench(&[]),
-        ("bench", [sep, extra @ ..]) if sep == "--" => bench(extra),
+        ("pgo", []) => pgo::pgo(),
+        ("bench", opts) => {
+            let (plain, opts) = match opts.split_first() {
+                Some((flag, rest)) if flag == "--plain" => (true, rest),
+                _ => (false, opts),
+            };
+            match opts {
+                [] => bench(plain, &[]),
+                [sep, extra @ ..] if sep == "--" => bench(plain, extra),
+                _ => usage(),
+            }
+        }
         _ => usage(),
     }
 }
@@ -145,7 +158,7 @@ fn ci() -> ExitCode {
 const BENCH_UPSTREAM_PORT: u16 = 18081;
 
 /// One gateway configuration measured side by side with the others and the anchors.
-struct BenchProfile {
+pub(crate) struct BenchProfile {
     /// Target name in the harness's table.
     name: &'static str,
     /// Proxy port (admin is port + 1).
@@ -174,7 +187,7 @@ algorithm = "sliding_window"
 default = { requests_per_minute = 1000000000 }
 "#;
 
-const PROFILES: &[BenchProfile] = &[
+pub(crate) const PROFILES: &[BenchProfile] = &[
     BenchProfile {
         name: "gateway",
         port: 18100,
@@ -209,13 +222,20 @@ const PROFILES: &[BenchProfile] = &[
     },
 ];
 
-fn bench(extra: &[String]) -> ExitCode {
-    match run_bench(extra) {
+fn bench(plain: bool, extra: &[String]) -> ExitCode {
+    match run_bench(plain, extra) {
         Ok(code) | Err(code) => code,
     }
 }
 
-fn bench_config(p: &BenchProfile, secret: &str) -> String {
+/// The gateway configuration of profile `p` on proxy port `port` (admin `port + 1`) in front
+/// of an upstream on `upstream_port`.
+pub(crate) fn bench_config(
+    p: &BenchProfile,
+    secret: &str,
+    port: u16,
+    upstream_port: u16,
+) -> String {
     let store = if p.name.ends_with("redis") {
         format!(
             "[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\nkey_prefix = \"bench:{}:\"\n",
@@ -247,7 +267,7 @@ access_log = "off"
 enabled = {breakers}
 {store}{extra}
 [services.bench]
-instances = [{{ id = "bench-upstream", host = "127.0.0.1", port = {BENCH_UPSTREAM_PORT} }}]
+instances = [{{ id = "bench-upstream", host = "127.0.0.1", port = {upstream_port} }}]
 {health}
 [[routes]]
 id = "bench"
@@ -255,15 +275,14 @@ path = "/"
 service = "bench"
 {route}"#,
         about = p.about,
-        port = p.port,
-        admin = p.port + 1,
+        admin = port + 1,
         breakers = p.breakers,
         extra = p.extra.replace("SECRET", secret),
         route = p.route,
     )
 }
 
-fn run_bench(extra: &[String]) -> Result<ExitCode, ExitCode> {
+fn run_bench(plain: bool, extra: &[String]) -> Result<ExitCode, ExitCode> {
     let root = root();
     let harness = root.join("../shared/bench/run.sh");
     if !harness.is_file() {
@@ -274,20 +293,30 @@ fn run_bench(extra: &[String]) -> Result<ExitCode, ExitCode> {
         return Err(ExitCode::FAILURE);
     }
 
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "gateway-bin",
-        "--bin",
-        "gateway",
-    ]);
-    run(build)?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let binary = target_dir.join("release/gateway");
+    let binary = if !plain && pgo::llvm_profdata().is_some() {
+        eprintln!(
+            "xtask: measuring the profile-guided build (`--plain` for a plain release build)"
+        );
+        pgo::build()?
+    } else {
+        if !plain {
+            eprintln!("xtask: llvm-profdata not found (`rustup component add llvm-tools`): measuring a plain release build");
+        }
+        let mut build = cargo();
+        build.args([
+            "build",
+            "--release",
+            "-p",
+            "gateway-bin",
+            "--bin",
+            "gateway",
+        ]);
+        run(build)?;
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target_dir.join("release/gateway")
+    };
     // The harness mints its tokens with BENCH_JWT_SECRET and exports it to what it starts.
     let secret = std::env::var("BENCH_JWT_SECRET")
         .unwrap_or_else(|_| "bench-hs256-secret-change-me".to_string());
@@ -298,7 +327,10 @@ fn run_bench(extra: &[String]) -> Result<ExitCode, ExitCode> {
     for p in PROFILES {
         let config_path =
             std::env::temp_dir().join(format!("gw-bench-{}-{}.toml", p.name, std::process::id()));
-        if let Err(e) = std::fs::write(&config_path, bench_config(p, &secret)) {
+        if let Err(e) = std::fs::write(
+            &config_path,
+            bench_config(p, &secret, p.port, BENCH_UPSTREAM_PORT),
+        ) {
             eprintln!("xtask: cannot write {}: {e}", config_path.display());
             return Err(ExitCode::FAILURE);
         }
