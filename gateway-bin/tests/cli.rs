@@ -3,7 +3,7 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -149,15 +149,13 @@ fn config_text(proxy: u16, admin: u16, route_path: &str) -> String {
     )
 }
 
-#[test]
-fn sighup_reloads_and_sigterm_exits_zero() {
-    let (proxy, admin) = (free_port(), free_port());
-    let path = temp_file("signals", &config_text(proxy, admin, "/one"));
-    let mut child = gateway()
+/// The gateway on the configuration at `path`, once its `/health` on `proxy` answers.
+fn start(path: &Path, proxy: u16, stderr: Stdio) -> (Child, SocketAddr) {
+    let child = gateway()
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
@@ -165,6 +163,14 @@ fn sighup_reloads_and_sigterm_exits_zero() {
         addr, "/health"
     )
     .is_some_and(|(s, _)| s == 200)));
+    (child, addr)
+}
+
+#[test]
+fn sighup_reloads_and_sigterm_exits_zero() {
+    let (proxy, admin) = (free_port(), free_port());
+    let path = temp_file("signals", &config_text(proxy, admin, "/one"));
+    let (mut child, addr) = start(&path, proxy, Stdio::piped());
     // /one is routed (to a port nothing listens on: 502), /two is not (404).
     assert_eq!(http_get(addr, "/one").unwrap().0, 502);
     assert_eq!(http_get(addr, "/two").unwrap().0, 404);
@@ -204,18 +210,7 @@ fn sighup_reloads_and_sigterm_exits_zero() {
 fn one_worker_runs_as_a_single_thread() {
     let (proxy, admin) = (free_port(), free_port());
     let path = temp_file("threads", &config_text(proxy, admin, "/one"));
-    let mut child = gateway()
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
-    assert!(wait_until(Duration::from_secs(20), || http_get(
-        addr, "/health"
-    )
-    .is_some_and(|(s, _)| s == 200)));
+    let (mut child, addr) = start(&path, proxy, Stdio::null());
     // A proxied request, a scrape, and the once-a-second housekeeping tick.
     assert_eq!(http_get(addr, "/one").unwrap().0, 502);
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();

@@ -302,16 +302,7 @@ fn run_bench(plain: bool, extra: &[String]) -> Result<ExitCode, ExitCode> {
         if !plain {
             eprintln!("xtask: llvm-profdata not found (`rustup component add llvm-tools`): measuring a plain release build");
         }
-        let mut build = cargo();
-        build.args([
-            "build",
-            "--release",
-            "-p",
-            "gateway-bin",
-            "--bin",
-            "gateway",
-        ]);
-        run(build)?;
+        run(gateway_release_build())?;
         let target_dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
@@ -402,6 +393,20 @@ fn run_bench(plain: bool, extra: &[String]) -> Result<ExitCode, ExitCode> {
     drop(gateways);
     drop(files);
     result
+}
+
+/// `cargo build --release -p gateway-bin --bin gateway`.
+pub(crate) fn gateway_release_build() -> Command {
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "gateway-bin",
+        "--bin",
+        "gateway",
+    ]);
+    cmd
 }
 
 /// Whether `GET /health` on `addr` answers 200.

@@ -31,7 +31,9 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{bench_config, cargo, health_ok, root, run, KillOnDrop, RemoveOnDrop, PROFILES};
+use crate::{
+    bench_config, gateway_release_build, health_ok, root, run, KillOnDrop, RemoveOnDrop, PROFILES,
+};
 
 /// How long each training load runs.
 const TRAIN_FOR: Duration = Duration::from_secs(4);
@@ -174,18 +176,9 @@ fn optimised_build(pgo_dir: &Path, host: &str, merged: &Path) -> Result<PathBuf,
 /// `cargo build --release -p gateway-bin --bin gateway --target HOST` with `flag` added to
 /// `RUSTFLAGS`, into `target_dir`.
 fn release_build(target_dir: &Path, host: &str, flag: &str) -> Command {
-    let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--release",
-        "-p",
-        "gateway-bin",
-        "--bin",
-        "gateway",
-        "--target",
-        host,
-    ])
-    .env("CARGO_TARGET_DIR", target_dir);
+    let mut cmd = gateway_release_build();
+    cmd.args(["--target", host])
+        .env("CARGO_TARGET_DIR", target_dir);
     let flags = match std::env::var("RUSTFLAGS") {
         Ok(existing) if !existing.trim().is_empty() => format!("{existing} {flag}"),
         _ => flag.to_owned(),
