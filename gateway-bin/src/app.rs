@@ -54,6 +54,8 @@ struct RouteEntry {
 #[derive(Debug)]
 pub(crate) struct EdgeSettings {
     pub(crate) trusted_proxies: TrustedProxies,
+    /// The canonical-request rules (path, Host, header names, head limits).
+    pub(crate) policy: gw_edge::EdgePolicy,
 }
 
 /// The parts of the stacks that depend on reloadable configuration.
@@ -266,12 +268,14 @@ impl App {
             || old.server.tls != config.server.tls
             || old.server.workers != config.server.workers
             || old.server.idle_timeout_secs != config.server.idle_timeout_secs
+            || old.server.max_header_bytes != config.server.max_header_bytes
+            || old.server.max_headers != config.server.max_headers
             || old.admin != config.admin
             || old.log.access_log != config.log.access_log
             || old.store != config.store
         {
             tracing::warn!(
-                "listener, TLS, workers, idle timeout, admin, access-log and store settings take effect at the next restart"
+                "listener, TLS, workers, idle timeout, parser buffer (max_header_bytes, max_headers), admin, access-log and store settings take effect at the next restart"
             );
         }
         let current = self.inner.features.load_full();
@@ -736,6 +740,7 @@ fn node_id() -> String {
 fn edge_settings(config: &Config) -> EdgeSettings {
     EdgeSettings {
         trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
+        policy: config.server.edge_policy(),
     }
 }
 

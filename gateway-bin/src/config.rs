@@ -25,6 +25,16 @@ use serde::{Deserialize, Serialize};
 /// The default configuration, embedded so that `gateway` runs with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/gateway.toml");
 
+/// Bounds of `server.max_request_line_bytes` (hyper refuses request targets above 65534
+/// bytes by itself).
+const MIN_REQUEST_LINE: usize = 256;
+const MAX_REQUEST_LINE: usize = 65_534;
+/// Bounds of `server.max_header_bytes`.
+const MIN_HEADER_BYTES: usize = 1024;
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Upper bound of `server.max_headers`.
+const MAX_HEADERS: usize = 1000;
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -106,10 +116,38 @@ pub struct ServerConfig {
     /// answer and has no request waiting for its upstream is closed (idle keep-alive
     /// connections, slowly sent request heads).
     pub idle_timeout_secs: u64,
+    /// Largest request line (`METHOD target HTTP/1.1`) in bytes; a longer one gets 414.
+    pub max_request_line_bytes: usize,
+    /// Largest request head (request line and every field) in bytes; a larger one gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request; more get 431.
+    pub max_headers: usize,
+    /// Merge runs of `/` in request paths (nginx's `merge_slashes`).
+    pub merge_slashes: bool,
+    /// `%2F` / `%5C` in request paths: `"reject"` (400) or `"keep"` (data, not separators).
+    pub escaped_slashes: gw_edge::EscapedSlashes,
+    /// Header names with `_`: `"drop"`, `"keep"` (owned twins such as `X_User_ID` are
+    /// dropped all the same) or `"reject"` (400).
+    pub underscores_in_headers: gw_edge::Underscores,
+}
+
+impl ServerConfig {
+    /// The edge's rules from these settings.
+    pub fn edge_policy(&self) -> gw_edge::EdgePolicy {
+        gw_edge::EdgePolicy {
+            max_request_line_bytes: self.max_request_line_bytes,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            merge_slashes: self.merge_slashes,
+            escaped_slashes: self.escaped_slashes,
+            underscores_in_headers: self.underscores_in_headers,
+        }
+    }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let edge = gw_edge::EdgePolicy::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
@@ -118,6 +156,12 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             shutdown_timeout_secs: 30,
             idle_timeout_secs: 30,
+            max_request_line_bytes: edge.max_request_line_bytes,
+            max_header_bytes: edge.max_header_bytes,
+            max_headers: edge.max_headers,
+            merge_slashes: edge.merge_slashes,
+            escaped_slashes: edge.escaped_slashes,
+            underscores_in_headers: edge.underscores_in_headers,
         }
     }
 }
@@ -410,6 +454,33 @@ impl Config {
             errors.push(ConfigError::new(
                 "server.idle_timeout_secs",
                 "must be greater than 0",
+            ));
+        }
+        let server = &self.server;
+        for (key, value, range) in [
+            (
+                "server.max_request_line_bytes",
+                server.max_request_line_bytes,
+                MIN_REQUEST_LINE..=MAX_REQUEST_LINE,
+            ),
+            (
+                "server.max_header_bytes",
+                server.max_header_bytes,
+                MIN_HEADER_BYTES..=MAX_HEADER_BYTES,
+            ),
+            ("server.max_headers", server.max_headers, 1..=MAX_HEADERS),
+        ] {
+            if !range.contains(&value) {
+                errors.push(ConfigError::new(
+                    key,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                ));
+            }
+        }
+        if server.max_header_bytes < server.max_request_line_bytes {
+            errors.push(ConfigError::new(
+                "server.max_header_bytes",
+                "must be at least server.max_request_line_bytes",
             ));
         }
         if let Some(tls) = &self.server.tls {

@@ -5,9 +5,15 @@
 //! (26 155 → 24 144 per request for the whole gateway, callgrind).
 //!
 //! The first request that is not of that kind (a body, an upgrade, `Expect`, HTTP/1.0,
-//! `CONNECT`, a head that does not parse or is too large) is not touched: the connection,
-//! with every byte read so far, goes to hyper's HTTP/1.1 server for the rest of its life,
-//! which then answers it (and any error) exactly as before.
+//! `CONNECT`, a head that does not parse) is not touched: the connection, with every byte
+//! read so far, goes to hyper's HTTP/1.1 server for the rest of its life, which then answers
+//! it (and any error) exactly as before.
+//!
+//! Every head is held to the `[server]` head limits here, on its bytes as they arrive (a
+//! request line without its LF within `max_request_line_bytes`: 414; more than
+//! `max_header_bytes` or `max_headers`: 431), before anything else is decided: the answer is
+//! the edge's JSON error, made by the service like any other answer, and the connection is
+//! closed after a short lingering drain.
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -33,11 +39,12 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use gw_edge::{EdgeError, Rejected};
+
 use crate::server::{hyper_service, Activity, Counted, Waiting};
 
-/// Largest request head parsed here; a larger one goes to hyper (which answers 431).
-const MAX_HEAD: usize = 16 * 1024;
-/// Most fields in a request head parsed here (hyper's own limit is 100 too).
+/// Most fields in a request head parsed here; a head with more goes to hyper when the
+/// configured limit allows more (hyper's parser is given that limit), else it is refused.
 const MAX_HEADERS: usize = 100;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -94,8 +101,9 @@ enum Parsed {
     Partial,
     /// A request for this loop (its head taken out of the buffer).
     Simple(Head),
-    /// A head that did not parse as a URI (taken out): answered 400, connection closed.
-    BadTarget,
+    /// A head over the limits, or whose target is not a URI: answered with the edge's
+    /// error, connection closed (the rest of the head is not read).
+    Refused(EdgeError),
     /// Anything else: hyper's (nothing taken out).
     HandOff,
 }
@@ -110,6 +118,20 @@ pub(crate) struct Serving<S> {
     pub(crate) stop: Arc<AtomicBool>,
     /// hyper's HTTP/1.1 server, for the hand-off.
     pub(crate) h1: http1::Builder,
+    /// The head limits (`server.max_request_line_bytes` …).
+    pub(crate) limits: HeadLimits,
+}
+
+/// Limits on a request head, checked on its bytes as they arrive: a client cannot make the
+/// gateway buffer more than `head` bytes of one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeadLimits {
+    /// Longest request line, CRLF included (414 above).
+    pub(crate) line: usize,
+    /// Largest head (431 above).
+    pub(crate) head: usize,
+    /// Most fields (431 above).
+    pub(crate) headers: usize,
 }
 
 /// Serves `io` until the client closes, `stop` is set, or a request goes to hyper.
@@ -125,6 +147,7 @@ where
         service,
         activity,
         stop,
+        limits,
         ..
     } = &serving;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -133,14 +156,11 @@ where
         // The next request head.
         let head = loop {
             if !buf.is_empty() {
-                match parse(&mut buf) {
+                match parse(&mut buf, limits) {
                     Parsed::Simple(head) => break head,
-                    Parsed::Partial if buf.len() <= MAX_HEAD => {}
-                    Parsed::Partial | Parsed::HandOff => return hand_off(io, buf, serving).await,
-                    Parsed::BadTarget => {
-                        io.write_all(BAD_REQUEST).await?;
-                        return Ok(());
-                    }
+                    Parsed::Partial => {}
+                    Parsed::HandOff => return hand_off(io, buf, serving).await,
+                    Parsed::Refused(err) => return refuse(io, &mut wbuf, service, err).await,
                 }
             }
             let read = poll_fn(|cx| {
@@ -172,7 +192,7 @@ where
             if let Poll::Ready(res) = answer.as_mut().poll(cx) {
                 return Poll::Ready(Some(res));
             }
-            if !eof && buf.len() < MAX_HEAD {
+            if !eof && buf.len() < limits.head {
                 match poll_read_buf(&mut io, cx, &mut buf) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         eof = true;
@@ -198,9 +218,50 @@ where
     }
 }
 
-/// hyper's answer to a request target that is not a URI, as it would have sent it.
-const BAD_REQUEST: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+/// Answers a head the loop refuses: a stand-in request marked [`Rejected`] goes through the
+/// service (so the answer has a request id and is counted and logged), its answer is
+/// written, and the connection is closed without reading the rest of the head.
+async fn refuse<S, F>(
+    mut io: Counted<TcpStream>,
+    wbuf: &mut Vec<u8>,
+    service: &Arc<S>,
+    err: EdgeError,
+) -> Result<(), ConnError>
+where
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    // HTTP/1.0 and `/`: a request the edge itself has nothing against.
+    let mut request = Request::new(Body::empty());
+    *request.version_mut() = Version::HTTP_10;
+    request.extensions_mut().insert(Rejected(err));
+    let Ok(response) = service(request).await;
+    write_response(&mut io, wbuf, response, false, true).await?;
+    linger(io).await;
+    Ok(())
+}
+
+/// How long, and how much, a refused client's unread bytes are drained before the socket is
+/// closed: closing with unread data sends a reset, which can destroy the answer before the
+/// client reads it (nginx's lingering close).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+async fn linger(mut io: Counted<TcpStream>) {
+    use tokio::io::AsyncReadExt;
+    let _ = io.shutdown().await;
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match io.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
 
 /// Gives the connection, and what was read of it, to hyper's HTTP/1.1 server.
 async fn hand_off<S, F>(
@@ -231,15 +292,29 @@ where
     .map_err(Into::into)
 }
 
-/// Parses the request head at the start of `buf`.
-fn parse(buf: &mut BytesMut) -> Parsed {
+/// Parses the request head at the start of `buf`, within `limits`.
+fn parse(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Ok(httparse::Status::Partial) => {
+            return match over_limits(buf, buf.len(), limits) {
+                Some(err) => Parsed::Refused(err),
+                None => Parsed::Partial,
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) if limits.headers <= MAX_HEADERS => {
+            return Parsed::Refused(EdgeError::HeadTooLarge);
+        }
         Err(_) => return Parsed::HandOff,
     };
+    if let Some(err) = over_limits(buf, len, limits) {
+        return Parsed::Refused(err);
+    }
+    if req.headers.len() > limits.headers {
+        return Parsed::Refused(EdgeError::HeadTooLarge);
+    }
     if req.version != Some(1) {
         return Parsed::HandOff;
     }
@@ -281,7 +356,7 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     let count = fields.len();
     let head = buf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
-        return Parsed::BadTarget;
+        return Parsed::Refused(EdgeError::InvalidTarget);
     };
     // Room for what the gateway adds (request id), so the map is not grown per request.
     let mut headers = HeaderMap::with_capacity(count + 4);
@@ -291,7 +366,7 @@ fn parse(buf: &mut BytesMut) -> Parsed {
             Ok(value) => {
                 headers.append(name, value);
             }
-            Err(_) => return Parsed::BadTarget,
+            Err(_) => return Parsed::Refused(EdgeError::InvalidTarget),
         }
     }
     let is_head = method == Method::HEAD;
@@ -305,6 +380,19 @@ fn parse(buf: &mut BytesMut) -> Parsed {
         keep_alive,
         head: is_head,
     })
+}
+
+/// Whether the first `len` bytes of `buf` (a whole head, or all that arrived of one) break
+/// a limit: a request line without its LF within `limits.line` bytes, or more than
+/// `limits.head` bytes.
+fn over_limits(buf: &[u8], len: usize, limits: &HeadLimits) -> Option<EdgeError> {
+    if len > limits.line {
+        let window = &buf[..len.min(limits.line)];
+        if !window.contains(&b'\n') {
+            return Some(EdgeError::UriTooLong);
+        }
+    }
+    (len > limits.head).then_some(EdgeError::HeadTooLarge)
 }
 
 /// A request field name: the common ones, as clients write them, matched directly

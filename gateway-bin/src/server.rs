@@ -93,6 +93,11 @@ impl Gateway {
         let mut tasks = app.spawn_background(stop_rx.clone());
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
         let idle_timeout = Duration::from_secs(config.server.idle_timeout_secs);
+        let limits = fast_h1::HeadLimits {
+            line: config.server.max_request_line_bytes,
+            head: config.server.max_header_bytes,
+            headers: config.server.max_headers,
+        };
 
         // Per connection: a function from request to answer, which first records who the
         // client is (after trusted proxies).
@@ -102,8 +107,16 @@ impl Gateway {
                 let app = app.clone();
                 let edge = edge.clone();
                 move |mut req: Request<Body>| {
+                    let settings = app.edge();
                     let client =
-                        gw_proxy::client_addr(&conn, req.headers(), &app.edge().trusted_proxies);
+                        gw_proxy::client_addr(&conn, req.headers(), &settings.trusted_proxies);
+                    // The one canonical request: what the router matches, every layer checks
+                    // and the upstream gets. A refusal is answered at the end of the edge
+                    // layers (`EdgeRoutes`), so that it has a request id and is counted.
+                    if let Err(e) = gw_edge::canonicalize(&mut req, &settings.policy) {
+                        req.extensions_mut().insert(gw_edge::Rejected(e));
+                    }
+                    drop(settings);
                     let ext = req.extensions_mut();
                     ext.insert(conn);
                     // Readers fall back to the connection (`ClientAddr::of`): only a client
@@ -126,6 +139,7 @@ impl Gateway {
             stop_rx.clone(),
             shutdown_timeout,
             idle_timeout,
+            limits,
         )));
 
         let mut tls_addr = None;
@@ -140,6 +154,7 @@ impl Gateway {
                 stop_rx.clone(),
                 shutdown_timeout,
                 idle_timeout,
+                limits,
             )));
         }
 
@@ -163,6 +178,7 @@ impl Gateway {
             stop_rx,
             shutdown_timeout,
             idle_timeout,
+            limits,
         )));
 
         tracing::info!(%proxy_addr, ?tls_addr, %admin_addr, version = gw_core::VERSION, "gateway listening");
@@ -254,7 +270,8 @@ fn edge_service(app: &App, metrics: &Metrics, access_log: Option<AccessLog>) -> 
     }
 }
 
-/// `GET|HEAD /health` answered here, everything else through the [`Router`].
+/// A request the edge refused answered here, `GET|HEAD /health` too, everything else through
+/// the [`Router`].
 #[derive(Clone, Debug)]
 struct EdgeRoutes {
     router: Router,
@@ -270,6 +287,9 @@ impl Service<Request<Body>> for EdgeRoutes {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        if let Some(gw_edge::Rejected(e)) = req.extensions().get::<gw_edge::Rejected>() {
+            return future::Either::Left(std::future::ready(Ok(gw_edge::rejection(&req, *e))));
+        }
         if is_health_check(&req) {
             return future::Either::Left(std::future::ready(Ok(health_response())));
         }
@@ -282,26 +302,46 @@ impl Service<Request<Body>> for EdgeRoutes {
 /// hyper-util's auto builder (ALPN or preface).
 struct Builders {
     idle: Duration,
+    limits: fast_h1::HeadLimits,
     auto: auto::Builder<TokioExecutor>,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
 }
 
 impl Builders {
-    fn new(idle: Duration) -> Builders {
+    fn new(idle: Duration, limits: fast_h1::HeadLimits) -> Builders {
+        // hyper's own limits sit above the edge's (twice them): a head over the edge's limit
+        // but within hyper's reaches the edge, which answers 414/431 with the JSON error;
+        // only a grossly larger one is refused by hyper itself (431, no body).
+        let buf = (limits.head * 2).max(8192);
+        let fields = limits.headers * 2;
+        let h2_list = u32::try_from(buf + 32 * fields).unwrap_or(u32::MAX);
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(idle);
-        auto.http2().timer(TokioTimer::new());
+            .header_read_timeout(idle)
+            .max_buf_size(buf)
+            .max_headers(fields);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(h2_list);
         // Plain HTTP/1.1 connections are watched by `graceful` (see `Activity`) instead of
         // hyper's header read timeout, which arms a boxed timer (and makes hyper take a new
         // read buffer) for every request.
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new()).header_read_timeout(None);
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(buf)
+            .max_headers(fields);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new());
-        Builders { idle, auto, h1, h2 }
+        h2.timer(TokioTimer::new()).max_header_list_size(h2_list);
+        Builders {
+            idle,
+            limits,
+            auto,
+            h1,
+            h2,
+        }
     }
 }
 
@@ -338,12 +378,13 @@ async fn serve<M, S, F>(
     mut stop: watch::Receiver<bool>,
     drain: Duration,
     idle: Duration,
+    limits: fast_h1::HeadLimits,
 ) where
     M: Fn(ConnInfo) -> S + Send + 'static,
     S: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    let builders = Arc::new(Builders::new(idle));
+    let builders = Arc::new(Builders::new(idle, limits));
     // Every connection task holds a sender; draining ends when all are gone.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     let local_addr = listener.local_addr().ok();
@@ -391,6 +432,7 @@ async fn serve<M, S, F>(
                             activity: activity.clone(),
                             stop: finish.clone(),
                             h1: builders.h1.clone(),
+                            limits: builders.limits,
                         };
                         let conn = fast_h1::serve(io, serving);
                         let conn = fast_h1::Fast::new(conn, finish);
