@@ -2,13 +2,14 @@
 //! table/object is refused (400, or a configuration error naming the key) and stores
 //! nothing; and a user record read from the admin API can be written back as it is.
 //!
-//! The admin requests are written as raw HTTP/1.1 bytes, as a client sends them.
+//! The admin requests are written as raw HTTP/1.1 bytes, as a client sends them. Routes read
+//! back from the shared Redis state are held to the same shape.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use gateway_bin::config::Config;
-use integration_tests::{TestGateway, Upstream};
+use integration_tests::{eventually, redis, TestGateway, Upstream};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -270,4 +271,71 @@ timeout = [1, 2, 3]
             .starts_with("invalid type: found sequence, expected struct TimeoutConfig"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_list_shaped_route_in_the_shared_store_is_not_loaded() {
+    let prefix = redis::unique_prefix("strict-shapes");
+    let pool = redis::pool(&redis::shared_url());
+    let mut conn = pool.get().await.expect("redis connection");
+    // What another tool could have written: one good route, one with a list for a table.
+    let good = json!({"id": "shared-good", "path": "/shared-good", "service": "s"});
+    let listy =
+        json!({"id": "shared-list", "path": "/shared-list", "service": "s", "timeout": [1, 2, 3]});
+    let _: () = deadpool_redis::redis::cmd("HSET")
+        .arg(format!("{prefix}gw:routes"))
+        .arg("shared-good")
+        .arg(good.to_string())
+        .arg("shared-list")
+        .arg(listy.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = deadpool_redis::redis::cmd("HSET")
+        .arg(format!("{prefix}gw:route_order"))
+        .arg("shared-good")
+        .arg(1)
+        .arg("shared-list")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = deadpool_redis::redis::cmd("SET")
+        .arg(format!("{prefix}gw:version"))
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let up = Upstream::echo("a").await;
+    let gw = TestGateway::builder()
+        .raw(&format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"",
+            redis::shared_url()
+        ))
+        .service("s", &[&up])
+        .route("id = \"base\"\npath = \"/base\"\nservice = \"s\"")
+        .start()
+        .await;
+    let admin = gw.gateway.admin_addr();
+    let loaded = eventually(Duration::from_secs(10), || async {
+        raw(admin, "GET", "/admin/routes/shared-good", "").await.0 == 200
+    })
+    .await;
+    assert!(loaded, "the shared state was not loaded");
+    let (status, answer) = raw(admin, "GET", "/admin/routes/shared-list", "").await;
+    assert_eq!(status, 404, "a list-shaped timeout was loaded: {answer}");
+    assert_eq!(gw.get("/shared-list/x").await.status(), 404);
+    assert_eq!(gw.get("/shared-good/x").await.status(), 200);
+
+    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = deadpool_redis::redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }
