@@ -878,8 +878,8 @@ impl ControlPlane for Control {
     }
 
     async fn put_route(&self, route: Value) -> Result<RouteChange, AdminError> {
-        let rc: RouteConfig =
-            serde_json::from_value(route).map_err(|e| AdminError::bad_request(e.to_string()))?;
+        let rc: RouteConfig = gw_core::strict::from_value(route)
+            .map_err(|e| AdminError::bad_request(e.to_string()))?;
         let value =
             serde_json::to_value(&rc).map_err(|e| AdminError::bad_request(e.to_string()))?;
         // Validate and apply locally under the writers' lock, then record the change (a new
@@ -968,7 +968,7 @@ impl ControlPlane for Control {
     }
 
     async fn register_instance(&self, service: &str, instance: Value) -> Result<Value, AdminError> {
-        let instance: gw_discovery::Instance = serde_json::from_value(instance)
+        let instance: gw_discovery::Instance = gw_core::strict::from_value(instance)
             .map_err(|e| AdminError::bad_request(format!("Invalid instance: {e}")))?;
         // Writers' lock: a refresh from the shared store must not interleave with this write.
         let _writers = self.app.inner.state.lock().await;
@@ -1063,7 +1063,7 @@ impl ControlPlane for Control {
     }
 
     async fn put_user(&self, id: &str, user: Value) -> Result<Value, AdminError> {
-        let input: UserInput = serde_json::from_value(user)
+        let input: UserInput = gw_core::strict::from_value(user)
             .map_err(|e| AdminError::bad_request(format!("Invalid user: {e}")))?;
         let auth = self.app.inner.features.load_full().auth.clone();
         let record = auth.put_user(id, input).await.map_err(auth_error)?;
@@ -1090,7 +1090,7 @@ impl ControlPlane for Control {
     }
 
     async fn create_api_key(&self, request: Value) -> Result<Value, AdminError> {
-        let input: ApiKeyInput = serde_json::from_value(request)
+        let input: ApiKeyInput = gw_core::strict::from_value(request)
             .map_err(|e| AdminError::bad_request(format!("Invalid request: {e}")))?;
         let auth = self.app.inner.features.load_full().auth.clone();
         let (key, key_id) = auth.create_api_key(input).await.map_err(auth_error)?;

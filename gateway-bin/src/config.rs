@@ -1,6 +1,8 @@
 //! The configuration model: TOML file + `GW_` environment overrides (figment), and `validate()`.
 //!
-//! Every struct denies unknown keys, so a typo is an error that names the key. `validate()`
+//! Every struct denies unknown keys, so a typo is an error that names the key, and is read
+//! only from a table (through [`gw_core::strict`]: a list in its place is refused, where serde
+//! alone would fill the fields from it in order). `validate()`
 //! collects every semantic problem with its path (`routes[2].service: unknown service "bills"`),
 //! positions zero-based as SPEC §7 asks.
 
@@ -14,6 +16,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use gw_auth::{AuthMethod, JwtConfig, SecurityConfig};
 use gw_breaker::{BreakerConfig, BreakerOverride};
+use gw_core::strict::Checked;
 use gw_discovery::{ConsulConfig, HealthCheckConfig};
 use gw_proxy::{Instance, LoadBalancer, UpstreamProtocol};
 use gw_ratelimit::{Limit, RateLimitConfig};
@@ -434,8 +437,10 @@ impl Config {
     }
 
     fn extract(figment: Figment) -> Result<Config, ConfigErrors> {
-        let config: Config = figment
-            .extract()
+        // Through `Strict`: a struct only from a table, never from a list read positionally
+        // (`timeout = [1, 2, 3]`); figment still names the key and the file.
+        let Checked(config) = figment
+            .extract::<Checked<Config>>()
             .map_err(|e| ConfigErrors(e.into_iter().map(figment_error).collect()))?;
         config.validate()?;
         Ok(config)
@@ -884,6 +889,113 @@ timeout = { connect = 0, send = 1, read = 1 }
         let e = Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:9901\"\n").unwrap_err();
         assert!(e.to_string().contains("admin.token: required"), "{e}");
         Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:9901\"\ntoken = \"t\"\n").unwrap();
+    }
+
+    /// A list where a table is documented is refused, with the key's path, at every level.
+    #[test]
+    fn a_list_for_a_table_is_refused_with_its_path() {
+        let route = "[[routes]]\nid = \"r\"\npath = \"/r\"\nservice = \"users\"\n";
+        let service =
+            "[services.users]\ninstances = [{ id = \"u1\", host = \"127.0.0.1\", port = 8001 }]\n";
+        let cases = [
+            (
+                format!("{service}{route}timeout = [1, 2, 3]\n"),
+                "routes[0].timeout",
+                "TimeoutConfig",
+            ),
+            (
+                format!("{service}{route}retry = [2, 0.5]\n"),
+                "routes[0].retry",
+                "RetryConfig",
+            ),
+            (
+                format!("{service}{route}rate_limit = [60, 10]\n"),
+                "routes[0].rate_limit",
+                "Limit",
+            ),
+            (
+                format!("{service}{route}security = [true]\n"),
+                "routes[0].security",
+                "SecurityConfig",
+            ),
+            (
+                format!("{service}{route}headers = [{{}}, {{}}]\n"),
+                "routes[0].headers",
+                "HeadersConfig",
+            ),
+            (
+                format!("{service}{route}headers = {{ request = [{{}}, []] }}\n"),
+                "routes[0].headers.request",
+                "HeaderRulesConfig",
+            ),
+            (
+                format!("{service}{route}[routes.timeout]\nconnect = 1\n[[routes]]\nid = \"s\"\npath = \"/s\"\nservice = \"users\"\ntimeout = [1, 2, 3]\n"),
+                "routes[1].timeout",
+                "TimeoutConfig",
+            ),
+            (
+                "[server]\ntls = [\"127.0.0.1:8443\", \"cert.pem\", \"key.pem\"]\n".to_owned(),
+                "server.tls",
+                "TlsConfig",
+            ),
+            (
+                "[rate_limit]\ndefault = [100, 20]\n".to_owned(),
+                "rate_limit.default",
+                "Limit",
+            ),
+            (
+                "server = [\"127.0.0.1:8080\"]\n".to_owned(),
+                "server",
+                "ServerConfig",
+            ),
+            (
+                "[services.users]\ninstances = [[\"u1\", \"127.0.0.1\", 8001, 100, {}]]\n"
+                    .to_owned(),
+                "services.users.instances[0]",
+                "Instance",
+            ),
+            (
+                "[services.users]\ncircuit_breaker = [5]\n".to_owned(),
+                "services.users.circuit_breaker",
+                "BreakerOverride",
+            ),
+        ];
+        for (text, path, name) in cases {
+            let e = Config::from_toml_str(&text).unwrap_err().to_string();
+            let want = format!("{path}: invalid type: found sequence, expected struct {name}");
+            assert!(
+                e.starts_with(&want),
+                "want {want:?}, got:\n{e}\n---\n{text}"
+            );
+        }
+        // The documented shapes still parse.
+        let text = format!(
+            "{service}{route}timeout = {{ connect = 1, send = 2, read = 3 }}\nretry = {{ times = 2 }}\n\
+             rate_limit = {{ requests_per_minute = 60 }}\nsecurity = {{ allowed_roles = [\"a\"] }}\n\
+             headers = {{ request = {{ remove = [\"x-a\"] }} }}\n"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        assert_eq!(c.routes[0].timeout.as_ref().unwrap().read, 3.0);
+    }
+
+    #[test]
+    fn a_list_for_a_table_is_refused_in_a_file() {
+        let dir = std::env::temp_dir().join(format!("gw-config-strict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gateway.toml");
+        std::fs::write(&file, format!("{BASE}timeout = [1, 2, 3]\n")).unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "routes[0].timeout: invalid type: found sequence, expected struct TimeoutConfig"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains(&file.display().to_string()),
+            "names the file: {e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl SharedState {
                     deleted.push(id);
                     continue;
                 }
-                match serde_json::from_str::<RouteConfig>(&text) {
+                match gw_core::strict::from_str::<RouteConfig>(&text) {
                     Ok(rc) => live.push((order.get(&id).copied().unwrap_or(u64::MAX), rc)),
                     Err(e) => tracing::warn!(route = %id, error = %e, "unreadable route in the shared store"),
                 }
@@ -213,7 +213,7 @@ impl SharedState {
                     continue;
                 }
                 let Some((service, _)) = field.split_once('\n') else { continue };
-                match serde_json::from_str::<gw_discovery::Instance>(&text) {
+                match gw_core::strict::from_str::<gw_discovery::Instance>(&text) {
                     Ok(i) => insts.push((service.to_string(), i)),
                     Err(e) => tracing::warn!(instance = %field, error = %e, "unreadable instance in the shared store"),
                 }

@@ -179,6 +179,9 @@ pub trait ControlPlane: Send + Sync + 'static {
     }
 
     /// `PUT /admin/users/{id}`: the user record as stored.
+    ///
+    /// `user` is the body without `user_id`: a body may carry it (the record as
+    /// `GET /admin/users/{id}` shows it), and the handler has checked that it equals `id`.
     fn put_user(&self, id: &str, user: Value) -> impl Future<Output = Answer<Value>> + Send {
         let _ = (id, user);
         async { Err(AdminError::not_implemented()) }

@@ -363,10 +363,22 @@ pub(crate) async fn put_user<C: ControlPlane>(
     let Some(id) = param(id) else {
         return rid.error(StatusCode::NOT_FOUND, "User not found");
     };
-    let user = match json_object(&rid, body) {
+    let mut user = match json_object(&rid, body) {
         Ok(v) => v,
         Err(res) => return res,
     };
+    // The record as `GET` shows it carries its id: taken back when it is the path's own.
+    if let Some(given) = user.as_object_mut().and_then(|o| o.remove("user_id")) {
+        if given.as_str() != Some(id.as_str()) {
+            return rid.error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "Invalid user: user_id {given} does not match the path's id {}",
+                    Value::String(id)
+                ),
+            );
+        }
+    }
     match c.put_user(&id, user).await {
         Ok(v) => answer(StatusCode::OK, json!({ "user": v })),
         Err(e) => refused(&rid, e),

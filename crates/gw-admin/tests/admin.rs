@@ -1,5 +1,6 @@
 //! The admin API through its Router: each endpoint, the SPEC errors and access control.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -12,17 +13,24 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-/// A route table in a mutex; validation as the gateway's, reduced to the required fields.
+/// A route table and user records in mutexes; validation as the gateway's, reduced to the
+/// required fields.
 #[derive(Debug, Default)]
 struct TestControl {
     routes: Mutex<Vec<Value>>,
+    users: Mutex<BTreeMap<String, Value>>,
 }
 
 impl TestControl {
     fn with(routes: Vec<Value>) -> Arc<Self> {
         Arc::new(Self {
             routes: Mutex::new(routes),
+            ..Self::default()
         })
+    }
+
+    fn users(&self) -> BTreeMap<String, Value> {
+        self.users.lock().unwrap().clone()
     }
 
     fn snapshot(&self) -> Vec<Value> {
@@ -83,6 +91,33 @@ impl ControlPlane for TestControl {
 
     async fn health(&self) -> Value {
         json!({"status": "healthy", "timestamp": 1, "version": "0.1.0", "services": {}, "circuit_breakers": {}})
+    }
+
+    /// Like the gateway's: every key but these is unknown (`user_id` included).
+    async fn put_user(&self, id: &str, user: Value) -> Result<Value, AdminError> {
+        const KEYS: [&str; 5] = ["username", "email", "role", "status", "permissions"];
+        let mut record = user.as_object().cloned().unwrap_or_default();
+        if let Some(key) = record.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(AdminError::bad_request(format!(
+                "Invalid user: unknown field `{key}`"
+            )));
+        }
+        record.insert("user_id".into(), json!(id));
+        let record = Value::Object(record);
+        self.users
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), record.clone());
+        Ok(record)
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Value, AdminError> {
+        self.users
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AdminError::not_found("User not found"))
     }
 }
 
@@ -477,4 +512,88 @@ async fn errors_carry_the_request_id_when_set() {
         res.json(),
         json!({"error": "Route not found", "request_id": "r-42"})
     );
+}
+
+#[tokio::test]
+async fn a_user_record_as_read_can_be_written_back() {
+    let (control, router) = setup(open_access());
+    let record = json!({"username": "ann", "email": "a@example.com", "role": "editor", "status": "active", "permissions": ["read"]});
+    let res = send(
+        &router,
+        local(Method::PUT, "/admin/users/300", &record.to_string()),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+
+    let got = send(&router, local(Method::GET, "/admin/users/300", "")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    let user = got.json()["user"].clone();
+    assert_eq!(user["user_id"], "300");
+
+    let res = send(
+        &router,
+        local(Method::PUT, "/admin/users/300", &user.to_string()),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.json(), json!({ "user": user }));
+    let again = send(&router, local(Method::GET, "/admin/users/300", "")).await;
+    assert_eq!(again.json(), got.json());
+    assert_eq!(control.users().len(), 1);
+}
+
+#[tokio::test]
+async fn a_user_id_other_than_the_paths_is_refused_and_changes_nothing() {
+    let (control, router) = setup(open_access());
+    let record = json!({"user_id": "300", "role": "editor", "status": "active", "permissions": []});
+    let res = send(
+        &router,
+        local(Method::PUT, "/admin/users/300", &record.to_string()),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let before = control.users();
+
+    let cases = [
+        (
+            "/admin/users/300",
+            json!({"user_id": "301", "role": "admin"}),
+            r#"Invalid user: user_id "301" does not match the path's id "300""#,
+        ),
+        (
+            "/admin/users/301",
+            record.clone(),
+            r#"Invalid user: user_id "300" does not match the path's id "301""#,
+        ),
+        (
+            "/admin/users/300",
+            json!({"user_id": 300}),
+            r#"Invalid user: user_id 300 does not match the path's id "300""#,
+        ),
+        (
+            "/admin/users/300",
+            json!({"user_id": null}),
+            r#"Invalid user: user_id null does not match the path's id "300""#,
+        ),
+    ];
+    for (path, body, want) in cases {
+        let res = send(&router, local(Method::PUT, path, &body.to_string())).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert_eq!(res.error(), want);
+        assert_eq!(control.users(), before, "{path} {body} changed the users");
+    }
+
+    // Every other unknown key is still the control plane's to refuse.
+    let res = send(
+        &router,
+        local(
+            Method::PUT,
+            "/admin/users/300",
+            r#"{"user_id": "300", "nick": "a"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.error(), "Invalid user: unknown field `nick`");
+    assert_eq!(control.users(), before);
 }

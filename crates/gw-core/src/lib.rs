@@ -11,6 +11,7 @@
 //! - [`Identity`]: who the caller is once authenticated.
 //! - [`RouteTag`], [`UpstreamInfo`]: response extensions for logging and metrics.
 //! - [`error_response`]: the one JSON error answer `{"error": "...", "request_id": "..."}`.
+//! - [`strict`]: deserialization that takes a struct only from a table/object, never a list.
 //!
 //! ```
 //! use gw_core::{error_response, RequestId};
@@ -31,6 +32,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
+
+pub mod strict;
 
 /// The body type every gateway service speaks (a boxed, streaming body).
 pub use axum_core::body::Body;
