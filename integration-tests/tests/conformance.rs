@@ -265,6 +265,7 @@ fn corpus() -> Vec<Case> {
             vec![reject(&[400])],
         ),
         case("CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", vec![reject(&[])]),
+        case("asterisk-form OPTIONS *", format!("OPTIONS * HTTP/1.1\r\nHost: {HOST}\r\n\r\n"), vec![either(&[], fwd("*", ""))]),
         case("Host: none on HTTP/1.1", "GET /nohost HTTP/1.1\r\n\r\n", vec![reject(&[400])]),
         case("Host: two equal lines", format!("GET /h HTTP/1.1\r\nHost: {HOST}\r\nHost: {HOST}\r\n\r\n"), vec![reject(&[400])]),
         case("Host: two different lines", format!("GET /h HTTP/1.1\r\nHost: {HOST}\r\nHost: other.test\r\n\r\n"), vec![reject(&[400])]),
@@ -490,6 +491,9 @@ async fn recording_gateway() -> (RecordingUpstream, TestGateway) {
         .raw("[circuit_breaker]\nenabled = false\n")
         .service_addrs("rec", &[up.addr])
         .route("id = \"all\"\npath = \"/\"\nservice = \"rec\"")
+        // Targets that do not start with `/` (authority-form, asterisk-form) match this one:
+        // a refusal of them must not depend on no route matching.
+        .route("id = \"any-target\"\npattern = \".*\"\nservice = \"rec\"")
         .start()
         .await;
     (up, gw)
