@@ -116,6 +116,9 @@ impl Gateway {
                     if let Err(e) = gw_edge::canonicalize(&mut req, &settings.policy) {
                         req.extensions_mut().insert(gw_edge::Rejected(e));
                     }
+                    if req.version() < http::Version::HTTP_11 {
+                        gw_edge::default_host(&mut req, conn.local);
+                    }
                     drop(settings);
                     let ext = req.extensions_mut();
                     ext.insert(conn);

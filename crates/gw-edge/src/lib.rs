@@ -12,6 +12,7 @@
 //! | HTTP/1.1 without `Host`, two `Host` fields, a `Host` that is not `host[:port]`, an absolute-form target or HTTP/2 `:authority` that differs from `Host` | 400 `Missing Host header` · `Multiple Host headers` · `Invalid Host header` · `Host header does not match the request target` | — |
 //! | path: `..` above `/`, `\`, a bad `%` escape, `%2F`/`%5C`, `..;` | 400 `Invalid request path` | `escaped_slashes`, `merge_slashes` |
 //! | header names with `_` | dropped, or 400 `Invalid header name` | `underscores_in_headers` |
+//! | two `Content-Length` fields, `chunked` twice | 400 `Invalid request framing` | — |
 //!
 //! What it changes: the path is normalised ([`path::normalize`]: unreserved `%XX` decoded,
 //! dot segments removed, `//` merged), an absolute-form HTTP/1 target becomes origin-form
@@ -50,7 +51,7 @@ pub mod path;
 
 use std::borrow::Cow;
 
-use http::header::{HeaderName, HOST};
+use http::header::{HeaderName, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, StatusCode, Uri, Version};
 use serde::{Deserialize, Serialize};
@@ -184,6 +185,9 @@ pub enum EdgeError {
     /// A header name with `_` while they are refused.
     #[error("header name with an underscore")]
     UnderscoreHeader,
+    /// More than one `Content-Length` field, or `chunked` applied twice.
+    #[error("ambiguous message framing")]
+    Framing,
 }
 
 impl EdgeError {
@@ -210,6 +214,7 @@ impl EdgeError {
             EdgeError::InvalidTarget => "Invalid request target",
             EdgeError::Path(_) => "Invalid request path",
             EdgeError::UnderscoreHeader => "Invalid header name",
+            EdgeError::Framing => "Invalid request framing",
         }
     }
 }
@@ -239,11 +244,17 @@ pub fn canonicalize<B>(req: &mut Request<B>, policy: &EdgePolicy) -> Result<(), 
     // One pass over the fields: sizes, Host count, underscores.
     let mut field_bytes = 0usize;
     let mut hosts = 0usize;
+    let mut lengths = 0usize;
+    let mut encodings = 0usize;
     let mut underscore = false;
     for (name, value) in req.headers() {
         field_bytes += name.as_str().len() + value.len() + 4;
         if name == HOST {
             hosts += 1;
+        } else if name == CONTENT_LENGTH {
+            lengths += 1;
+        } else if name == TRANSFER_ENCODING {
+            encodings += 1;
         } else if !underscore && name.as_str().as_bytes().contains(&b'_') {
             underscore = true;
         }
@@ -266,12 +277,38 @@ pub fn canonicalize<B>(req: &mut Request<B>, policy: &EdgePolicy) -> Result<(), 
     if req.method() == Method::CONNECT {
         return Err(EdgeError::Connect);
     }
+    // Framing: one Content-Length field, and `chunked` at most once (RFC 9112 §6.1, §6.3).
+    // The listener's parser already refused conflicting or malformed values.
+    if lengths > 1 || (encodings > 1 && chunked_twice(req.headers())) {
+        return Err(EdgeError::Framing);
+    }
     check_host(req, hosts)?;
     canonical_path(req, policy)?;
     if underscore {
         underscores(req, policy.underscores_in_headers)?;
     }
     Ok(())
+}
+
+fn chunked_twice(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        .count()
+        > 1
+}
+
+/// Gives an HTTP/1.0 request that came without `Host` (and with an origin-form target) the
+/// listener's own address as its host, as RFC 9112 §3.3 says a server reconstructs the
+/// target URI: the upstream then gets a valid HTTP/1.1 request.
+pub fn default_host<B>(req: &mut Request<B>, local: std::net::SocketAddr) {
+    if req.version() < Version::HTTP_11 && !req.headers().contains_key(HOST) {
+        if let Ok(value) = http::HeaderValue::from_str(&local.to_string()) {
+            req.headers_mut().insert(HOST, value);
+        }
+    }
 }
 
 fn path_len(uri: &Uri) -> usize {
@@ -553,6 +590,49 @@ mod tests {
         assert_eq!(canonicalize(&mut r, &small), Err(EdgeError::HeadTooLarge));
         let mut r = req("/", &[("host", "h"), ("a", "1"), ("b", "2")]);
         assert_eq!(canonicalize(&mut r, &small), Ok(()));
+    }
+
+    #[test]
+    fn framing_must_be_unambiguous() {
+        let two = req(
+            "/",
+            &[
+                ("host", "h"),
+                ("content-length", "0"),
+                ("content-length", "0"),
+            ],
+        );
+        assert_eq!(check(two).unwrap_err(), EdgeError::Framing);
+        let twice = req(
+            "/",
+            &[
+                ("host", "h"),
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+        );
+        assert_eq!(check(twice).unwrap_err(), EdgeError::Framing);
+        let list = req(
+            "/",
+            &[
+                ("host", "h"),
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+            ],
+        );
+        assert!(check(list).is_ok());
+    }
+
+    #[test]
+    fn http10_without_host_gets_the_listeners_address() {
+        let mut r = req("/", &[]);
+        *r.version_mut() = Version::HTTP_10;
+        default_host(&mut r, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(r.headers()[HOST], "127.0.0.1:8080");
+        let mut r = req("/", &[("host", "a")]);
+        *r.version_mut() = Version::HTTP_10;
+        default_host(&mut r, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(r.headers()[HOST], "a");
     }
 
     #[test]
