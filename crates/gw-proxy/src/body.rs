@@ -86,8 +86,12 @@ impl http_body::Body for ReqBody {
                 limit,
                 progress,
             } => {
-                let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
-                    None => return Poll::Ready(None),
+                let mut inner = Pin::new(inner);
+                let frame = match ready!(inner.as_mut().poll_frame(cx)) {
+                    None => {
+                        progress.finish();
+                        return Poll::Ready(None);
+                    }
                     Some(Err(e)) => return Poll::Ready(Some(Err(e.into_inner()))),
                     Some(Ok(frame)) => frame,
                 };
@@ -100,7 +104,10 @@ impl http_body::Body for ReqBody {
                     }
                     *remaining -= len;
                 }
-                progress.touch();
+                // HTTP/2 does not ask again after a frame that ends the body.
+                if inner.is_end_stream() {
+                    progress.finish();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
         }
@@ -121,15 +128,15 @@ impl http_body::Body for ReqBody {
     }
 }
 
-/// When the streamed request body last made progress, so that the wait for the response
-/// headers is measured from the end of the upload, not from its start.
+/// What became of a streamed request body: when it was sent whole (HTTP/2 measures the wait
+/// for the answer from then), or whether it went over the limit (HTTP/2 does not hand the
+/// body's error back in the cause chain, so it is flagged here too).
 #[derive(Debug)]
 pub(crate) struct Progress {
     base: Instant,
-    /// Nanoseconds from `base` to the last frame sent.
-    last: AtomicU64,
-    /// The body went over the limit (HTTP/2 does not hand our error back in the cause
-    /// chain, so it is flagged here too).
+    /// Nanoseconds from `base` to the end of the body, plus one; 0 while it goes on.
+    done: AtomicU64,
+    /// The body went over the limit.
     exceeded: AtomicBool,
 }
 
@@ -137,24 +144,30 @@ impl Progress {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Progress {
             base: Instant::now(),
-            last: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
         })
     }
 
-    fn touch(&self) {
-        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last.store(ns, Ordering::Relaxed);
+    /// Notes the end of the body (the first time only).
+    pub(crate) fn finish(&self) {
+        if self.done.load(Ordering::Relaxed) == 0 {
+            let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            self.done.store(ns + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// When the last frame of the body was handed on; `None` while it goes on.
+    pub(crate) fn sent(&self) -> Option<Instant> {
+        match self.done.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(self.base + Duration::from_nanos(ns - 1)),
+        }
     }
 
     /// Whether the body went over the limit.
     pub(crate) fn exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Relaxed)
-    }
-
-    /// The instant of the last frame sent (the start when none was).
-    pub(crate) fn last(&self) -> Instant {
-        self.base + Duration::from_nanos(self.last.load(Ordering::Relaxed))
     }
 }
 
@@ -308,7 +321,11 @@ impl http_body::Body for RespBody {
 
 /// `now + d`, saturating at a far future instead of panicking on overflow.
 pub(crate) fn deadline(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+    later(Instant::now(), d)
+}
+
+/// `at + d`, saturating at a far future instead of panicking on overflow.
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365 * 30))
 }

@@ -30,12 +30,20 @@
 //!   write HTTP/1.1 trailers). The route's request header rules apply last.
 //!
 //! # Timeouts
-//! `connect` is the connector's timeout (504). The wait for the response headers is bounded
-//! by `send + read` (504), counted from the last frame of a streamed request body (so a long
-//! but steady upload is not cut off; a client that stalls its upload for that long is). While
-//! the response body streams, a gap longer than `read` between two frames ends the body with
-//! an error: the status was already sent, so the client's connection (HTTP/1.1) or stream
-//! (HTTP/2) is reset.
+//! Each bounds its own phase, from the moment that phase starts; expiry answers 504:
+//! - `connect`: opening the connection (the connector's timeout).
+//! - `send`: from the moment the connection is ready until the request's last byte is
+//!   written (its head, for a request without a body; for a streamed body, its last frame,
+//!   so a client that uploads slowly runs into it too).
+//! - `read`: the wait for the answer's head, from the moment the request was sent (an answer
+//!   that comes before the upload is over is taken as well), and then every gap between two
+//!   frames of the answer's body. A gap ends the body with an error: the status was already
+//!   sent, so the client's connection (HTTP/1.1) or stream (HTTP/2) is reset.
+//!
+//! Over HTTP/2, hyper-util's client makes the connection and sends the request in one
+//! future: the connection counts as ready at the request's start unless the client's
+//! connector was making one meanwhile (then when that ended, at most `connect` later), and a
+//! streamed body as sent when its last frame was handed to the client.
 //!
 //! # Retries
 //! Only with a [`RetryPolicy`] of `times > 0`, only for GET, HEAD, OPTIONS, PUT and DELETE,
