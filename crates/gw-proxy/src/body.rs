@@ -22,6 +22,14 @@ use tokio::time::{Instant, Sleep};
 #[error("request body exceeds the limit of {0} bytes")]
 pub(crate) struct BodyLimitExceeded(pub(crate) u64);
 
+/// Reading the client's request body failed (a malformed chunk, a body that ended before its
+/// announced length, a reset stream): the client's fault, not the upstream's. Every error of
+/// the client's body stream is wrapped in it where it is read, in [`ReqBody`], so that it
+/// is told apart from the errors of the upstream connection it travels through.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub(crate) struct ClientBodyError(#[source] pub(crate) BoxError);
+
 /// The upstream sent nothing for longer than the read timeout while streaming the body.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream response body idle for longer than {0:?}")]
@@ -29,7 +37,8 @@ pub(crate) struct ReadTimeout(pub(crate) Duration);
 
 /// The body of the upstream request.
 pub(crate) enum ReqBody {
-    /// The client's body, streamed, counted against the limit.
+    /// The client's body, streamed, counted against the limit; its errors become
+    /// [`ClientBodyError`]s.
     Stream {
         inner: Body,
         remaining: u64,
@@ -92,7 +101,11 @@ impl http_body::Body for ReqBody {
                         progress.finish();
                         return Poll::Ready(None);
                     }
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into_inner()))),
+                    Some(Err(e)) => {
+                        progress.client_failed.store(true, Ordering::Relaxed);
+                        let e = ClientBodyError(e.into_inner());
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
                     Some(Ok(frame)) => frame,
                 };
                 if let Some(data) = frame.data_ref() {
@@ -129,8 +142,8 @@ impl http_body::Body for ReqBody {
 }
 
 /// What became of a streamed request body: when it was sent whole (HTTP/2 measures the wait
-/// for the answer from then), or whether it went over the limit (HTTP/2 does not hand the
-/// body's error back in the cause chain, so it is flagged here too).
+/// for the answer from then), or how it failed (HTTP/2 does not hand the body's error back
+/// in the cause chain, so it is flagged here too).
 #[derive(Debug)]
 pub(crate) struct Progress {
     base: Instant,
@@ -138,6 +151,8 @@ pub(crate) struct Progress {
     done: AtomicU64,
     /// The body went over the limit.
     exceeded: AtomicBool,
+    /// Reading the client's body failed.
+    client_failed: AtomicBool,
 }
 
 impl Progress {
@@ -146,6 +161,7 @@ impl Progress {
             base: Instant::now(),
             done: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
+            client_failed: AtomicBool::new(false),
         })
     }
 
@@ -168,6 +184,11 @@ impl Progress {
     /// Whether the body went over the limit.
     pub(crate) fn exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// Whether reading the client's body failed.
+    pub(crate) fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
     }
 }
 

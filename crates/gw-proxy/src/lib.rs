@@ -9,7 +9,8 @@
 //! - [`Proxy`]: the per-route `tower::Service<Request<Body>>` that forwards a request whose
 //!   URI was already rewritten by the router, and streams the answer back. It never fails:
 //!   errors become the SPEC's JSON answers (502 `Bad gateway`, 504 `Gateway timeout`,
-//!   503 `No healthy upstream`, 413 `Request body too large`) through `gw_core`.
+//!   503 `No healthy upstream`, 413 `Request body too large`, 400 `Bad request`) through
+//!   `gw_core`.
 //! - [`client_addr`] and [`TrustedProxies`]: who the client is (SPEC §7), for the listener.
 //!
 //! # What is sent upstream
@@ -44,6 +45,13 @@
 //! future: the connection counts as ready at the request's start unless the client's
 //! connector was making one meanwhile (then when that ended, at most `connect` later), and a
 //! streamed body as sent when its last frame was handed to the client.
+//!
+//! # Client body errors
+//! An error reading the client's request body (a malformed chunk size, a body that ends
+//! before its `Content-Length`, a reset stream) is the client's fault: 400 `Bad request`,
+//! never retried, and the answer carries no [`gw_core::UpstreamInfo`], so the outlier
+//! detector hears nothing about the instance (and the breaker sees a 4xx, not a failure).
+//! An HTTP/1.1 connection caught mid-request is closed, not pooled.
 //!
 //! # Retries
 //! Only with a [`RetryPolicy`] of `times > 0`, only for GET, HEAD, OPTIONS, PUT and DELETE,

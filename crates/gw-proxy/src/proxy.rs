@@ -19,7 +19,9 @@ use hyper::upgrade::OnUpgrade;
 use smallvec::SmallVec;
 use tower::retry::budget::Budget;
 
-use crate::body::{BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody, UpstreamBody};
+use crate::body::{
+    BodyLimitExceeded, ClientBodyError, InFlight, Progress, ReqBody, RespBody, UpstreamBody,
+};
 use crate::client::{Deadlines, Elapsed, HttpClient, Outgoing, SendError};
 use crate::forwarded::{
     has_token, scan_request, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop, Added,
@@ -149,6 +151,9 @@ fn classify(err: SendError) -> Failure {
         if e.is::<BodyLimitExceeded>() {
             return Failure::Final(ProxyError::BodyTooLarge);
         }
+        if e.is::<ClientBodyError>() {
+            return Failure::Final(ProxyError::ClientBody(Box::new(err)));
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
         }
@@ -161,11 +166,13 @@ fn classify(err: SendError) -> Failure {
     }
 }
 
-/// The request body failed while it was being sent: over the limit (413, not worth another
-/// attempt), or else.
+/// The request body failed while it was being sent: over the limit (413), or the client's
+/// body could not be read (400). Neither is worth another attempt.
 fn body_failure(err: gw_core::BoxError) -> Failure {
     if caused_by::<BodyLimitExceeded>(&*err) {
         Failure::Final(ProxyError::BodyTooLarge)
+    } else if caused_by::<ClientBodyError>(&*err) {
+        Failure::Final(ProxyError::ClientBody(err))
     } else {
         Failure::Retryable(ProxyError::BadGateway(Box::new(H1Error::Body(err))))
     }
@@ -339,7 +346,8 @@ impl Shared {
                     Err(e) if e.is::<BodyLimitExceeded>() => {
                         break 'run (Err(ProxyError::BodyTooLarge), None)
                     }
-                    Err(e) => break 'run (Err(ProxyError::BadGateway(e)), None),
+                    // Every error of the client's body is one (`ReqBody`).
+                    Err(e) => break 'run (Err(ProxyError::ClientBody(e)), None),
                 }
             } else {
                 let p = Progress::new();
@@ -429,7 +437,20 @@ impl Shared {
                     Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.exceeded()) => {
                         break 'run (Err(ProxyError::BodyTooLarge), Some(info));
                     }
+                    // The client's fault, whatever the exchange's error says (HTTP/2 reports
+                    // the stream it reset): no word about the instance to the outlier
+                    // detector, which reads `UpstreamInfo`.
+                    Ok(Err(err)) if progress.as_ref().is_some_and(|p| p.client_failed()) => {
+                        let err = match classify(err) {
+                            Failure::Final(e @ ProxyError::ClientBody(_)) => e,
+                            Failure::Final(e) | Failure::Retryable(e) => {
+                                ProxyError::ClientBody(Box::new(e))
+                            }
+                        };
+                        break 'run (Err(err), None);
+                    }
                     Ok(Err(err)) => match classify(err) {
+                        Failure::Final(e @ ProxyError::ClientBody(_)) => break 'run (Err(e), None),
                         Failure::Final(e) => break 'run (Err(e), Some(info)),
                         Failure::Retryable(e) => {
                             if last || !upstream.budget.withdraw() {
