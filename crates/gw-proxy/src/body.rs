@@ -22,6 +22,14 @@ use tokio::time::{Instant, Sleep};
 #[error("request body exceeds the limit of {0} bytes")]
 pub(crate) struct BodyLimitExceeded(pub(crate) u64);
 
+/// Reading the client's request body failed (a malformed chunk, a body that ended before its
+/// announced length, a reset stream): the client's fault, not the upstream's. Every error of
+/// the client's body stream is wrapped in it where it is read, in [`ReqBody`], so that it
+/// is told apart from the errors of the upstream connection it travels through.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub(crate) struct ClientBodyError(#[source] pub(crate) BoxError);
+
 /// The upstream sent nothing for longer than the read timeout while streaming the body.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream response body idle for longer than {0:?}")]
@@ -29,7 +37,8 @@ pub(crate) struct ReadTimeout(pub(crate) Duration);
 
 /// The body of the upstream request.
 pub(crate) enum ReqBody {
-    /// The client's body, streamed, counted against the limit.
+    /// The client's body, streamed, counted against the limit; its errors become
+    /// [`ClientBodyError`]s.
     Stream {
         inner: Body,
         remaining: u64,
@@ -86,9 +95,17 @@ impl http_body::Body for ReqBody {
                 limit,
                 progress,
             } => {
-                let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
-                    None => return Poll::Ready(None),
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into_inner()))),
+                let mut inner = Pin::new(inner);
+                let frame = match ready!(inner.as_mut().poll_frame(cx)) {
+                    None => {
+                        progress.finish();
+                        return Poll::Ready(None);
+                    }
+                    Some(Err(e)) => {
+                        progress.client_failed.store(true, Ordering::Relaxed);
+                        let e = ClientBodyError(e.into_inner());
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
                     Some(Ok(frame)) => frame,
                 };
                 if let Some(data) = frame.data_ref() {
@@ -100,7 +117,10 @@ impl http_body::Body for ReqBody {
                     }
                     *remaining -= len;
                 }
-                progress.touch();
+                // HTTP/2 does not ask again after a frame that ends the body.
+                if inner.is_end_stream() {
+                    progress.finish();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
         }
@@ -121,30 +141,44 @@ impl http_body::Body for ReqBody {
     }
 }
 
-/// When the streamed request body last made progress, so that the wait for the response
-/// headers is measured from the end of the upload, not from its start.
+/// What became of a streamed request body: when it was sent whole (HTTP/2 measures the wait
+/// for the answer from then), or how it failed (HTTP/2 does not hand the body's error back
+/// in the cause chain, so it is flagged here too).
 #[derive(Debug)]
 pub(crate) struct Progress {
     base: Instant,
-    /// Nanoseconds from `base` to the last frame sent.
-    last: AtomicU64,
-    /// The body went over the limit (HTTP/2 does not hand our error back in the cause
-    /// chain, so it is flagged here too).
+    /// Nanoseconds from `base` to the end of the body, plus one; 0 while it goes on.
+    done: AtomicU64,
+    /// The body went over the limit.
     exceeded: AtomicBool,
+    /// Reading the client's body failed.
+    client_failed: AtomicBool,
 }
 
 impl Progress {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Progress {
             base: Instant::now(),
-            last: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
+            client_failed: AtomicBool::new(false),
         })
     }
 
-    fn touch(&self) {
-        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last.store(ns, Ordering::Relaxed);
+    /// Notes the end of the body (the first time only).
+    pub(crate) fn finish(&self) {
+        if self.done.load(Ordering::Relaxed) == 0 {
+            let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            self.done.store(ns + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// When the last frame of the body was handed on; `None` while it goes on.
+    pub(crate) fn sent(&self) -> Option<Instant> {
+        match self.done.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(self.base + Duration::from_nanos(ns - 1)),
+        }
     }
 
     /// Whether the body went over the limit.
@@ -152,9 +186,9 @@ impl Progress {
         self.exceeded.load(Ordering::Relaxed)
     }
 
-    /// The instant of the last frame sent (the start when none was).
-    pub(crate) fn last(&self) -> Instant {
-        self.base + Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    /// Whether reading the client's body failed.
+    pub(crate) fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
     }
 }
 
@@ -308,7 +342,11 @@ impl http_body::Body for RespBody {
 
 /// `now + d`, saturating at a far future instead of panicking on overflow.
 pub(crate) fn deadline(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+    later(Instant::now(), d)
+}
+
+/// `at + d`, saturating at a far future instead of panicking on overflow.
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365 * 30))
 }

@@ -13,23 +13,24 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 use tokio::time::Sleep;
 
-use crate::body::{deadline, Progress, ReqBody, UpstreamBody};
-use crate::h1::{self, Conn, H1Error, H1Head, PoolSlot};
+use crate::body::{later, Progress, ReqBody, UpstreamBody};
+use crate::h1::{self, Conn, H1Error, H1Head, Phases, PoolSlot};
 use crate::upstream::Endpoint;
 use crate::{ClientOptions, UpstreamProtocol};
 
-type LegacyClient = Client<HttpConnector, ReqBody>;
+type LegacyClient = Client<Watched, ReqBody>;
 
 /// Pooled hyper clients shared by all routes (keep-alive pools per upstream instance). One per
 /// gateway; clones share the pools.
@@ -90,7 +91,112 @@ pub(crate) enum HttpClient {
     /// HTTP/1.1: connections from the instance's [`HostPool`].
     Http1(H1Client),
     /// HTTP/2 (h2c): hyper-util's pooled client (one multiplexed connection per instance).
-    Http2(Box<LegacyClient>),
+    Http2(Box<H2Client>),
+}
+
+/// hyper-util's pooled HTTP/2 client, and what its connector tells of the connections it
+/// makes (the request's phases are counted from the moment its connection is ready).
+#[derive(Clone)]
+pub(crate) struct H2Client {
+    client: LegacyClient,
+    connects: Arc<Connects>,
+    connect: Duration,
+}
+
+/// The connects of an HTTP/2 client: how many are under way, and when the last one ended.
+/// Written only when a connection is made; read only when a request's timer fires.
+#[derive(Debug)]
+struct Connects {
+    base: tokio::time::Instant,
+    pending: AtomicUsize,
+    /// Nanoseconds from `base` to the end of the last successful connect, plus one; 0: none.
+    last: AtomicU64,
+}
+
+impl Connects {
+    fn new() -> Self {
+        Connects {
+            base: tokio::time::Instant::now(),
+            pending: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// What a request that started at `start` can know at `now` of when its connection was
+    /// ready: at `start` unless a connection was made since (then when it was) or one is being
+    /// made (then not before `now`); never later than `start + connect`, the longest a connect
+    /// of its own may take.
+    fn ready(
+        &self,
+        start: tokio::time::Instant,
+        connect: Duration,
+        now: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        let latest = later(start, connect);
+        if self.pending.load(Ordering::Relaxed) > 0 {
+            return now.clamp(start, latest);
+        }
+        match self.last.load(Ordering::Relaxed) {
+            0 => start,
+            ns => (self.base + Duration::from_nanos(ns - 1)).clamp(start, latest),
+        }
+    }
+}
+
+/// Counts a connect as under way while it lives; notes its end when it succeeded.
+struct Connecting(Arc<Connects>);
+
+impl Connecting {
+    fn new(connects: Arc<Connects>) -> Self {
+        connects.pending.fetch_add(1, Ordering::Relaxed);
+        Connecting(connects)
+    }
+
+    fn connected(&self) {
+        let c = &self.0;
+        let ns = u64::try_from(c.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        c.last.fetch_max(ns + 1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The HTTP/2 client's connector: [`HttpConnector`], reporting to [`Connects`].
+#[derive(Clone)]
+pub(crate) struct Watched {
+    inner: HttpConnector,
+    connects: Arc<Connects>,
+}
+
+type ConnectResult = Result<
+    <HttpConnector as tower::Service<Uri>>::Response,
+    <HttpConnector as tower::Service<Uri>>::Error,
+>;
+
+impl tower::Service<Uri> for Watched {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = ConnectResult> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = Connecting::new(self.connects.clone());
+        let connect = self.inner.call(uri);
+        Box::pin(async move {
+            let res = connect.await;
+            if res.is_ok() {
+                connecting.connected();
+            }
+            res
+        })
+    }
 }
 
 fn build(opts: &ClientOptions, protocol: UpstreamProtocol, connect: Duration) -> HttpClient {
@@ -101,9 +207,14 @@ fn build(opts: &ClientOptions, protocol: UpstreamProtocol, connect: Duration) ->
             max_idle: opts.pool_max_idle_per_host,
         });
     }
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect));
+    let mut inner = HttpConnector::new();
+    inner.set_nodelay(true);
+    inner.set_connect_timeout(Some(connect));
+    let connects = Arc::new(Connects::new());
+    let connector = Watched {
+        inner,
+        connects: connects.clone(),
+    };
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -113,7 +224,11 @@ fn build(opts: &ClientOptions, protocol: UpstreamProtocol, connect: Duration) ->
         // We set Host ourselves (the client's); don't let the client add the instance's.
         .set_host(false)
         .http2_only(true);
-    HttpClient::Http2(Box::new(builder.build(connector)))
+    HttpClient::Http2(Box::new(H2Client {
+        client: builder.build(connector),
+        connects,
+        connect,
+    }))
 }
 
 /// Why a request could not be sent or got no response head.
@@ -129,32 +244,41 @@ pub(crate) enum SendError {
     Http2(hyper_util::client::legacy::Error),
 }
 
-/// The wait for an answer's head: `limit` from `start`, or from the last frame of a streamed
-/// request body when that is later.
-pub(crate) struct HeadWait<'a> {
+/// A request's upstream timeouts, each bounding a phase of its own (`connect` is the
+/// connector's): `send` from the moment the connection is ready until the request's last
+/// byte is written, then `read` until the answer's head arrives (the response body's gaps
+/// are [`RespBody`](crate::body::RespBody)'s).
+///
+/// One timer serves every phase. It is set at the earliest moment any phase can end,
+/// `min(send, read)` after the connection is ready, and moved on when it fires early;
+/// a phase that ends earlier than the timer is set (a `read` that starts after a long
+/// upload) moves it back.
+pub(crate) struct Deadlines<'a> {
+    /// When the request started: its connection is ready then unless one has to be made.
     pub(crate) start: tokio::time::Instant,
-    pub(crate) limit: Duration,
+    pub(crate) send: Duration,
+    pub(crate) read: Duration,
+    /// The streamed request body's progress (HTTP/2 learns from it when the upload ended).
     pub(crate) progress: Option<&'a Progress>,
 }
 
-/// The answer's head did not arrive within the [`HeadWait`].
+/// A phase of the exchange did not end within its timeout.
 #[derive(Debug)]
 pub(crate) struct Elapsed;
 
-impl HeadWait<'_> {
-    fn first_deadline(&self) -> tokio::time::Instant {
-        self.start
-            .checked_add(self.limit)
-            .unwrap_or_else(|| deadline(self.limit))
+impl Deadlines<'_> {
+    /// The earliest end of any phase of a request whose connection was ready at `ready`.
+    fn first(&self, ready: tokio::time::Instant) -> tokio::time::Instant {
+        later(ready, self.send.min(self.read))
     }
 
-    /// A timer that fires at the first deadline or before it: `timer` itself when given,
+    /// A timer that fires at [`first`](Self::first) or before it: `timer` itself when given,
     /// else a new one. A connection's timer still carries an earlier request's deadline,
     /// which is earlier than this one's: it is left as it is (a reset costs atomic
-    /// operations on every request), and [`bound`](Self::bound) moves it on when it fires
-    /// early, about once per `limit` on a busy connection.
-    fn arm(&self, timer: Option<Pin<Box<Sleep>>>) -> Pin<Box<Sleep>> {
-        let due = self.first_deadline();
+    /// operations on every request), and [`bound`] moves it on when it fires early, about
+    /// once per `min(send, read)` on a busy connection.
+    fn arm(&self, timer: Option<Pin<Box<Sleep>>>, ready: tokio::time::Instant) -> Pin<Box<Sleep>> {
+        let due = self.first(ready);
         match timer {
             Some(mut t) => {
                 if t.deadline() > due {
@@ -166,50 +290,86 @@ impl HeadWait<'_> {
         }
     }
 
-    /// `fut`'s output, unless `sleep` fires first with no body progress since. Both are
-    /// borrowed, pinned where they live: moving a request future into a wrapper would copy
-    /// all of its state.
-    fn bound<'a, F: Future>(
-        &'a self,
-        mut sleep: Pin<&'a mut Sleep>,
-        mut fut: Pin<&'a mut F>,
-    ) -> impl Future<Output = Result<F::Output, Elapsed>> + 'a {
-        poll_fn(move |cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            loop {
-                ready!(sleep.as_mut().poll(cx));
-                // Fired: at the deadline, or early (see `arm`), or while the body was still
-                // moving. The latest of those is when the wait really ends.
-                let first = self.first_deadline();
-                let due = match self.progress.and_then(|p| p.last().checked_add(self.limit)) {
-                    Some(moved) => moved.max(first),
-                    None => first,
-                };
-                if due > sleep.deadline() {
-                    sleep.as_mut().reset(due);
-                } else {
-                    return Poll::Ready(Err(Elapsed));
-                }
-            }
-        })
+    fn phases(&self, ready: tokio::time::Instant) -> Phases {
+        Phases {
+            ready,
+            send: self.send,
+            read: self.read,
+        }
+    }
+
+    /// HTTP/2: when the phase the request is in at `now` ends. hyper-util's client makes the
+    /// connection and sends the request inside one future, so the phase is told from the
+    /// outside: the upload goes on until the streamed body's last frame was handed on (a
+    /// body-less or buffered request goes out as soon as its connection is ready), and the
+    /// connection was ready as [`Connects::ready`] says.
+    fn h2_due(
+        &self,
+        connects: &Connects,
+        connect: Duration,
+        now: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        match self.progress.map(|p| p.sent()) {
+            Some(Some(sent)) => later(sent, self.read),
+            Some(None) => later(connects.ready(self.start, connect, now), self.send),
+            None => later(connects.ready(self.start, connect, now), self.read),
+        }
     }
 }
 
+/// `fut`'s output, unless `sleep` fires at or after `due()` (asked each time it fires: an
+/// earlier deadline is moved on to it). Both are borrowed, pinned where they live: moving a
+/// request future into a wrapper would copy all of its state. `sleep` must not be set later
+/// than `due()`.
+fn bound<'a, F: Future>(
+    mut sleep: Pin<&'a mut Sleep>,
+    mut fut: Pin<&'a mut F>,
+    due: impl Fn() -> tokio::time::Instant + 'a,
+) -> impl Future<Output = Result<F::Output, Elapsed>> + 'a {
+    poll_fn(move |cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            // Fired: at the deadline, or early (see `Deadlines::arm`).
+            let due = due();
+            if due > sleep.deadline() {
+                sleep.as_mut().reset(due);
+            } else {
+                return Poll::Ready(Err(Elapsed));
+            }
+        }
+    })
+}
+
+/// `fut`'s output, unless `due` passes first. `timer` is moved back to `due` when it is set
+/// later; set earlier, it is moved on when it fires.
+pub(crate) async fn within<F: Future>(
+    mut timer: Pin<&mut Sleep>,
+    due: tokio::time::Instant,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
+    if timer.deadline() > due {
+        timer.as_mut().reset(due);
+    }
+    bound(timer, pin!(fut), move || due).await
+}
+
 impl HttpClient {
-    /// Sends `req` to `ep` and waits for the answer's head, at most `wait`.
+    /// Sends `req` to `ep` and waits for the answer's head, each phase within its timeout.
     pub(crate) async fn send(
         &self,
         ep: &Endpoint,
         req: Outgoing<'_>,
-        wait: &HeadWait<'_>,
+        wait: &Deadlines<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         match (self, req) {
             (HttpClient::Http1(c), Outgoing::H1(head, body)) => c.send(ep, head, body, wait).await,
             (HttpClient::Http2(c), Outgoing::H2(req)) => {
-                let sleep = pin!(tokio::time::sleep_until(wait.first_deadline()));
-                let res = wait.bound(sleep, pin!(c.request(req))).await?;
+                let sleep = pin!(tokio::time::sleep_until(wait.first(wait.start)));
+                let due = || wait.h2_due(&c.connects, c.connect, tokio::time::Instant::now());
+                let res = bound(sleep, pin!(c.client.request(req)), due).await?;
                 Ok(res
                     .map(|r| r.map(UpstreamBody::H2))
                     .map_err(SendError::Http2))
@@ -237,51 +397,55 @@ pub(crate) struct H1Client {
 }
 
 impl H1Client {
-    /// The head wait's timer lives in the connection and is reset per request: a reset to a
-    /// later deadline is one atomic operation, where a new timer takes the timer wheel's lock
-    /// to register and again to deregister (~480 instructions per request).
+    /// The timer of the request's phases lives in the connection and is reset per request:
+    /// a reset to a later deadline is one atomic operation, where a new timer takes the timer
+    /// wheel's lock to register and again to deregister (~480 instructions per request).
     async fn send(
         &self,
         ep: &Endpoint,
         head: H1Head<'_>,
         mut body: ReqBody,
-        wait: &HeadWait<'_>,
+        wait: &Deadlines<'_>,
     ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
         let mut timer = None;
+        // A pooled connection is ready when the request starts.
+        let mut ready = wait.start;
         loop {
             // The request's start is a fresh enough clock for the idle check.
             let now = wait.start.into_std();
             let (mut conn, reused) = match ep.pool.checkout(now, self.idle_timeout) {
                 Some(conn) => (conn, true),
                 None => {
-                    let armed = wait.arm(timer.take());
-                    let t = timer.insert(armed);
                     // Boxed: the connect state is large and rarely needed; keeping it out of
-                    // this future keeps every request's future small.
-                    let mut connect = Box::pin(self.connect(ep));
-                    match wait.bound(t.as_mut(), connect.as_mut()).await? {
-                        Ok(conn) => (conn, false),
+                    // this future keeps every request's future small. `connect` bounds it.
+                    match Box::pin(self.connect(ep)).await {
+                        Ok(conn) => {
+                            ready = tokio::time::Instant::now();
+                            (conn, false)
+                        }
                         Err(e) => return Ok(Err(e)),
                     }
                 }
             };
-            let mut t = wait.arm(timer.take().or_else(|| conn.take_timer()));
+            let mut t = wait.arm(timer.take().or_else(|| conn.take_timer()), ready);
             // The answer's body gives the connection back to this pool.
             let slot = PoolSlot {
                 pool: ep.pool.clone(),
                 max_idle: self.max_idle,
                 idle_timeout: self.idle_timeout,
             };
-            let send = pin!(h1::send(conn, head, body, reused, slot));
-            match wait.bound(t.as_mut(), send).await? {
+            let phases = wait.phases(ready);
+            match h1::send(conn, head, body, reused, slot, t.as_mut(), phases).await {
                 Ok(mut res) => {
                     res.body_mut().keep_timer(t);
                     return Ok(Ok(res.map(UpstreamBody::H1)));
                 }
+                Err((H1Error::TimedOut, _)) => return Err(Elapsed),
                 // A pooled connection the upstream had closed while idle: another one.
                 Err((_, Some(again))) => {
                     body = again;
                     timer = Some(t);
+                    ready = tokio::time::Instant::now();
                 }
                 Err((e, None)) => return Ok(Err(SendError::Http1(e))),
             }
@@ -425,5 +589,82 @@ mod tests {
         let (kept, _) = (*kept).into_upgraded();
         assert_eq!(kept.local_addr().unwrap(), second_addr);
         assert!(pool.checkout(Instant::now(), idle).is_none());
+    }
+
+    use tokio::time::Instant as TInstant;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_set_early_is_moved_on_to_the_phase_deadline() {
+        let t0 = TInstant::now();
+        // A pooled connection's timer, still on an earlier request's deadline.
+        let mut timer = Box::pin(tokio::time::sleep_until(t0 + ms(100)));
+        let out = within(timer.as_mut(), t0 + ms(500), tokio::time::sleep(ms(300))).await;
+        assert!(
+            out.is_ok(),
+            "the phase's own deadline holds, not the timer's"
+        );
+        assert_eq!(timer.deadline(), t0 + ms(500));
+
+        let t1 = TInstant::now();
+        let out = within(timer.as_mut(), t1 + ms(200), std::future::pending::<()>()).await;
+        assert!(out.is_err());
+        assert_eq!(
+            TInstant::now() - t1,
+            ms(200),
+            "moved back to an earlier phase end"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_phase_ends_at_its_deadline() {
+        let t0 = TInstant::now();
+        let mut timer = Box::pin(tokio::time::sleep_until(t0 + ms(50)));
+        let out = within(timer.as_mut(), t0 + ms(200), std::future::pending::<()>()).await;
+        assert!(out.is_err());
+        assert_eq!(TInstant::now() - t0, ms(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_phases_count_from_the_connection_and_the_upload() {
+        let start = TInstant::now();
+        let connects = Connects::new();
+        let connect = ms(1000);
+        let wait = |progress| Deadlines {
+            start,
+            send: ms(300),
+            read: ms(100),
+            progress,
+        };
+        let now = start + ms(50);
+        // A pooled connection: ready at the start.
+        assert_eq!(wait(None).h2_due(&connects, connect, now), start + ms(100));
+        let body = Progress::new();
+        assert_eq!(
+            wait(Some(&body)).h2_due(&connects, connect, now),
+            start + ms(300)
+        );
+        // A connection being made: not ready before now, nor later than `start + connect`.
+        let making = Connecting::new(Arc::new(Connects::new()));
+        let pending = &making.0;
+        assert_eq!(wait(None).h2_due(pending, connect, now), now + ms(100));
+        let late = start + ms(5000);
+        assert_eq!(wait(None).h2_due(pending, connect, late), start + ms(1100));
+        // Made 40 ms in: the phases count from then.
+        tokio::time::advance(ms(40)).await;
+        making.connected();
+        let made = making.0.clone();
+        drop(making);
+        assert_eq!(wait(None).h2_due(&made, connect, now), start + ms(140));
+        // The upload over: `read` from then.
+        tokio::time::advance(ms(60)).await;
+        body.finish();
+        assert_eq!(
+            wait(Some(&body)).h2_due(&made, connect, now),
+            start + ms(200)
+        );
     }
 }

@@ -6,15 +6,18 @@ use http::{HeaderName, HeaderValue};
 
 use crate::TrustedProxies;
 
-/// Upstream timeouts of a route (nginx's `proxy_*_timeout`; 60 s each by default).
+/// Upstream timeouts of a route (nginx's `proxy_*_timeout`; 60 s each by default). Each
+/// bounds its own phase of the exchange, from the moment that phase starts; expiry answers
+/// 504 (see the crate's docs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Opening the TCP connection (a connector setting): expiry answers 504.
+    /// Opening the TCP connection (a connector setting).
     pub connect: Duration,
-    /// Sending the request; `send + read` bounds the wait for the response headers.
+    /// Sending the request: from the moment the connection is ready until the last byte of
+    /// the request (its head, or the last frame of its body) is written.
     pub send: Duration,
-    /// Waiting for the response: part of the header bound, and the longest gap allowed
-    /// between two frames of the response body.
+    /// Waiting for the upstream: for the answer's head from the moment the request was sent,
+    /// then the longest gap allowed between two frames of the answer's body.
     pub read: Duration,
 }
 

@@ -9,7 +9,8 @@ pub enum ProxyError {
     /// The connection was refused or reset, or the upstream's answer was malformed (502).
     #[error("bad gateway: {0}")]
     BadGateway(#[source] BoxError),
-    /// Connecting or waiting for the response headers took too long (504).
+    /// Connecting, sending the request or waiting for the response headers took too long
+    /// (504).
     #[error("upstream timed out")]
     Timeout,
     /// The service has no instance to send the request to (503).
@@ -18,6 +19,11 @@ pub enum ProxyError {
     /// The request body is larger than `max_body_bytes` (413).
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client's request body could not be read: malformed chunked framing, a body that
+    /// ended before its `Content-Length`, a reset stream (400). The client's fault: never
+    /// retried, and not reported against the instance.
+    #[error("client request body: {0}")]
+    ClientBody(#[source] BoxError),
 }
 
 impl gw_core::HttpError for ProxyError {
@@ -27,6 +33,7 @@ impl gw_core::HttpError for ProxyError {
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -36,6 +43,7 @@ impl gw_core::HttpError for ProxyError {
             ProxyError::Timeout => "Gateway timeout",
             ProxyError::NoHealthyUpstream => "No healthy upstream",
             ProxyError::BodyTooLarge => "Request body too large",
+            ProxyError::ClientBody(_) => "Bad request",
         }
     }
 }

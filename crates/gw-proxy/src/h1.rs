@@ -13,7 +13,7 @@
 //! socket is handed to the caller), trailers of chunked answers (read and dropped).
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,8 +29,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::body::ReqBody;
-use crate::client::HostPool;
+use crate::body::{deadline, later, ReqBody};
+use crate::client::{within, Elapsed, HostPool};
 use crate::forwarded::{has_token, hop_by_hop_bit, names_other_fields, AddedFields, HOP_OTHER};
 
 /// Largest response head accepted (status line and headers).
@@ -72,9 +72,13 @@ pub(crate) enum H1Error {
     /// The answer is not valid HTTP/1.x.
     #[error("invalid response from upstream: {0}")]
     Parse(&'static str),
-    /// The request body failed (the client went away, or it went over the limit).
+    /// The request body failed (the client's body could not be read, or it went over the
+    /// limit).
     #[error("request body: {0}")]
     Body(#[source] BoxError),
+    /// Sending the request took longer than `send`, or the answer's head longer than `read`.
+    #[error("upstream timed out")]
+    TimedOut,
 }
 
 impl H1Error {
@@ -161,15 +165,38 @@ pub(crate) struct H1Head<'a> {
     pub(crate) added: &'a AddedFields,
 }
 
-/// Sends `head` and `body` on `conn` and reads the answer's head. On failure, the error and
-/// whether the request may be sent again on another connection (nothing was answered and the
-/// body, which is handed back, can be replayed).
+/// When the phases of one exchange end: the upload `send` after `ready` (the connection's
+/// readiness), the wait for the answer's head `read` after the request was sent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Phases {
+    pub(crate) ready: tokio::time::Instant,
+    pub(crate) send: Duration,
+    pub(crate) read: Duration,
+}
+
+/// `fut` within `due` on `timer`; expiry is [`H1Error::TimedOut`].
+async fn timed<T, F: Future<Output = T>>(
+    timer: Pin<&mut Sleep>,
+    due: tokio::time::Instant,
+    fut: F,
+) -> Result<T, (H1Error, Option<ReqBody>)> {
+    within(timer, due, fut)
+        .await
+        .map_err(|Elapsed| (H1Error::TimedOut, None))
+}
+
+/// Sends `head` and `body` on `conn` and reads the answer's head, each within its phase's
+/// timeout on `timer` (which must not be set later than `ready + min(send, read)`). On
+/// failure, the error and whether the request may be sent again on another connection
+/// (nothing was answered and the body, which is handed back, can be replayed).
 pub(crate) async fn send(
     mut conn: Box<Conn>,
     head: H1Head<'_>,
     mut body: ReqBody,
     reused: bool,
     slot: PoolSlot,
+    mut timer: Pin<&mut Sleep>,
+    phases: Phases,
 ) -> Result<Response<H1Body>, (H1Error, Option<ReqBody>)> {
     let H1Head {
         method,
@@ -178,6 +205,7 @@ pub(crate) async fn send(
         added,
     } = head;
     let replayable = matches!(body, ReqBody::Full(_));
+    let send_due = later(phases.ready, phases.send);
 
     // The head, and a small known body, in one write.
     let mut out = std::mem::take(&mut conn.wbuf);
@@ -190,38 +218,77 @@ pub(crate) async fn send(
             inline = true;
         }
     }
-    let written = conn.io.write_all(&out).await;
-    conn.wbuf = out;
-    if let Err(e) = written {
-        let e = H1Error::Io(e);
-        let again = (reused && replayable && e.stale()).then_some(body);
-        return Err((e, again));
+    // It nearly always goes into the socket at once: the request was then sent when the
+    // connection was ready, with no timer to poll and no clock to read.
+    let mut sent = phases.ready;
+    let written = match conn.io.try_write(&out) {
+        Ok(n) if n == out.len() => Ok(()),
+        Ok(n) => Err(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(0),
+        Err(e) => {
+            conn.wbuf = out;
+            return Err(write_failed(e, reused && replayable, body));
+        }
+    };
+    if let Err(n) = written {
+        let rest = timed(timer.as_mut(), send_due, conn.io.write_all(&out[n..])).await;
+        let rest = match rest {
+            Ok(r) => r,
+            Err(e) => {
+                conn.wbuf = out;
+                return Err(e);
+            }
+        };
+        if let Err(e) = rest {
+            conn.wbuf = out;
+            return Err(write_failed(e, reused && replayable, body));
+        }
+        sent = tokio::time::Instant::now();
     }
+    conn.wbuf = out;
     let mut early = None;
     if !inline {
-        if let Err(e) = write_body(&mut conn, &mut body, framing).await {
+        let written = timed(
+            timer.as_mut(),
+            send_due,
+            write_body(&mut conn, &mut body, framing),
+        )
+        .await?;
+        match written {
+            Ok(()) => sent = tokio::time::Instant::now(),
             // An upstream may answer before it has read the whole body (413, 401) and close
             // the connection: an answer that is already in the socket is passed on.
-            if !matches!(e, H1Error::Io(_)) {
-                return Err((e, None));
-            }
-            match read_head(&mut conn, method).await {
-                Ok(mut head) if !head.status.is_informational() => {
-                    head.keep_alive = false;
-                    early = Some(head);
+            Err(e @ H1Error::Io(_)) => {
+                let head = timed(
+                    timer.as_mut(),
+                    deadline(phases.read),
+                    read_head(&mut conn, method),
+                )
+                .await?;
+                match head {
+                    Ok(mut head) if !head.status.is_informational() => {
+                        head.keep_alive = false;
+                        early = Some(head);
+                    }
+                    _ => return Err((e, None)),
                 }
-                _ => return Err((e, None)),
             }
+            Err(e) => return Err((e, None)),
         }
     }
 
-    // The answer's head; interim 1xx answers are skipped.
+    // The answer's head, `read` after the request went out; interim 1xx answers are
+    // skipped, each starting a new wait.
+    let mut read_due = later(sent, phases.read);
     let head = loop {
         if let Some(head) = early.take() {
             break head;
         }
-        match read_head(&mut conn, method).await {
-            Ok(head) if head.status.is_informational() && head.status != 101 => continue,
+        match timed(timer.as_mut(), read_due, read_head(&mut conn, method)).await? {
+            Ok(head) if head.status.is_informational() && head.status != 101 => {
+                read_due = deadline(phases.read);
+                continue;
+            }
             Ok(head) => break head,
             Err((e, answered)) => {
                 let retry = reused
@@ -264,6 +331,15 @@ pub(crate) async fn send(
     *res.version_mut() = version;
     *res.headers_mut() = headers;
     Ok(res)
+}
+
+/// A failed write of the request's head: the request may go again on another connection
+/// when the upstream had closed this one while it was idle.
+#[cold]
+fn write_failed(e: io::Error, replayable: bool, body: ReqBody) -> (H1Error, Option<ReqBody>) {
+    let e = H1Error::Io(e);
+    let again = (replayable && e.stale()).then_some(body);
+    (e, again)
 }
 
 /// How the request body is framed.

@@ -9,7 +9,8 @@
 //! - [`Proxy`]: the per-route `tower::Service<Request<Body>>` that forwards a request whose
 //!   URI was already rewritten by the router, and streams the answer back. It never fails:
 //!   errors become the SPEC's JSON answers (502 `Bad gateway`, 504 `Gateway timeout`,
-//!   503 `No healthy upstream`, 413 `Request body too large`) through `gw_core`.
+//!   503 `No healthy upstream`, 413 `Request body too large`, 400 `Bad request`) through
+//!   `gw_core`.
 //! - [`client_addr`] and [`TrustedProxies`]: who the client is (SPEC §7), for the listener.
 //!
 //! # What is sent upstream
@@ -30,12 +31,27 @@
 //!   write HTTP/1.1 trailers). The route's request header rules apply last.
 //!
 //! # Timeouts
-//! `connect` is the connector's timeout (504). The wait for the response headers is bounded
-//! by `send + read` (504), counted from the last frame of a streamed request body (so a long
-//! but steady upload is not cut off; a client that stalls its upload for that long is). While
-//! the response body streams, a gap longer than `read` between two frames ends the body with
-//! an error: the status was already sent, so the client's connection (HTTP/1.1) or stream
-//! (HTTP/2) is reset.
+//! Each bounds its own phase, from the moment that phase starts; expiry answers 504:
+//! - `connect`: opening the connection (the connector's timeout).
+//! - `send`: from the moment the connection is ready until the request's last byte is
+//!   written (its head, for a request without a body; for a streamed body, its last frame,
+//!   so a client that uploads slowly runs into it too).
+//! - `read`: the wait for the answer's head, from the moment the request was sent (an answer
+//!   that comes before the upload is over is taken as well), and then every gap between two
+//!   frames of the answer's body. A gap ends the body with an error: the status was already
+//!   sent, so the client's connection (HTTP/1.1) or stream (HTTP/2) is reset.
+//!
+//! Over HTTP/2, hyper-util's client makes the connection and sends the request in one
+//! future: the connection counts as ready at the request's start unless the client's
+//! connector was making one meanwhile (then when that ended, at most `connect` later), and a
+//! streamed body as sent when its last frame was handed to the client.
+//!
+//! # Client body errors
+//! An error reading the client's request body (a malformed chunk size, a body that ends
+//! before its `Content-Length`, a reset stream) is the client's fault: 400 `Bad request`,
+//! never retried, and the answer carries no [`gw_core::UpstreamInfo`], so the outlier
+//! detector hears nothing about the instance (and the breaker sees a 4xx, not a failure).
+//! An HTTP/1.1 connection caught mid-request is closed, not pooled.
 //!
 //! # Retries
 //! Only with a [`RetryPolicy`] of `times > 0`, only for GET, HEAD, OPTIONS, PUT and DELETE,

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use gw_core::{error_into_response, Body, ClientAddr, ConnInfo, Identity, RequestId, UpstreamInfo};
@@ -20,8 +19,10 @@ use hyper::upgrade::OnUpgrade;
 use smallvec::SmallVec;
 use tower::retry::budget::Budget;
 
-use crate::body::{BodyLimitExceeded, InFlight, Progress, ReqBody, RespBody, UpstreamBody};
-use crate::client::{Elapsed, HeadWait, HttpClient, Outgoing, SendError};
+use crate::body::{
+    BodyLimitExceeded, ClientBodyError, InFlight, Progress, ReqBody, RespBody, UpstreamBody,
+};
+use crate::client::{Deadlines, Elapsed, HttpClient, Outgoing, SendError};
 use crate::forwarded::{
     has_token, scan_request, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop, Added,
     AddedFields, Field, FieldValue, HOP_CONNECTION, REQ_EXPECT, REQ_ID_SAME, REQ_X_USER,
@@ -44,7 +45,6 @@ struct Shared {
     upstream: Arc<Upstream>,
     client: HttpClient,
     config: Arc<ProxyConfig>,
-    header_timeout: Duration,
     version: HeaderValue,
 }
 
@@ -61,13 +61,11 @@ impl Proxy {
     /// A proxy to `upstream` through the shared `clients`, configured by the route.
     pub fn new(upstream: Arc<Upstream>, clients: Clients, config: Arc<ProxyConfig>) -> Proxy {
         let client = clients.get(upstream.protocol(), config.timeouts.connect);
-        let header_timeout = config.timeouts.send.saturating_add(config.timeouts.read);
         Proxy {
             inner: Arc::new(Shared {
                 upstream,
                 client,
                 config,
-                header_timeout,
                 version: HeaderValue::from_static(gw_core::VERSION),
             }),
         }
@@ -142,14 +140,9 @@ fn classify(err: SendError) -> Failure {
     let err = match err {
         SendError::ConnectTimeout => return Failure::Retryable(ProxyError::Timeout),
         SendError::Connect(e) => return Failure::Retryable(ProxyError::BadGateway(Box::new(e))),
-        SendError::Http1(e) => {
-            if let H1Error::Body(b) = &e {
-                if b.is::<BodyLimitExceeded>() || has_body_limit_cause(&**b) {
-                    return Failure::Final(ProxyError::BodyTooLarge);
-                }
-            }
-            return Failure::Retryable(ProxyError::BadGateway(Box::new(e)));
-        }
+        SendError::Http1(H1Error::Body(b)) => return body_failure(b),
+        SendError::Http1(H1Error::TimedOut) => return Failure::Final(ProxyError::Timeout),
+        SendError::Http1(e) => return Failure::Retryable(ProxyError::BadGateway(Box::new(e))),
         SendError::Http2(e) => e,
     };
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
@@ -157,6 +150,9 @@ fn classify(err: SendError) -> Failure {
     while let Some(e) = src {
         if e.is::<BodyLimitExceeded>() {
             return Failure::Final(ProxyError::BodyTooLarge);
+        }
+        if e.is::<ClientBodyError>() {
+            return Failure::Final(ProxyError::ClientBody(Box::new(err)));
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
@@ -170,10 +166,23 @@ fn classify(err: SendError) -> Failure {
     }
 }
 
-fn has_body_limit_cause(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut src = err.source();
+/// The request body failed while it was being sent: over the limit (413), or the client's
+/// body could not be read (400). Neither is worth another attempt.
+fn body_failure(err: gw_core::BoxError) -> Failure {
+    if caused_by::<BodyLimitExceeded>(&*err) {
+        Failure::Final(ProxyError::BodyTooLarge)
+    } else if caused_by::<ClientBodyError>(&*err) {
+        Failure::Final(ProxyError::ClientBody(err))
+    } else {
+        Failure::Retryable(ProxyError::BadGateway(Box::new(H1Error::Body(err))))
+    }
+}
+
+/// Whether `err` or an error in its source chain is a `T`.
+fn caused_by<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src = Some(err);
     while let Some(e) = src {
-        if e.is::<BodyLimitExceeded>() {
+        if e.is::<T>() {
             return true;
         }
         src = e.source();
@@ -337,7 +346,8 @@ impl Shared {
                     Err(e) if e.is::<BodyLimitExceeded>() => {
                         break 'run (Err(ProxyError::BodyTooLarge), None)
                     }
-                    Err(e) => break 'run (Err(ProxyError::BadGateway(e)), None),
+                    // Every error of the client's body is one (`ReqBody`).
+                    Err(e) => break 'run (Err(ProxyError::ClientBody(e)), None),
                 }
             } else {
                 let p = Progress::new();
@@ -391,13 +401,13 @@ impl Shared {
 
                 let guard = (upstream.load_balancer() == LoadBalancer::LeastConn)
                     .then(|| InFlight::new(&ep.in_flight));
-                // Tokio's clock: one reading serves the deadline and the header time.
+                // Tokio's clock: one reading serves the deadlines and the header time.
                 let start = tokio::time::Instant::now();
-                // The wait for the response headers, bounded by `send + read` from the start (or
-                // from the last frame of a streamed body).
-                let wait = HeadWait {
+                // `send` bounds the upload, `read` the wait for the answer's head after it.
+                let wait = Deadlines {
                     start,
-                    limit: self.header_timeout,
+                    send: config.timeouts.send,
+                    read: config.timeouts.read,
                     progress: progress.as_deref(),
                 };
                 let result = self.client.send(ep, req, &wait).await;
@@ -427,7 +437,20 @@ impl Shared {
                     Ok(Err(_)) if progress.as_ref().is_some_and(|p| p.exceeded()) => {
                         break 'run (Err(ProxyError::BodyTooLarge), Some(info));
                     }
+                    // The client's fault, whatever the exchange's error says (HTTP/2 reports
+                    // the stream it reset): no word about the instance to the outlier
+                    // detector, which reads `UpstreamInfo`.
+                    Ok(Err(err)) if progress.as_ref().is_some_and(|p| p.client_failed()) => {
+                        let err = match classify(err) {
+                            Failure::Final(e @ ProxyError::ClientBody(_)) => e,
+                            Failure::Final(e) | Failure::Retryable(e) => {
+                                ProxyError::ClientBody(Box::new(e))
+                            }
+                        };
+                        break 'run (Err(err), None);
+                    }
                     Ok(Err(err)) => match classify(err) {
+                        Failure::Final(e @ ProxyError::ClientBody(_)) => break 'run (Err(e), None),
                         Failure::Final(e) => break 'run (Err(e), Some(info)),
                         Failure::Retryable(e) => {
                             if last || !upstream.budget.withdraw() {

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use gw_core::{Body, UpstreamInfo};
-use gw_proxy::{LoadBalancer, ProxyConfig, RetryPolicy, Timeouts};
+use gw_proxy::{LoadBalancer, ProxyConfig, RetryPolicy, Timeouts, UpstreamProtocol};
 use http::Response;
 use http_body_util::BodyExt;
 use support::*;
@@ -256,4 +256,75 @@ async fn retry_budget_bounds_retries() {
         hits <= requests + 100 + requests / 5 + 20,
         "budget not applied: {hits}"
     );
+}
+
+/// A client body that yields `good` bytes, then fails as a malformed one would.
+struct Broken {
+    good: Option<bytes::Bytes>,
+    /// Its size hint: a small known length makes a retryable request buffer it first.
+    len: Option<u64>,
+}
+
+impl http_body::Body for Broken {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(match self.good.take() {
+            Some(b) => Ok(http_body::Frame::data(b)),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "invalid chunk size line",
+            )),
+        }))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.len.map_or_else(
+            http_body::SizeHint::default,
+            http_body::SizeHint::with_exact,
+        )
+    }
+}
+
+fn broken(len: Option<u64>) -> Body {
+    Body::new(Broken {
+        good: Some(bytes::Bytes::from_static(b"hello")),
+        len,
+    })
+}
+
+#[tokio::test]
+async fn a_client_body_error_is_400_not_retried_and_not_the_instances() {
+    for protocol in [UpstreamProtocol::Http1, UpstreamProtocol::Http2] {
+        let up = serve_proto(protocol == UpstreamProtocol::Http2, |req| async move {
+            let _ = req.into_body().collect().await;
+            Response::new(Body::from("read"))
+        })
+        .await;
+        let (proxy, _) = proxy_proto(
+            LoadBalancer::RoundRobin,
+            protocol,
+            vec![up.instance("a")],
+            retry(2),
+        );
+        // Streamed (unknown length), then buffered for a retry (small known length).
+        for (len, attempts) in [(None, 1), (Some(100), 0)] {
+            let before = up.hits();
+            let res = send(&proxy, request("PUT", "/", broken(len))).await;
+            assert_eq!(res.status(), 400, "{protocol:?} {len:?}");
+            assert!(
+                res.extensions().get::<UpstreamInfo>().is_none(),
+                "nothing for the outlier detector to count"
+            );
+            let v = json(&text(res).await);
+            assert_eq!(v["error"], "Bad request");
+            assert_eq!(v["request_id"], REQUEST_ID);
+            assert!(up.hits() - before <= attempts, "{protocol:?} {len:?}");
+        }
+        // The upstream is still fine to use.
+        assert_eq!(call(&proxy, get("/")).await, (200, "read".to_string()));
+    }
 }

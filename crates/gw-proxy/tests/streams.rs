@@ -285,29 +285,58 @@ impl http_body::Body for Trickle {
     }
 }
 
-#[tokio::test]
-async fn slow_but_steady_upload_is_not_a_timeout() {
-    let up = counter().await;
+/// A 0.9 s upload (15 frames, 60 ms apart) through a proxy with these timeouts.
+async fn trickled_upload(protocol: UpstreamProtocol, send: u64, read: u64) -> (u16, String) {
+    let up = serve_proto(protocol == UpstreamProtocol::Http2, |req| async move {
+        let n = match req.into_body().collect().await {
+            Ok(c) => c.to_bytes().len(),
+            Err(_) => 0,
+        };
+        Response::new(Body::from(n.to_string()))
+    })
+    .await;
     let config = ProxyConfig {
         timeouts: gw_proxy::Timeouts {
             connect: std::time::Duration::from_secs(5),
-            send: std::time::Duration::from_millis(150),
-            read: std::time::Duration::from_millis(150),
+            send: std::time::Duration::from_millis(send),
+            read: std::time::Duration::from_millis(read),
         },
         ..ProxyConfig::default()
     };
-    let (proxy, _) = proxy(LoadBalancer::RoundRobin, vec![up.instance("a")], config);
+    let (proxy, _) = proxy_proto(
+        LoadBalancer::RoundRobin,
+        protocol,
+        vec![up.instance("a")],
+        config,
+    );
     let gap = std::time::Duration::from_millis(60);
     let body = Body::new(Trickle {
         left: 15,
         gap,
         sleep: Box::pin(tokio::time::sleep(gap)),
     });
-    // 15 × 60 ms ≈ 0.9 s in all, more than send + read, but never idle that long.
-    assert_eq!(
-        call(&proxy, request("PUT", "/", body)).await,
-        (200, "75".to_string())
-    );
+    call(&proxy, request("PUT", "/", body)).await
+}
+
+#[tokio::test]
+async fn read_starts_when_a_long_upload_is_over() {
+    for protocol in [UpstreamProtocol::Http1, UpstreamProtocol::Http2] {
+        // The upload takes six times `read`, within `send`.
+        assert_eq!(
+            trickled_upload(protocol, 5_000, 150).await,
+            (200, "75".to_string()),
+            "{protocol:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn send_bounds_the_whole_upload_however_steady() {
+    for protocol in [UpstreamProtocol::Http1, UpstreamProtocol::Http2] {
+        // Never idle for long, but longer than `send` in all.
+        let (status, body) = trickled_upload(protocol, 300, 5_000).await;
+        assert_eq!(status, 504, "{protocol:?}: {body}");
+    }
 }
 
 #[tokio::test]
