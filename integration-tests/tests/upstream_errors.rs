@@ -95,7 +95,8 @@ async fn a_reused_connection_times_out_on_each_requests_own_deadline() {
             .send()
     };
     assert_eq!(get(0).await.unwrap().status(), 200);
-    // The first request's wait would have ended 2 s after it began, 0.8 s into this one.
+    // The connection's timer still holds a deadline set for the first request (its read
+    // phase would have ended 1.5 s after it began, 0.3 s into this one).
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         get(1300).await.unwrap().status(),
