@@ -862,6 +862,10 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+// For the property tests and fuzz targets.
+#[doc(hidden)]
+pub mod probe;
+
 #[cfg(test)]
 mod tests {
     use super::*;

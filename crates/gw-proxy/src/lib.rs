@@ -113,3 +113,7 @@ pub use error::ProxyError;
 pub use forwarded::{client_addr, TrustedProxies};
 pub use proxy::{Proxy, ResponseFuture};
 pub use upstream::{Instance, LoadBalancer, Upstream, UpstreamProtocol};
+
+// For the property tests and fuzz targets.
+#[doc(hidden)]
+pub use h1::probe as h1_probe;
