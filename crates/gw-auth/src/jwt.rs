@@ -379,7 +379,9 @@ impl Verifier {
     /// Verifies the signature and algorithm (not the claims): returns the claims.
     pub(crate) async fn verify_signature(&self, token: &str) -> Result<TokenClaims, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::InvalidToken)?;
-        if !self.algorithms.contains(&header.alg) {
+        // The gateway understands no header extension: a token that marks one critical is
+        // invalid (RFC 7515 §4.1.11).
+        if !self.algorithms.contains(&header.alg) || header.crit.is_some() {
             return Err(AuthError::InvalidToken);
         }
         let family = header.alg.family();

@@ -330,9 +330,10 @@ fn check_host<B>(req: &mut Request<B>, hosts: usize) -> Result<(), EdgeError> {
     let uri = req.uri();
     let authority = uri.authority();
     if let Some(a) = authority {
+        // Authority-form (`GET example.com:80`) belongs to CONNECT alone (refused above).
         if uri
             .scheme()
-            .is_some_and(|s| *s != Scheme::HTTP && *s != Scheme::HTTPS)
+            .is_none_or(|s| *s != Scheme::HTTP && *s != Scheme::HTTPS)
         {
             return Err(EdgeError::InvalidTarget);
         }

@@ -122,7 +122,7 @@ fn rebuild(path: &str, opts: &PathOptions) -> Result<String, PathError> {
             }
         }
         // A path ending in `/`, `/.` or `/..` ends in `/` (RFC 3986 §5.2.4).
-        if last && matches!(&*seg, "" | "." | "..") && !out.ends_with('/') {
+        if last && matches!(&*seg, "" | "." | "..") {
             out.push('/');
         }
     }

@@ -333,7 +333,6 @@ proptest! {
 /// and the upstream see the same path), but neither the RFC nor idempotent with respect to
 /// encoding.
 #[test]
-#[ignore = "known difference from RFC 3986 without merge_slashes"]
 fn rfc_trailing_slashes_without_merge() {
     let opts = PathOptions {
         merge_slashes: false,
@@ -356,7 +355,6 @@ fn rfc_trailing_slashes_without_merge() {
 /// any other method (`GET example.com:80`) as if it were absolute-form, and rewrites it to
 /// `GET /` (found by `cargo fuzz run canonicalize`).
 #[test]
-#[ignore = "known: authority-form targets of methods other than CONNECT are accepted"]
 fn authority_form_target_is_refused() {
     for target in ["a", "example.com:80", ".exam1"] {
         let mut req = Request::get(target)

@@ -533,7 +533,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
     let mut headers = HeaderMap::with_capacity(count + 8);
     let mut length: Option<u64> = None;
     let mut chunked = false;
-    let mut close = version == Version::HTTP_10;
+    let mut encoded = false;
+    let (mut saw_close, mut saw_keep_alive) = (false, false);
     let mut upgrade = false;
     // Hop-by-hop fields that only concern this connection are used here and not kept:
     // `Transfer-Encoding` (the framing is decoded here), `Keep-Alive`, `Proxy-*`, and a
@@ -559,13 +560,15 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            encoded = chunked
+                || raw
+                    .split(|&b| b == b',')
+                    .any(|t| !t.trim_ascii().is_empty());
             continue;
         } else if name == CONNECTION {
-            if has_token(raw, b"close") {
-                close = true;
-            } else if has_token(raw, b"keep-alive") {
-                close = false;
-            }
+            // `close` in any Connection field wins (RFC 9112 §9.6).
+            saw_close |= has_token(raw, b"close");
+            saw_keep_alive |= has_token(raw, b"keep-alive");
             upgrade |= has_token(raw, b"upgrade");
             if !switching && !names_other_fields(raw) {
                 continue;
@@ -595,11 +598,21 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
         RespFraming::Empty
     } else if chunked {
         RespFraming::Chunked
+    } else if encoded {
+        // A coding other than a final `chunked`: the body ends when the connection does,
+        // whatever a Content-Length says (RFC 9112 §6.3).
+        RespFraming::Eof
     } else if let Some(n) = length {
         RespFraming::Length(n)
     } else {
         RespFraming::Eof
     };
+    if encoded && length.is_some() {
+        // Transfer-Encoding overrides Content-Length, which an intermediary must remove
+        // (RFC 9112 §6.3): the client's framing is made anew from the decoded body.
+        headers.remove(CONTENT_LENGTH);
+    }
+    let close = saw_close || (version == Version::HTTP_10 && !saw_keep_alive);
     Ok(Some(Head {
         status,
         version,
