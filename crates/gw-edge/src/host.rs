@@ -47,6 +47,9 @@ fn reg_name(name: &[u8]) -> bool {
     let mut i = 0;
     while i < name.len() {
         let c = name[i];
+        if !REG_NAME[usize::from(c)] {
+            return false;
+        }
         if c == b'%' {
             let hex = |j: usize| name.get(j).is_some_and(u8::is_ascii_hexdigit);
             if !(hex(i + 1) && hex(i + 2)) {
@@ -55,9 +58,20 @@ fn reg_name(name: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        let ok = c.is_ascii_alphanumeric()
+        i += 1;
+    }
+    true
+}
+
+/// The bytes of a reg-name: unreserved, sub-delims and `%` (of an escape).
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
             || matches!(
-                c,
+                b,
                 b'-' | b'.'
                     | b'_'
                     | b'~'
@@ -72,14 +86,12 @@ fn reg_name(name: &[u8]) -> bool {
                     | b','
                     | b';'
                     | b'='
+                    | b'%'
             );
-        if !ok {
-            return false;
-        }
-        i += 1;
+        c += 1;
     }
-    true
-}
+    t
+};
 
 fn valid_port(port: &[u8]) -> bool {
     !port.is_empty()

@@ -241,26 +241,35 @@ pub const ALLOW_WITHOUT_CONNECT: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OP
 /// Makes `req` canonical in place, or says why it is refused (see the crate docs). On an
 /// error the request may have lost header names with `_`; nothing else is changed.
 pub fn canonicalize<B>(req: &mut Request<B>, policy: &EdgePolicy) -> Result<(), EdgeError> {
-    // One pass over the fields: sizes, Host count, underscores.
+    let uri = req.uri();
+    let authority = uri.authority();
+    // One pass over the fields: sizes, the Host (judged here, so it is not looked up
+    // again), framing fields, underscores.
     let mut field_bytes = 0usize;
-    let mut hosts = 0usize;
+    let mut host = HostSeen::default();
     let mut lengths = 0usize;
     let mut encodings = 0usize;
     let mut underscore = false;
     for (name, value) in req.headers() {
-        field_bytes += name.as_str().len() + value.len() + 4;
+        let n = name.as_str().as_bytes();
+        field_bytes += n.len() + value.len() + 4;
         if name == HOST {
-            hosts += 1;
+            host.count += 1;
+            host.valid = host::is_valid(value.as_bytes());
+            host.matches =
+                authority.is_none_or(|a| host::same(value.as_bytes(), a.as_str().as_bytes()));
         } else if name == CONTENT_LENGTH {
             lengths += 1;
         } else if name == TRANSFER_ENCODING {
             encodings += 1;
-        } else if !underscore && name.as_str().as_bytes().contains(&b'_') {
-            underscore = true;
+        } else if !underscore {
+            // A short loop: `contains` calls memchr, which costs more for a field name.
+            #[allow(clippy::manual_contains)]
+            let found = n.iter().any(|&b| b == b'_');
+            underscore = found;
         }
     }
-    let uri = req.uri();
-    let target_len = match (uri.scheme(), uri.authority()) {
+    let target_len = match (uri.scheme(), authority) {
         (Some(s), Some(a)) => s.as_str().len() + 3 + a.as_str().len() + path_len(uri),
         (None, Some(a)) if uri.path_and_query().is_none() => a.as_str().len(),
         _ => path_len(uri),
@@ -282,12 +291,22 @@ pub fn canonicalize<B>(req: &mut Request<B>, policy: &EdgePolicy) -> Result<(), 
     if lengths > 1 || (encodings > 1 && chunked_twice(req.headers())) {
         return Err(EdgeError::Framing);
     }
-    check_host(req, hosts)?;
+    check_host(req, host)?;
     canonical_path(req, policy)?;
     if underscore {
         underscores(req, policy.underscores_in_headers)?;
     }
     Ok(())
+}
+
+/// What the pass over the fields saw of `Host`.
+#[derive(Clone, Copy, Default)]
+struct HostSeen {
+    count: usize,
+    /// The (last) value is `host[:port]`.
+    valid: bool,
+    /// The (last) value names the target's authority, or there is none.
+    matches: bool,
 }
 
 fn chunked_twice(headers: &http::HeaderMap) -> bool {
@@ -317,15 +336,13 @@ fn path_len(uri: &Uri) -> usize {
 
 /// `Host`: one, valid, in agreement with the target's authority; an absolute-form HTTP/1
 /// target becomes origin-form.
-fn check_host<B>(req: &mut Request<B>, hosts: usize) -> Result<(), EdgeError> {
-    if hosts > 1 {
+fn check_host<B>(req: &mut Request<B>, host: HostSeen) -> Result<(), EdgeError> {
+    if host.count > 1 {
         return Err(EdgeError::MultipleHosts);
     }
-    let host = req.headers().get(HOST);
-    if let Some(h) = host {
-        if !host::is_valid(h.as_bytes()) {
-            return Err(EdgeError::InvalidHost);
-        }
+    let has_host = host.count == 1;
+    if has_host && !host.valid {
+        return Err(EdgeError::InvalidHost);
     }
     let uri = req.uri();
     let authority = uri.authority();
@@ -340,26 +357,24 @@ fn check_host<B>(req: &mut Request<B>, hosts: usize) -> Result<(), EdgeError> {
         if !host::is_valid(a.as_str().as_bytes()) {
             return Err(EdgeError::InvalidHost);
         }
-        if let Some(h) = host {
-            if !host::same(h.as_bytes(), a.as_str().as_bytes()) {
-                return Err(EdgeError::HostMismatch);
-            }
+        if has_host && !host.matches {
+            return Err(EdgeError::HostMismatch);
         }
     }
     match req.version() {
         Version::HTTP_2 | Version::HTTP_3 => {
-            if authority.is_none() && host.is_none() {
+            if authority.is_none() && !has_host {
                 return Err(EdgeError::MissingHost);
             }
         }
         version => {
-            if host.is_none() && version == Version::HTTP_11 {
+            if !has_host && version == Version::HTTP_11 {
                 return Err(EdgeError::MissingHost);
             }
             if let Some(a) = authority {
                 // Absolute-form: the authority is the Host (HTTP/1.0 may have sent none),
                 // and the target goes on as origin-form.
-                if host.is_none() {
+                if !has_host {
                     let value = http::HeaderValue::from_str(a.as_str())
                         .map_err(|_| EdgeError::InvalidHost)?;
                     req.headers_mut().insert(HOST, value);

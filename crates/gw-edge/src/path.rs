@@ -68,25 +68,32 @@ pub fn normalize<'a>(path: &'a str, opts: &PathOptions) -> Result<Cow<'a, str>, 
 /// Whether the path may change: a `%`, a `\`, a dot segment (or `.;`/`..;`), or `//`
 /// when slashes are merged.
 fn needs_work(b: &[u8], merge: bool) -> bool {
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' | b'\\' => return true,
-            b'/' => {
-                let next = b.get(i + 1).copied();
-                if merge && next == Some(b'/') {
-                    return true;
-                }
-                if next == Some(b'.') && is_dot_start(&b[i + 1..]) {
-                    return true;
-                }
+    // One pass, one comparison per byte in the common case: only a byte that may start
+    // something to change (`%`, `\\`, or `/` followed by `/` or `.`) is looked at closer.
+    let mut prev = 0u8;
+    for (i, &c) in b.iter().enumerate() {
+        if SPECIAL[usize::from(c)] {
+            match c {
+                b'%' | b'\\' => return true,
+                b'/' if merge && prev == b'/' => return true,
+                b'.' if prev == b'/' && is_dot_start(&b[i..]) => return true,
+                _ => {}
             }
-            _ => {}
         }
-        i += 1;
+        prev = c;
     }
     false
 }
+
+/// The bytes [`needs_work`] looks at closer.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'%' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'/' as usize] = true;
+    t[b'.' as usize] = true;
+    t
+};
 
 /// Whether `seg` (starting with `.`) begins a `.` or `..` segment, or one followed by `;`.
 fn is_dot_start(seg: &[u8]) -> bool {
