@@ -2,7 +2,13 @@
 //! service (circuit breaker), and what the proxy does with upstream answers that cannot be
 //! passed on.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use integration_tests::{eventually, refused_addr, TestGateway, Upstream};
 use serde_json::Value;
@@ -106,5 +112,107 @@ async fn no_healthy_upstream_is_not_a_breaker_failure() {
         breaker(&gw, "s").await["state"],
         "closed",
         "the gateway's own 503 says nothing about the upstream"
+    );
+}
+
+/// A raw upstream that passes its health checks (`GET /health`: 200) and answers every other
+/// request 500; counts those.
+struct Flaky {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    async fn start() -> Flaky {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer: &[u8] = if head.starts_with(b"GET /health ") {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    } else {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    };
+                    let _ = stream.write_all(answer).await;
+                });
+            }
+        });
+        Flaky { addr, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Four instances: two refusing connections (taken out by the health checks), two healthy
+/// but answering 500 (ejected by outlier detection as far as the rules allow). Every request
+/// must still reach one of the two healthy ones (a 500), never a gateway 503.
+async fn four_instances_two_unhealthy(outlier: &str) -> (TestGateway, Flaky, Flaky) {
+    let (d1, d2) = (refused_addr().await, refused_addr().await);
+    let (f1, f2) = (Flaky::start().await, Flaky::start().await);
+    let gw = TestGateway::builder()
+        .raw(&format!(
+            "[services.s]\ncircuit_breaker = {{ min_requests = 1000, outlier = {{ consecutive_failures = 2{outlier} }} }}\n\
+             instances = [{}, {}, {}, {}]\n\
+             health_check = {{ path = \"/health\", interval_secs = 0.05, timeout_ms = 500 }}",
+            instance("d1", d1.port()),
+            instance("d2", d2.port()),
+            instance("f1", f1.addr.port()),
+            instance("f2", f2.addr.port()),
+        ))
+        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .start()
+        .await;
+    wait_status(&gw, "s", "d1", "unhealthy").await;
+    wait_status(&gw, "s", "d2", "unhealthy").await;
+    wait_status(&gw, "s", "f1", "healthy").await;
+    wait_status(&gw, "s", "f2", "healthy").await;
+    for i in 0..20 {
+        let res = gw.get("/x").await;
+        assert_eq!(
+            res.status(),
+            500,
+            "request {i}: an instance must still be used"
+        );
+    }
+    (gw, f1, f2)
+}
+
+#[tokio::test]
+async fn ejection_counts_against_the_healthy_instances() {
+    let (gw, f1, f2) = four_instances_two_unhealthy("").await;
+    // 50 % of the two healthy instances: one is out, the other keeps serving.
+    let ejected = breaker(&gw, "s").await["ejected_instances"].clone();
+    assert_eq!(ejected.as_array().map(Vec::len), Some(1), "{ejected}");
+    assert_eq!(f1.hits() + f2.hits(), 20);
+}
+
+#[tokio::test]
+async fn below_the_panic_threshold_ejections_are_ignored() {
+    let (gw, f1, f2) = four_instances_two_unhealthy(", max_ejection_percent = 100").await;
+    // Both may be ejected, but then none would be left: both keep getting traffic.
+    let ejected = breaker(&gw, "s").await["ejected_instances"].clone();
+    assert_eq!(ejected.as_array().map(Vec::len), Some(2), "{ejected}");
+    let (h1, h2) = (f1.hits(), f2.hits());
+    for _ in 0..10 {
+        assert_eq!(gw.get("/x").await.status(), 500);
+    }
+    assert!(
+        f1.hits() > h1 && f2.hits() > h2,
+        "both healthy instances serve"
     );
 }

@@ -84,6 +84,9 @@ impl BreakerConfig {
         if o.max_ejection_percent > 100 {
             err("outlier.max_ejection_percent", "must be at most 100");
         }
+        if o.panic_threshold_percent > 100 {
+            err("outlier.panic_threshold_percent", "must be at most 100");
+        }
         errors
     }
 }
@@ -91,7 +94,8 @@ impl BreakerConfig {
 /// Outlier ejection (Envoy's `outlier_detection`, consecutive 5xx only): an instance that
 /// fails `consecutive_failures` times in a row is taken out of the balancer for
 /// `base_ejection_secs × (times ejected)`, at most `max_ejection_secs`; never more than
-/// `max_ejection_percent` of a service's instances are out at once.
+/// `max_ejection_percent` of a service's healthy instances are out at once, and when fewer
+/// than `panic_threshold_percent` of them would be left, ejections are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierConfig {
@@ -103,8 +107,12 @@ pub struct OutlierConfig {
     pub base_ejection_secs: u64,
     /// The longest ejection in seconds (300).
     pub max_ejection_secs: u64,
-    /// At most this share (percent) of a service's instances is ejected at once (50).
+    /// At most this share (percent) of a service's healthy instances is ejected at once (50).
     pub max_ejection_percent: u32,
+    /// When the instances left after ejection are fewer than this share (percent) of the
+    /// healthy ones, or none, the balancer ignores ejections and uses every healthy instance
+    /// (Envoy's `healthy_panic_threshold`, applied to ejection only) (50).
+    pub panic_threshold_percent: u32,
 }
 
 impl Default for OutlierConfig {
@@ -115,6 +123,7 @@ impl Default for OutlierConfig {
             base_ejection_secs: 30,
             max_ejection_secs: 300,
             max_ejection_percent: 50,
+            panic_threshold_percent: 50,
         }
     }
 }
@@ -168,6 +177,9 @@ pub struct OutlierOverride {
     /// Overrides [`OutlierConfig::max_ejection_percent`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ejection_percent: Option<u32>,
+    /// Overrides [`OutlierConfig::panic_threshold_percent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_threshold_percent: Option<u32>,
 }
 
 impl BreakerOverride {
@@ -204,6 +216,9 @@ impl OutlierOverride {
             max_ejection_percent: self
                 .max_ejection_percent
                 .unwrap_or(base.max_ejection_percent),
+            panic_threshold_percent: self
+                .panic_threshold_percent
+                .unwrap_or(base.panic_threshold_percent),
         }
     }
 }
@@ -240,6 +255,7 @@ mod tests {
                 base_ejection_secs: 10,
                 max_ejection_secs: 5,
                 max_ejection_percent: 101,
+                panic_threshold_percent: 101,
             },
         };
         let paths: Vec<String> = c.validate().into_iter().map(|(p, _)| p).collect();
@@ -255,6 +271,7 @@ mod tests {
                 "outlier.consecutive_failures",
                 "outlier.max_ejection_secs",
                 "outlier.max_ejection_percent",
+                "outlier.panic_threshold_percent",
             ]
         );
         let nan = BreakerConfig {
