@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use integration_tests::raw::{raw_exchange_with, Exchange, RawAnswer};
 use integration_tests::{eventually, refused_addr, TestGateway, Upstream};
 use serde_json::Value;
 
@@ -215,4 +216,124 @@ async fn below_the_panic_threshold_ejections_are_ignored() {
         f1.hits() > h1 && f2.hits() > h2,
         "both healthy instances serve"
     );
+}
+
+/// A raw upstream that answers every request with the same bytes, keeping the connection
+/// open; counts connections, and requests that came on a connection already used.
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    reused: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    async fn start(answer: &'static [u8]) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let reused = Arc::new(AtomicUsize::new(0));
+        let (conns, again) = (connections.clone(), reused.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                conns.fetch_add(1, Ordering::SeqCst);
+                let again = again.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    for n in 0.. {
+                        let mut head = Vec::new();
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => head.extend_from_slice(&buf[..k]),
+                            }
+                        }
+                        if n > 0 {
+                            again.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Scripted {
+            addr,
+            connections,
+            reused,
+        }
+    }
+}
+
+async fn scripted_gateway(up: &Scripted) -> TestGateway {
+    TestGateway::builder()
+        .raw(&format!(
+            "[services.s]\ninstances = [{}]",
+            instance("raw", up.addr.port())
+        ))
+        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .start()
+        .await
+}
+
+/// One raw GET on a new client connection; returns once its answer is complete.
+async fn raw_get(gw: &TestGateway) -> RawAnswer {
+    let how = Exchange {
+        stop_after: Some(1),
+        ..Exchange::default()
+    };
+    raw_exchange_with(
+        gw.gateway.proxy_addr(),
+        b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        &how,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_unsolicited_101_is_a_bad_gateway_and_its_connection_is_not_reused() {
+    let up = Scripted::start(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+    )
+    .await;
+    let gw = scripted_gateway(&up).await;
+    for i in 1..=2 {
+        let answer = raw_get(&gw).await;
+        assert_eq!(answer.statuses(), [502], "{}", answer.summary());
+        assert_eq!(up.connections.load(Ordering::SeqCst), i);
+    }
+    assert_eq!(
+        up.reused.load(Ordering::SeqCst),
+        0,
+        "nothing more is sent on a connection that switched protocols"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_with_chunked_and_content_length_arrives_whole() {
+    let up = Scripted::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .await;
+    let gw = scripted_gateway(&up).await;
+    let answer = raw_get(&gw).await;
+    let res = answer
+        .single()
+        .unwrap_or_else(|| panic!("{}", answer.summary()));
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, b"hello world");
+    assert_ne!(
+        res.header("content-length"),
+        Some(&b"3"[..]),
+        "the upstream's Content-Length does not reach the client"
+    );
+    // The answer's framing was the chunked one: the pooled connection serves the next
+    // request.
+    let again = raw_get(&gw).await;
+    let res = again
+        .single()
+        .unwrap_or_else(|| panic!("{}", again.summary()));
+    assert_eq!(res.body, b"hello world");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
 }
