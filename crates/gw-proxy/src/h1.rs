@@ -572,10 +572,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            encoded = chunked
-                || raw
-                    .split(|&b| b == b',')
-                    .any(|t| !t.trim_ascii().is_empty());
+            // Any Transfer-Encoding field means the body is encoded: one that names no
+            // coding (empty, or an empty last element) is not valid, and is read as an
+            // unknown coding (until the upstream closes), never as absent.
+            encoded = true;
             continue;
         } else if name == CONNECTION {
             // `close` in any Connection field wins (RFC 9112 §9.6).
