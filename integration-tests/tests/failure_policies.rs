@@ -337,3 +337,35 @@ async fn an_answer_with_chunked_and_content_length_arrives_whole() {
     assert_eq!(res.body, b"hello world");
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_client_giving_up_on_a_hung_upstream_counts_against_the_service() {
+    let hung = Upstream::delay("hung", Duration::from_secs(30)).await;
+    let gw = TestGateway::builder()
+        .raw(&format!(
+            "[services.s]\ncircuit_breaker = {{ min_requests = 1, abandoned_failure_secs = 1 }}\ninstances = [{}]",
+            instance("hung", hung.addr.port())
+        ))
+        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .start()
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(gw.gateway.proxy_addr())
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    // The client waits longer than abandoned_failure_secs, gets nothing, and gives up.
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_millis(1500), stream.read(&mut buf)).await;
+    assert!(read.is_err(), "no answer from a hung upstream");
+    drop(stream);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            breaker(&gw, "s").await["state"] == "open"
+        })
+        .await,
+        "the abandoned request counts as a failure"
+    );
+}

@@ -23,6 +23,10 @@ pub struct BreakerConfig {
     pub half_open_max_requests: u32,
     /// Successful probes that close the breaker (3).
     pub success_threshold: u32,
+    /// A request the client gave up on (its response future dropped before the upstream's
+    /// answer) counts as a failure when it had been waiting at least this many seconds; a
+    /// shorter one is not counted at all. `0`: never counted (10).
+    pub abandoned_failure_secs: u64,
     /// Per-instance outlier ejection.
     pub outlier: OutlierConfig,
 }
@@ -37,6 +41,7 @@ impl Default for BreakerConfig {
             open_secs: 60,
             half_open_max_requests: 3,
             success_threshold: 3,
+            abandoned_failure_secs: 10,
             outlier: OutlierConfig::default(),
         }
     }
@@ -153,6 +158,9 @@ pub struct BreakerOverride {
     /// Overrides [`BreakerConfig::success_threshold`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_threshold: Option<u32>,
+    /// Overrides [`BreakerConfig::abandoned_failure_secs`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned_failure_secs: Option<u64>,
     /// Overrides keys of [`BreakerConfig::outlier`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier: Option<OutlierOverride>,
@@ -195,6 +203,9 @@ impl BreakerOverride {
                 .half_open_max_requests
                 .unwrap_or(base.half_open_max_requests),
             success_threshold: self.success_threshold.unwrap_or(base.success_threshold),
+            abandoned_failure_secs: self
+                .abandoned_failure_secs
+                .unwrap_or(base.abandoned_failure_secs),
             outlier: match &self.outlier {
                 Some(o) => o.apply(&base.outlier),
                 None => base.outlier.clone(),
@@ -249,6 +260,7 @@ mod tests {
             open_secs: 0,
             half_open_max_requests: 0,
             success_threshold: 0,
+            abandoned_failure_secs: 0,
             outlier: OutlierConfig {
                 enabled: true,
                 consecutive_failures: 0,

@@ -115,8 +115,11 @@ where
 }
 
 pin_project! {
-    /// Response future of [`CircuitBreaker`]. Dropped before completion, it hands back its
-    /// half-open probe slot without recording a result.
+    /// Response future of [`CircuitBreaker`]. Dropped before completion (the client went
+    /// away), it hands back its half-open probe slot; the request counts as a breaker
+    /// failure when it had been waiting at least `abandoned_failure_secs`, and not at all
+    /// otherwise (see [`BreakerPermit`](crate::BreakerPermit)). The outlier detector is not
+    /// told: the instance is not known before the answer.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
@@ -175,6 +178,8 @@ where
                 if let Some(permit) = permit.take() {
                     if forwarded {
                         permit.record(success);
+                    } else {
+                        permit.release();
                     }
                 }
                 if let (Some(outliers), Some(ext)) = (outliers.as_ref(), ext) {

@@ -440,3 +440,30 @@ async fn an_answer_made_without_any_upstream_is_not_counted() {
     }
     assert_eq!(breaker.state(), State::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_given_up_after_abandoned_failure_secs_is_a_failure() {
+    let config = BreakerConfig {
+        min_requests: 1,
+        abandoned_failure_secs: 10,
+        ..config()
+    };
+    let breaker = Breaker::new("svc", config);
+    let hung = Upstream {
+        gate: Some(Arc::new(Semaphore::new(0))),
+        ..Upstream::new()
+    };
+    let mut svc = hung.service(CircuitBreakerLayer::new(breaker.clone(), None));
+
+    // Given up early: not counted.
+    let early = svc.ready().await.unwrap().call(request());
+    tokio::time::advance(Duration::from_secs(9)).await;
+    drop(early);
+    assert_eq!(breaker.state(), State::Closed);
+
+    // Given up after waiting 10 s: the upstream was too slow, a failure.
+    let late = svc.ready().await.unwrap().call(request());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    drop(late);
+    assert_eq!(breaker.state(), State::Open);
+}
