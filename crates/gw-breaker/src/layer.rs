@@ -174,7 +174,7 @@ where
                 let ext = result.as_ref().ok().map(Response::extensions);
                 // An answer the gateway made without contacting any upstream says nothing
                 // about the service: the permit goes back unrecorded.
-                let forwarded = ext.is_none_or(|e| e.get::<NotForwarded>().is_none());
+                let forwarded = success || ext.is_none_or(|e| e.get::<NotForwarded>().is_none());
                 if let Some(permit) = permit.take() {
                     if forwarded {
                         permit.record(success);
@@ -185,12 +185,16 @@ where
                 if let (Some(outliers), Some(ext)) = (outliers.as_ref(), ext) {
                     // Every failed attempt before a retry counts against its instance
                     // (the breaker above counts the request once, by its final answer).
-                    if let Some(failed) = ext.get::<FailedAttempts>() {
-                        for instance in &failed.0 {
-                            outliers.record(instance, false);
+                    let info = ext.get::<UpstreamInfo>();
+                    // Only a retried request has a list to look up.
+                    if info.is_none_or(|i| i.attempts > 1) {
+                        if let Some(failed) = ext.get::<FailedAttempts>() {
+                            for instance in &failed.0 {
+                                outliers.record(instance, false);
+                            }
                         }
                     }
-                    if let Some(info) = ext.get::<UpstreamInfo>() {
+                    if let Some(info) = info {
                         outliers.record(&info.instance, success);
                     }
                 }
