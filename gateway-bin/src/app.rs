@@ -371,7 +371,10 @@ impl App {
     }
 
     /// Gives one upstream its eligible instances (called on health, registry and ejection
-    /// changes; never per request).
+    /// changes; never per request): the healthy ones less the ejected ones, unless fewer than
+    /// the service's `outlier.panic_threshold_percent` of the healthy ones (or none) would be
+    /// left, in which case ejections are ignored. The healthy set is also handed to the
+    /// outlier detector, as the base of `max_ejection_percent`.
     fn push_instances(&self, service: &str) {
         let Some(up) = self.inner.upstreams.load().get(service).cloned() else {
             return;
@@ -383,14 +386,30 @@ impl App {
             .get(service)
             .cloned()
             .unwrap_or_default();
-        let eligible: Vec<gw_proxy::Instance> = self
-            .inner
-            .registry
-            .healthy(service)
+        let healthy = self.inner.registry.healthy(service);
+        let ids: Vec<String> = healthy.iter().map(|i| i.id.clone()).collect();
+        // Ejection is counted against the healthy instances; below the panic threshold
+        // (or with none left) ejections are ignored rather than answering 503.
+        let panic = self.inner.breakers.set_healthy(service, &ids);
+        let eligible: Vec<gw_proxy::Instance> = healthy
             .iter()
             .filter(|i| !ejected.contains(&i.id))
             .cloned()
             .collect();
+        let eligible = if !healthy.is_empty()
+            && (eligible.is_empty()
+                || (eligible.len() as u64) * 100 < (healthy.len() as u64) * u64::from(panic))
+        {
+            tracing::warn!(
+                service,
+                healthy = healthy.len(),
+                ejected = healthy.len() - eligible.len(),
+                "outlier panic threshold reached: ejections ignored"
+            );
+            healthy
+        } else {
+            eligible
+        };
         up.set_instances(eligible);
     }
 

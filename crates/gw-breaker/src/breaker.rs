@@ -155,21 +155,29 @@ impl Breaker {
         })
     }
 
-    fn finish(&self, permit: Permit, epoch: u64, success: Option<(bool, u64)>) {
+    fn finish(&self, permit: Permit, epoch: u64, start: u64, outcome: Outcome) {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
         if inner.epoch != epoch {
             return;
         }
-        match success {
-            Some((ok, start)) => {
-                let latency = Duration::from_millis(now.saturating_sub(start));
-                inner.machine.on_result(permit, ok, latency, now);
-                if inner.reported != inner.machine.state() {
-                    self.report(&mut inner);
+        let waited = now.saturating_sub(start);
+        let ok = match outcome {
+            Outcome::Done(ok) => ok,
+            Outcome::Release => return inner.machine.release(permit),
+            Outcome::Abandoned => {
+                let after = inner.machine.config().abandoned_failure_secs;
+                if after == 0 || waited < after.saturating_mul(1000) {
+                    return inner.machine.release(permit);
                 }
+                false
             }
-            None => inner.machine.release(permit),
+        };
+        inner
+            .machine
+            .on_result(permit, ok, Duration::from_millis(waited), now);
+        if inner.reported != inner.machine.state() {
+            self.report(&mut inner);
         }
     }
 
@@ -190,10 +198,23 @@ impl Breaker {
     }
 }
 
+/// How a permit ended.
+enum Outcome {
+    /// The request completed: success or failure.
+    Done(bool),
+    /// Not counted at all.
+    Release,
+    /// Dropped unrecorded: the request was given up (the client went away).
+    Abandoned,
+}
+
 /// Leave from a [`Breaker`] to send one request. Report how it went with
-/// [`record`](Self::record); dropping it unused hands back its half-open slot without
-/// recording anything (the request was abandoned, not failed).
-#[must_use = "record the result, or drop the permit if the request was abandoned"]
+/// [`record`](Self::record), or hand it back uncounted with [`release`](Self::release).
+/// Dropping it unused means the request was abandoned (the client went away): it is a
+/// failure when it had been waiting at least `abandoned_failure_secs` (the upstream was
+/// slow enough for the client to give up), else it is not counted; either way its
+/// half-open slot is free again.
+#[must_use = "record the result, or release the permit"]
 pub struct BreakerPermit {
     breaker: Arc<Breaker>,
     permit: Option<Permit>,
@@ -221,7 +242,16 @@ impl BreakerPermit {
     pub fn record(mut self, success: bool) {
         if let Some(p) = self.permit.take() {
             self.breaker
-                .finish(p, self.epoch, Some((success, self.start)));
+                .finish(p, self.epoch, self.start, Outcome::Done(success));
+        }
+    }
+
+    /// Hands the permit back without counting the request (e.g. the gateway answered it
+    /// without contacting any upstream).
+    pub fn release(mut self) {
+        if let Some(p) = self.permit.take() {
+            self.breaker
+                .finish(p, self.epoch, self.start, Outcome::Release);
         }
     }
 }
@@ -229,7 +259,8 @@ impl BreakerPermit {
 impl Drop for BreakerPermit {
     fn drop(&mut self) {
         if let Some(p) = self.permit.take() {
-            self.breaker.finish(p, self.epoch, None);
+            self.breaker
+                .finish(p, self.epoch, self.start, Outcome::Abandoned);
         }
     }
 }

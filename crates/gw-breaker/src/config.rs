@@ -23,6 +23,10 @@ pub struct BreakerConfig {
     pub half_open_max_requests: u32,
     /// Successful probes that close the breaker (3).
     pub success_threshold: u32,
+    /// A request the client gave up on (its response future dropped before the upstream's
+    /// answer) counts as a failure when it had been waiting at least this many seconds; a
+    /// shorter one is not counted at all. `0`: never counted (10).
+    pub abandoned_failure_secs: u64,
     /// Per-instance outlier ejection.
     pub outlier: OutlierConfig,
 }
@@ -37,6 +41,7 @@ impl Default for BreakerConfig {
             open_secs: 60,
             half_open_max_requests: 3,
             success_threshold: 3,
+            abandoned_failure_secs: 10,
             outlier: OutlierConfig::default(),
         }
     }
@@ -84,6 +89,9 @@ impl BreakerConfig {
         if o.max_ejection_percent > 100 {
             err("outlier.max_ejection_percent", "must be at most 100");
         }
+        if o.panic_threshold_percent > 100 {
+            err("outlier.panic_threshold_percent", "must be at most 100");
+        }
         errors
     }
 }
@@ -91,7 +99,8 @@ impl BreakerConfig {
 /// Outlier ejection (Envoy's `outlier_detection`, consecutive 5xx only): an instance that
 /// fails `consecutive_failures` times in a row is taken out of the balancer for
 /// `base_ejection_secs × (times ejected)`, at most `max_ejection_secs`; never more than
-/// `max_ejection_percent` of a service's instances are out at once.
+/// `max_ejection_percent` of a service's healthy instances are out at once, and when fewer
+/// than `panic_threshold_percent` of them would be left, ejections are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierConfig {
@@ -103,8 +112,12 @@ pub struct OutlierConfig {
     pub base_ejection_secs: u64,
     /// The longest ejection in seconds (300).
     pub max_ejection_secs: u64,
-    /// At most this share (percent) of a service's instances is ejected at once (50).
+    /// At most this share (percent) of a service's healthy instances is ejected at once (50).
     pub max_ejection_percent: u32,
+    /// When the instances left after ejection are fewer than this share (percent) of the
+    /// healthy ones, or none, the balancer ignores ejections and uses every healthy instance
+    /// (Envoy's `healthy_panic_threshold`, applied to ejection only) (50).
+    pub panic_threshold_percent: u32,
 }
 
 impl Default for OutlierConfig {
@@ -115,6 +128,7 @@ impl Default for OutlierConfig {
             base_ejection_secs: 30,
             max_ejection_secs: 300,
             max_ejection_percent: 50,
+            panic_threshold_percent: 50,
         }
     }
 }
@@ -144,6 +158,9 @@ pub struct BreakerOverride {
     /// Overrides [`BreakerConfig::success_threshold`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_threshold: Option<u32>,
+    /// Overrides [`BreakerConfig::abandoned_failure_secs`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned_failure_secs: Option<u64>,
     /// Overrides keys of [`BreakerConfig::outlier`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier: Option<OutlierOverride>,
@@ -168,6 +185,9 @@ pub struct OutlierOverride {
     /// Overrides [`OutlierConfig::max_ejection_percent`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ejection_percent: Option<u32>,
+    /// Overrides [`OutlierConfig::panic_threshold_percent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_threshold_percent: Option<u32>,
 }
 
 impl BreakerOverride {
@@ -183,6 +203,9 @@ impl BreakerOverride {
                 .half_open_max_requests
                 .unwrap_or(base.half_open_max_requests),
             success_threshold: self.success_threshold.unwrap_or(base.success_threshold),
+            abandoned_failure_secs: self
+                .abandoned_failure_secs
+                .unwrap_or(base.abandoned_failure_secs),
             outlier: match &self.outlier {
                 Some(o) => o.apply(&base.outlier),
                 None => base.outlier.clone(),
@@ -204,6 +227,9 @@ impl OutlierOverride {
             max_ejection_percent: self
                 .max_ejection_percent
                 .unwrap_or(base.max_ejection_percent),
+            panic_threshold_percent: self
+                .panic_threshold_percent
+                .unwrap_or(base.panic_threshold_percent),
         }
     }
 }
@@ -234,12 +260,14 @@ mod tests {
             open_secs: 0,
             half_open_max_requests: 0,
             success_threshold: 0,
+            abandoned_failure_secs: 0,
             outlier: OutlierConfig {
                 enabled: true,
                 consecutive_failures: 0,
                 base_ejection_secs: 10,
                 max_ejection_secs: 5,
                 max_ejection_percent: 101,
+                panic_threshold_percent: 101,
             },
         };
         let paths: Vec<String> = c.validate().into_iter().map(|(p, _)| p).collect();
@@ -255,6 +283,7 @@ mod tests {
                 "outlier.consecutive_failures",
                 "outlier.max_ejection_secs",
                 "outlier.max_ejection_percent",
+                "outlier.panic_threshold_percent",
             ]
         );
         let nan = BreakerConfig {

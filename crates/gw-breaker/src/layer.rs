@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use gw_core::{error_response_for, Body, UpstreamInfo};
+use gw_core::{error_response_for, Body, FailedAttempts, NotForwarded, UpstreamInfo};
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -22,8 +22,11 @@ pub const OPEN_MESSAGE: &str = "Service temporarily unavailable";
 /// While the breaker refuses, requests are answered 503 `Service temporarily unavailable`
 /// (the gateway's JSON error with the request id) without calling the inner service. A
 /// response with status >= 500, or an `Err` from the inner service, is a failure; anything
-/// else a success. The instance in the response's [`UpstreamInfo`] gets the same verdict in
-/// the outlier detector.
+/// else a success. An answer marked [`NotForwarded`] (the gateway's own `No healthy
+/// upstream`: no upstream was contacted) is not counted. The breaker counts each request
+/// once, by its final answer. The instance in the response's [`UpstreamInfo`] gets the same
+/// verdict in the outlier detector, and each instance listed in [`FailedAttempts`] (attempts
+/// that failed before a retry) a failure.
 #[derive(Clone)]
 pub struct CircuitBreakerLayer {
     breaker: Arc<Breaker>,
@@ -112,8 +115,11 @@ where
 }
 
 pin_project! {
-    /// Response future of [`CircuitBreaker`]. Dropped before completion, it hands back its
-    /// half-open probe slot without recording a result.
+    /// Response future of [`CircuitBreaker`]. Dropped before completion (the client went
+    /// away), it hands back its half-open probe slot; the request counts as a breaker
+    /// failure when it had been waiting at least `abandoned_failure_secs`, and not at all
+    /// otherwise (see [`BreakerPermit`](crate::BreakerPermit)). The outlier detector is not
+    /// told: the instance is not known before the answer.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
@@ -165,11 +171,30 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 let success = matches!(&result, Ok(res) if res.status().as_u16() < 500);
+                let ext = result.as_ref().ok().map(Response::extensions);
+                // An answer the gateway made without contacting any upstream says nothing
+                // about the service: the permit goes back unrecorded.
+                let forwarded = success || ext.is_none_or(|e| e.get::<NotForwarded>().is_none());
                 if let Some(permit) = permit.take() {
-                    permit.record(success);
+                    if forwarded {
+                        permit.record(success);
+                    } else {
+                        permit.release();
+                    }
                 }
-                if let (Some(outliers), Ok(res)) = (outliers.as_ref(), &result) {
-                    if let Some(info) = res.extensions().get::<UpstreamInfo>() {
+                if let (Some(outliers), Some(ext)) = (outliers.as_ref(), ext) {
+                    // Every failed attempt before a retry counts against its instance
+                    // (the breaker above counts the request once, by its final answer).
+                    let info = ext.get::<UpstreamInfo>();
+                    // Only a retried request has a list to look up.
+                    if info.is_none_or(|i| i.attempts > 1) {
+                        if let Some(failed) = ext.get::<FailedAttempts>() {
+                            for instance in &failed.0 {
+                                outliers.record(instance, false);
+                            }
+                        }
+                    }
+                    if let Some(info) = info {
                         outliers.record(&info.instance, success);
                     }
                 }

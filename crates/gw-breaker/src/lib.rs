@@ -19,9 +19,15 @@
 //! - [`CircuitBreakerLayer`]: answers 503 `Service temporarily unavailable` (the gateway's
 //!   JSON error) without calling the inner service while the breaker refuses; classifies a
 //!   response with status >= 500 (the proxy's 502 for refused/reset connections and 504 for
-//!   timeouts included) or an `Err` as a failure; feeds the instance named by the response's
-//!   [`gw_core::UpstreamInfo`] to the outlier detector. A response future dropped before it
-//!   completes gives back its half-open probe slot and records nothing.
+//!   timeouts included) or an `Err` as a failure, except the gateway's own answers marked
+//!   [`gw_core::NotForwarded`] (no upstream contacted), which are not counted; feeds the
+//!   instance named by the response's [`gw_core::UpstreamInfo`] to the outlier detector, and
+//!   each instance of [`gw_core::FailedAttempts`] (attempts that failed before a retry) as a
+//!   failure. The breaker counts a request once, by its final answer. A response future
+//!   dropped before it completes (the client went away) gives back its half-open probe
+//!   slot, and counts as a breaker failure only when it had waited at least
+//!   `abandoned_failure_secs` (default 10; the instance is unknown then, so outlier
+//!   detection is not told).
 //!
 //! Why not tower's building blocks: tower has no circuit breaker, and its `load_shed` /
 //! `limit` layers decide in `poll_ready`, where a routed service cannot answer with the

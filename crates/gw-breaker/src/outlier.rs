@@ -9,6 +9,9 @@
 //! reaches the threshold while the quota is used up stays in and is ejected on its next
 //! failure once there is room (Envoy's `max_ejection_percent`; with 2 or 3 instances and
 //! 50 %, at most one is out; a lone instance is never ejected — the breaker handles that).
+//! Once the binary reports the healthy instances ([`Ejections::set_healthy`]), the quota is a
+//! share of those, and only ejected instances that are healthy use it up: instances the
+//! health checks took out do not make room for ejecting the rest.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -44,6 +47,9 @@ pub struct Ejections {
     announced: Option<usize>,
     /// Sorted ids of the ejected instances.
     ejected: Vec<String>,
+    /// Sorted ids of the healthy instances, once announced by
+    /// [`set_healthy`](Self::set_healthy).
+    healthy: Option<Vec<String>>,
 }
 
 impl Ejections {
@@ -54,6 +60,7 @@ impl Ejections {
             instances: HashMap::new(),
             announced: None,
             ejected: Vec::new(),
+            healthy: None,
         }
     }
 
@@ -92,6 +99,14 @@ impl Ejections {
         let instances = &self.instances;
         self.ejected.retain(|id| instances.contains_key(id));
         before != self.ejected.len()
+    }
+
+    /// The service's healthy instances (those the health checks let through): from now on
+    /// the base of `max_ejection_percent`. Never changes the ejected set.
+    pub fn set_healthy(&mut self, ids: &[String]) {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        self.healthy = Some(ids);
     }
 
     /// Records one result of `instance` at `now`. Returns whether the ejected set changed.
@@ -173,8 +188,21 @@ impl Ejections {
 
     /// Whether one more instance may go out without exceeding `max_ejection_percent`.
     fn has_room(&self) -> bool {
-        let total = self.announced.unwrap_or(0).max(self.instances.len()) as u64;
-        (self.ejected.len() as u64 + 1) * 100 <= total * u64::from(self.config.max_ejection_percent)
+        let (total, out) = match &self.healthy {
+            Some(healthy) => {
+                let out = self
+                    .ejected
+                    .iter()
+                    .filter(|id| healthy.binary_search(id).is_ok())
+                    .count();
+                (healthy.len() as u64, out as u64)
+            }
+            None => (
+                self.announced.unwrap_or(0).max(self.instances.len()) as u64,
+                self.ejected.len() as u64,
+            ),
+        };
+        (out + 1) * 100 <= total * u64::from(self.config.max_ejection_percent)
     }
 
     fn eject(&mut self, instance: &str, now: u64) {
@@ -261,6 +289,12 @@ impl OutlierDetector {
     /// The service's current instances (see [`Ejections::set_instances`]).
     pub fn set_instances(&self, ids: &[String]) {
         self.update(|e| e.set_instances(ids));
+    }
+
+    /// The service's healthy instances (see [`Ejections::set_healthy`]). Takes only the
+    /// state lock and never calls the [`EjectFn`], so the callback itself may call it.
+    pub fn set_healthy(&self, ids: &[String]) {
+        self.state.lock().0.set_healthy(ids);
     }
 
     /// Replaces the configuration (see [`Ejections::set_config`]).

@@ -93,7 +93,9 @@ impl BreakerRegistry {
             return false;
         };
         b.reset();
-        if let Some(o) = self.outliers.read().get(service).cloned() {
+        // The guard is released first: `reset` calls the `EjectFn`, which may call back in.
+        let o = self.outliers.read().get(service).cloned();
+        if let Some(o) = o {
             o.reset();
         }
         true
@@ -103,7 +105,8 @@ impl BreakerRegistry {
     /// it was known.
     pub fn remove(&self, service: &str) -> bool {
         let b = self.breakers.write().remove(service);
-        if let Some(o) = self.outliers.write().remove(service) {
+        let o = self.outliers.write().remove(service);
+        if let Some(o) = o {
             o.reset();
         }
         b.is_some()
@@ -151,6 +154,15 @@ impl BreakerRegistry {
     /// ejections of instances no longer listed are dropped.
     pub fn set_instances(&self, service: &str, ids: &[String]) {
         self.outliers(service).set_instances(ids);
+    }
+
+    /// The healthy instance ids of `service` (see [`OutlierDetector::set_healthy`]), and the
+    /// share (percent) of them below which the balancer should ignore ejections (the
+    /// service's `panic_threshold_percent`). Safe to call from the [`EjectFn`].
+    pub fn set_healthy(&self, service: &str, ids: &[String]) -> u32 {
+        let o = self.outliers(service);
+        o.set_healthy(ids);
+        o.config().panic_threshold_percent
     }
 
     fn stats_of(&self, b: &Breaker) -> Value {

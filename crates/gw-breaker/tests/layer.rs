@@ -8,7 +8,7 @@ use std::time::Duration;
 use gw_breaker::{
     Breaker, BreakerConfig, CircuitBreakerLayer, OutlierConfig, OutlierDetector, State,
 };
-use gw_core::{Body, RequestId, UpstreamInfo};
+use gw_core::{Body, FailedAttempts, NotForwarded, RequestId, UpstreamInfo};
 use http::{HeaderValue, Request, Response, StatusCode};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Semaphore};
@@ -368,4 +368,102 @@ async fn the_answering_instance_feeds_outlier_ejection() {
     svc.clone().oneshot(request()).await.unwrap();
     assert_eq!(outliers.ejected(), ["a"]);
     assert_eq!(*seen.lock(), [vec!["a".to_owned()]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_attempts_before_a_retry_count_against_their_instance_only() {
+    let outliers = OutlierDetector::new(
+        "svc",
+        OutlierConfig {
+            consecutive_failures: 3,
+            ..OutlierConfig::default()
+        },
+        Arc::new(|_: &str, _: &[String]| {}),
+    );
+    outliers.set_instances(&["a".to_owned(), "b".to_owned()]);
+    let breaker = Breaker::new(
+        "svc",
+        BreakerConfig {
+            min_requests: 1,
+            ..config()
+        },
+    );
+    let svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(
+            breaker.clone(),
+            Some(outliers.clone()),
+        ))
+        .service_fn(|_req: Request<Body>| async {
+            // a failed, the retry on b succeeded.
+            let mut res = Response::new(Body::empty());
+            res.extensions_mut().insert(UpstreamInfo {
+                addr: "127.0.0.1:2".into(),
+                instance: "b".into(),
+                connect: None,
+                header: Duration::ZERO,
+                attempts: 2,
+            });
+            res.extensions_mut()
+                .insert(FailedAttempts(vec!["a".into()]));
+            Ok::<_, Infallible>(res)
+        });
+    for _ in 0..3 {
+        assert_eq!(svc.clone().oneshot(request()).await.unwrap().status(), 200);
+    }
+    assert_eq!(outliers.ejected(), ["a"]);
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "the breaker counts the request by its final answer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_made_without_any_upstream_is_not_counted() {
+    let breaker = Breaker::new(
+        "svc",
+        BreakerConfig {
+            min_requests: 2,
+            ..config()
+        },
+    );
+    let svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(breaker.clone(), None))
+        .service_fn(|_req: Request<Body>| async {
+            let mut res = Response::new(Body::empty());
+            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            res.extensions_mut().insert(NotForwarded);
+            Ok::<_, Infallible>(res)
+        });
+    for _ in 0..10 {
+        assert_eq!(svc.clone().oneshot(request()).await.unwrap().status(), 503);
+    }
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_given_up_after_abandoned_failure_secs_is_a_failure() {
+    let config = BreakerConfig {
+        min_requests: 1,
+        abandoned_failure_secs: 10,
+        ..config()
+    };
+    let breaker = Breaker::new("svc", config);
+    let hung = Upstream {
+        gate: Some(Arc::new(Semaphore::new(0))),
+        ..Upstream::new()
+    };
+    let mut svc = hung.service(CircuitBreakerLayer::new(breaker.clone(), None));
+
+    // Given up early: not counted.
+    let early = svc.ready().await.unwrap().call(request());
+    tokio::time::advance(Duration::from_secs(9)).await;
+    drop(early);
+    assert_eq!(breaker.state(), State::Closed);
+
+    // Given up after waiting 10 s: the upstream was too slow, a failure.
+    let late = svc.ready().await.unwrap().call(request());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    drop(late);
+    assert_eq!(breaker.state(), State::Open);
 }

@@ -13,6 +13,7 @@ fn config() -> OutlierConfig {
         base_ejection_secs: 10,
         max_ejection_secs: 25,
         max_ejection_percent: 50,
+        panic_threshold_percent: 50,
     }
 }
 
@@ -215,3 +216,15 @@ async fn detector_tick_ends_ejections_on_the_clock() {
 
 /// What the eject callback was called with: (service, ejected ids), in order.
 type Seen = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
+#[test]
+fn once_announced_the_healthy_instances_are_the_base_of_the_quota() {
+    let mut e = Ejections::new(config());
+    e.set_instances(&ids(&["a", "b", "c", "d"]));
+    // c and d were taken out by the health checks: they use up none of the quota, and 50 %
+    // of the two healthy instances is one.
+    e.set_healthy(&ids(&["a", "b"]));
+    assert!(fail(&mut e, "a", 3, 0));
+    assert!(!fail(&mut e, "b", 3, 0));
+    assert_eq!(e.ejected(), ["a"]);
+}

@@ -9,7 +9,8 @@
 //! - [`ConnInfo`]: the accepted connection (request extension, set by the listener).
 //! - [`ClientAddr`]: who the client is once trusted proxies are taken into account.
 //! - [`Identity`]: who the caller is once authenticated.
-//! - [`RouteTag`], [`UpstreamInfo`]: response extensions for logging and metrics.
+//! - [`RouteTag`], [`UpstreamInfo`], [`FailedAttempts`], [`NotForwarded`]: response
+//!   extensions for logging, metrics and the circuit breaker.
 //! - [`error_response`]: the one JSON error answer `{"error": "...", "request_id": "..."}`.
 //! - [`strict`]: deserialization that takes a struct only from a table/object, never a list.
 //!
@@ -211,6 +212,19 @@ pub struct UpstreamInfo {
     /// How many attempts were made (1 + retries).
     pub attempts: u32,
 }
+
+/// The instances whose attempts failed before the last one, in order (response extension,
+/// set by the proxy only when a retry followed a failed attempt: the common path allocates
+/// nothing for it). The last attempt is in [`UpstreamInfo`]. Outlier detection counts each of
+/// these as a failure of its instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailedAttempts(pub Vec<Arc<str>>);
+
+/// Marks an error answer the gateway made without contacting any upstream (response
+/// extension; e.g. `No healthy upstream`). The circuit breaker does not count it: it says
+/// nothing about the upstream's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotForwarded;
 
 /// An error that knows the HTTP answer it becomes.
 ///

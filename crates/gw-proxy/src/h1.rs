@@ -9,8 +9,9 @@
 //!
 //! What it handles: `Content-Length`, chunked and close-delimited bodies both ways (a request
 //! body of unknown length is sent chunked), interim `1xx` answers (skipped), answers without a
-//! body (HEAD, 204, 304), keep-alive per RFC 9112 §9.3, `101 Switching Protocols` (the
-//! socket is handed to the caller), trailers of chunked answers (read and dropped).
+//! body (HEAD, 204, 304), keep-alive per RFC 9112 §9.3, `101 Switching Protocols` to a
+//! request that asked for an upgrade (the socket is handed to the caller; to any other
+//! request it is an error, and the connection is closed), trailers of chunked answers (read and dropped).
 
 use std::fmt;
 use std::future::{poll_fn, Future};
@@ -22,7 +23,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gw_core::BoxError;
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, Method, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
@@ -288,6 +291,15 @@ pub(crate) async fn send(
             Ok(head) if head.status.is_informational() && head.status != 101 => {
                 read_due = deadline(phases.read);
                 continue;
+            }
+            // A 101 to a request that asked for no upgrade: what follows on the connection
+            // is not HTTP the gateway could read. 502, and the connection is dropped (closed,
+            // never pooled).
+            Ok(head)
+                if head.status == StatusCode::SWITCHING_PROTOCOLS
+                    && !headers.contains_key(UPGRADE) =>
+            {
+                return Err((H1Error::Parse("101 to a request without Upgrade"), None));
             }
             Ok(head) => break head,
             Err((e, answered)) => {
@@ -560,10 +572,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            encoded = chunked
-                || raw
-                    .split(|&b| b == b',')
-                    .any(|t| !t.trim_ascii().is_empty());
+            // Any Transfer-Encoding field means the body is encoded: one that names no
+            // coding (empty, or an empty last element) is not valid, and is read as an
+            // unknown coding (until the upstream closes), never as absent.
+            encoded = true;
             continue;
         } else if name == CONNECTION {
             // `close` in any Connection field wins (RFC 9112 §9.6).

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use gw_core::{error_into_response, Body, ClientAddr, ConnInfo, Identity, RequestId, UpstreamInfo};
+use gw_core::{
+    error_into_response, Body, ClientAddr, ConnInfo, FailedAttempts, Identity, NotForwarded,
+    RequestId, UpstreamInfo,
+};
 use http::header::{HeaderMap, HeaderValue, CONNECTION, EXPECT, HOST};
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -194,6 +197,8 @@ impl Shared {
     async fn forward(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Infallible> {
         let (mut parts, body) = req.into_parts();
         let request_id = parts.extensions.get::<RequestId>().cloned();
+        // Instances whose attempt failed before a retry (allocated only then).
+        let mut failed: Vec<Arc<str>> = Vec::new();
         let (result, info) = 'run: {
             let config = &*self.config;
             let max = config.max_body_bytes;
@@ -463,6 +468,7 @@ impl Shared {
                 };
                 drop(guard);
                 log_retry(upstream.name(), &ep.id, attempts, failure.as_ref());
+                failed.push(ep.id.clone());
                 if let Some(r) = retry {
                     if !r.delay.is_zero() {
                         Box::pin(tokio::time::sleep(r.delay)).await;
@@ -472,7 +478,14 @@ impl Shared {
         };
         let mut res = match result {
             Ok(res) => res,
-            Err(err) => proxy_error(self.upstream.name(), &err, request_id.as_ref()),
+            Err(err) => {
+                let forwarded = !matches!(err, ProxyError::NoHealthyUpstream);
+                let mut res = proxy_error(self.upstream.name(), &err, request_id.as_ref());
+                if !forwarded {
+                    res.extensions_mut().insert(NotForwarded);
+                }
+                res
+            }
         };
         // The answer takes over the request's extensions (request id, identity, …): the
         // layers above read what they need from the answer, and the map allocated for the
@@ -481,6 +494,9 @@ impl Shared {
         res.extensions_mut().extend(own);
         if let Some(info) = info {
             res.extensions_mut().insert(info);
+        }
+        if !failed.is_empty() {
+            res.extensions_mut().insert(FailedAttempts(failed));
         }
         Ok(res)
     }
