@@ -617,25 +617,13 @@ fn validate_service(
     }
 }
 
-/// Problems of one instance, paths relative to it.
+/// Problems of one instance, paths relative to it: [`Instance::problems`], the one instance
+/// validation shared with the admin API, Consul and the shared store.
 pub fn instance_problems(inst: &Instance) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    if inst.id.is_empty() {
-        errors.push(ConfigError::new("id", "must not be empty"));
-    }
-    if inst.host.is_empty() || inst.host.contains(['/', ' ', '?', '#', '@']) {
-        errors.push(ConfigError::new(
-            "host",
-            format!("invalid host \"{}\"", inst.host),
-        ));
-    }
-    if inst.port == 0 {
-        errors.push(ConfigError::new("port", "must be between 1 and 65535"));
-    }
-    if inst.weight == 0 {
-        errors.push(ConfigError::new("weight", "must be greater than 0"));
-    }
-    errors
+    inst.problems()
+        .into_iter()
+        .map(|p| ConfigError::new(p.path, p.message))
+        .collect()
 }
 
 impl RouteConfig {

@@ -57,8 +57,15 @@ pub(crate) struct Endpoint {
     pub(crate) pool: Arc<HostPool>,
 }
 
-/// Virtual nodes on the hash ring for an instance of weight 100.
-const VNODES_PER_100: u64 = 160;
+/// Points on the hash ring for an instance of weight 100, and the floor: the lightest
+/// instance of a service gets at least this many points (weights 1:2 give 160 and 320), so
+/// that small weights (1–10, as nginx users write them) still spread keys evenly.
+pub(crate) const RING_POINTS_FLOOR: u64 = 160;
+
+/// The most points a service's hash ring has (plus at most one per instance): when the floor
+/// would make the ring larger, every instance's points are scaled down in proportion (each
+/// keeps at least one). Bounds the memory and build time of a ring whatever the weights.
+pub(crate) const RING_MAX_POINTS: u64 = 65_536;
 
 /// An immutable view of the instances, swapped as a whole.
 #[derive(Debug)]
@@ -67,7 +74,7 @@ pub(crate) struct Snapshot {
     /// Smooth weighted round robin `current` values, one per endpoint.
     wrr: Mutex<Vec<i64>>,
     total_weight: i64,
-    /// Sorted `(point, endpoint index)`.
+    /// Sorted `(point, endpoint index)`; empty unless the service is `consistent_hash`.
     ring: Vec<(u64, u32)>,
 }
 
@@ -122,7 +129,7 @@ impl Upstream {
             name: name.to_owned(),
             lb,
             protocol,
-            snapshot: ArcSwap::from_pointee(Snapshot::build(instances, None)),
+            snapshot: ArcSwap::from_pointee(Snapshot::build(instances, None, lb)),
             rr: AtomicUsize::new(0),
             swap_lock: Mutex::new(()),
             budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
@@ -150,7 +157,7 @@ impl Upstream {
         let _guard = self.swap_lock.lock();
         let old = self.snapshot.load_full();
         self.snapshot
-            .store(Arc::new(Snapshot::build(instances, Some(&old))));
+            .store(Arc::new(Snapshot::build(instances, Some(&old), self.lb)));
     }
 
     /// The current instances.
@@ -223,7 +230,7 @@ impl Upstream {
 }
 
 impl Snapshot {
-    fn build(instances: Vec<Instance>, old: Option<&Snapshot>) -> Snapshot {
+    fn build(instances: Vec<Instance>, old: Option<&Snapshot>, lb: LoadBalancer) -> Snapshot {
         let endpoints: Vec<Endpoint> = instances
             .into_iter()
             .map(|instance| {
@@ -253,8 +260,14 @@ impl Snapshot {
             .collect();
         let total_weight = endpoints.iter().map(|e| i64::from(e.instance.weight)).sum();
         let mut ring = Vec::new();
-        for (idx, e) in endpoints.iter().enumerate() {
-            let vnodes = (u64::from(e.instance.weight) * VNODES_PER_100 / 100).max(1);
+        let points = if lb == LoadBalancer::ConsistentHash {
+            let weights: Vec<u32> = endpoints.iter().map(|e| e.instance.weight).collect();
+            ring_points(&weights)
+        } else {
+            Vec::new()
+        };
+        ring.reserve_exact(points.iter().sum::<u64>() as usize);
+        for ((idx, e), &vnodes) in endpoints.iter().enumerate().zip(&points) {
             for v in 0..vnodes {
                 let mut h = Fnv::new();
                 h.write(e.instance.id.as_bytes());
@@ -302,6 +315,32 @@ impl Snapshot {
             .map(|k| self.ring[(start + k) % len].1 as usize)
             .find(|&i| !tried.contains(i))
     }
+}
+
+/// The number of ring points of each instance, from the weights (0 counts as 1).
+///
+/// Weight 100 gives [`RING_POINTS_FLOOR`] points; when the lightest weight is below 100 the
+/// scale grows so that it still gets the floor; when the total would pass
+/// [`RING_MAX_POINTS`], the points are scaled down to fit (each instance at least 1).
+fn ring_points(weights: &[u32]) -> Vec<u64> {
+    let Some(min) = weights.iter().map(|&w| u128::from(w.max(1))).min() else {
+        return Vec::new();
+    };
+    let total: u128 = weights.iter().map(|&w| u128::from(w.max(1))).sum();
+    // Points per unit of weight, as num / den.
+    let floor = u128::from(RING_POINTS_FLOOR);
+    let (mut num, mut den) = if min < 100 {
+        (floor, min)
+    } else {
+        (floor, 100)
+    };
+    if total * num / den > u128::from(RING_MAX_POINTS) {
+        (num, den) = (u128::from(RING_MAX_POINTS), total);
+    }
+    weights
+        .iter()
+        .map(|&w| ((u128::from(w.max(1)) * num / den) as u64).max(1))
+        .collect()
 }
 
 fn format_authority(host: &str, port: u16) -> String {
@@ -408,6 +447,90 @@ mod tests {
             up.pick(&snap, Some(hash_key(b"user-1")), tried),
             Some(1 - first)
         );
+    }
+
+    /// The share of `n` keys each instance gets on a consistent-hash service.
+    fn ring_shares(weights: &[u32], n: u32) -> Vec<f64> {
+        let instances = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| inst(&format!("instance-{i}"), w))
+            .collect();
+        let up = Upstream::new(
+            "s",
+            LoadBalancer::ConsistentHash,
+            UpstreamProtocol::Http1,
+            instances,
+        );
+        let snap = up.snapshot();
+        let mut counts = vec![0u32; weights.len()];
+        for k in 0..n {
+            let key = hash_key(format!("user-{k}").as_bytes());
+            counts[up.pick(&snap, Some(key), Tried::default()).unwrap()] += 1;
+        }
+        counts
+            .iter()
+            .map(|&c| f64::from(c) * 100.0 / f64::from(n))
+            .collect()
+    }
+
+    #[test]
+    fn small_equal_weights_share_the_ring_evenly() {
+        for w in [1, 3, 10, 100] {
+            let shares = ring_shares(&[w, w, w], 100_000);
+            for s in &shares {
+                assert!((s - 100.0 / 3.0).abs() < 5.0, "weight {w}: {shares:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_weights_keep_their_ratio() {
+        let shares = ring_shares(&[1, 2], 100_000);
+        assert!((shares[0] - 100.0 / 3.0).abs() < 5.0, "{shares:?}");
+        assert!((shares[1] - 200.0 / 3.0).abs() < 5.0, "{shares:?}");
+    }
+
+    #[test]
+    fn ring_points_floor_and_cap() {
+        assert_eq!(ring_points(&[100, 100]), [160, 160]);
+        assert_eq!(ring_points(&[1, 2]), [160, 320]);
+        assert_eq!(ring_points(&[50, 100]), [160, 320]);
+        assert_eq!(ring_points(&[0]), [160]);
+        assert!(ring_points(&[]).is_empty());
+        // Heavy weights: capped, in proportion, each instance at least one point.
+        let p = ring_points(&[u32::MAX, u32::MAX, 1]);
+        assert!(p.iter().sum::<u64>() <= RING_MAX_POINTS + 3, "{p:?}");
+        assert_eq!(p[0], p[1]);
+        assert_eq!(p[2], 1);
+        let p = ring_points(&[crate::upstream::Instance::new("a", "h", 1).weight; 1000]);
+        assert!(p.iter().sum::<u64>() <= RING_MAX_POINTS + 1000, "{p:?}");
+    }
+
+    #[test]
+    fn ring_size_is_capped_and_only_built_for_consistent_hash() {
+        let huge = vec![inst("a", u32::MAX), inst("b", u32::MAX), inst("c", 1)];
+        let up = Upstream::new(
+            "s",
+            LoadBalancer::ConsistentHash,
+            UpstreamProtocol::Http1,
+            huge.clone(),
+        );
+        let len = up.snapshot().ring.len() as u64;
+        assert!(
+            (RING_MAX_POINTS - 3..=RING_MAX_POINTS + 3).contains(&len),
+            "{len}"
+        );
+        up.set_instances(huge.clone());
+        assert!(up.snapshot().ring.len() as u64 <= RING_MAX_POINTS + 3);
+        for lb in [
+            LoadBalancer::RoundRobin,
+            LoadBalancer::Weighted,
+            LoadBalancer::LeastConn,
+        ] {
+            let up = Upstream::new("s", lb, UpstreamProtocol::Http1, huge.clone());
+            assert!(up.snapshot().ring.is_empty(), "{lb:?}");
+        }
     }
 
     #[test]
