@@ -78,18 +78,35 @@ pub(crate) struct Snapshot {
     ring: Vec<(u64, u32)>,
 }
 
-/// A set of endpoints already tried by this request (bit per index; indexes ≥ 64 never count).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Tried(u64);
+/// A set of endpoints already tried by this request, for any number of endpoints: a bit per
+/// index, the first 64 inline, the others in a heap vector allocated only when a retry lands
+/// on an index of 64 or more (a service that large, on a request that failed).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tried {
+    low: u64,
+    high: Vec<u64>,
+}
 
 impl Tried {
     pub(crate) fn insert(&mut self, i: usize) {
         if i < 64 {
-            self.0 |= 1 << i;
+            self.low |= 1 << i;
+            return;
         }
+        let word = i / 64 - 1;
+        if self.high.len() <= word {
+            self.high.resize(word + 1, 0);
+        }
+        self.high[word] |= 1 << (i % 64);
     }
-    fn contains(self, i: usize) -> bool {
-        i < 64 && self.0 & (1 << i) != 0
+
+    fn contains(&self, i: usize) -> bool {
+        if i < 64 {
+            return self.low & (1 << i) != 0;
+        }
+        self.high
+            .get(i / 64 - 1)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 }
 
@@ -175,7 +192,7 @@ impl Upstream {
     }
 
     /// Chooses an endpoint index, avoiding `tried` when another one is left.
-    pub(crate) fn pick(&self, snap: &Snapshot, key: Option<u64>, tried: Tried) -> Option<usize> {
+    pub(crate) fn pick(&self, snap: &Snapshot, key: Option<u64>, tried: &Tried) -> Option<usize> {
         let n = snap.endpoints.len();
         if n == 0 {
             return None;
@@ -184,8 +201,9 @@ impl Upstream {
             return Some(0);
         }
         // When every endpoint was tried already, any is fine.
+        let none = Tried::default();
         let tried = if (0..n).all(|i| tried.contains(i)) {
-            Tried::default()
+            &none
         } else {
             tried
         };
@@ -219,7 +237,7 @@ impl Upstream {
         }
     }
 
-    fn round_robin(&self, n: usize, tried: Tried) -> usize {
+    fn round_robin(&self, n: usize, tried: &Tried) -> usize {
         loop {
             let i = self.rr.fetch_add(1, Ordering::Relaxed) % n;
             if !tried.contains(i) {
@@ -287,7 +305,7 @@ impl Snapshot {
 
     /// nginx's smooth weighted round robin: every `current += weight`, pick the largest,
     /// subtract the total from it.
-    fn weighted(&self, tried: Tried) -> Option<usize> {
+    fn weighted(&self, tried: &Tried) -> Option<usize> {
         if self.total_weight <= 0 {
             return None;
         }
@@ -305,7 +323,7 @@ impl Snapshot {
         Some(b)
     }
 
-    fn ring_lookup(&self, point: u64, tried: Tried) -> Option<usize> {
+    fn ring_lookup(&self, point: u64, tried: &Tried) -> Option<usize> {
         if self.ring.is_empty() {
             return None;
         }
@@ -403,7 +421,7 @@ mod tests {
         );
         let snap = up.snapshot();
         let seq: String = (0..7)
-            .map(|_| ["a", "b", "c"][up.pick(&snap, None, Tried::default()).unwrap()])
+            .map(|_| ["a", "b", "c"][up.pick(&snap, None, &Tried::default()).unwrap()])
             .collect();
         assert_eq!(seq, "aabacaa");
     }
@@ -435,16 +453,16 @@ mod tests {
         );
         let snap = up.snapshot();
         let first = up
-            .pick(&snap, Some(hash_key(b"user-1")), Tried::default())
+            .pick(&snap, Some(hash_key(b"user-1")), &Tried::default())
             .unwrap();
         assert_eq!(
-            up.pick(&snap, Some(hash_key(b"user-1")), Tried::default()),
+            up.pick(&snap, Some(hash_key(b"user-1")), &Tried::default()),
             Some(first)
         );
         let mut tried = Tried::default();
         tried.insert(first);
         assert_eq!(
-            up.pick(&snap, Some(hash_key(b"user-1")), tried),
+            up.pick(&snap, Some(hash_key(b"user-1")), &tried),
             Some(1 - first)
         );
     }
@@ -466,7 +484,7 @@ mod tests {
         let mut counts = vec![0u32; weights.len()];
         for k in 0..n {
             let key = hash_key(format!("user-{k}").as_bytes());
-            counts[up.pick(&snap, Some(key), Tried::default()).unwrap()] += 1;
+            counts[up.pick(&snap, Some(key), &Tried::default()).unwrap()] += 1;
         }
         counts
             .iter()
@@ -531,6 +549,38 @@ mod tests {
             let up = Upstream::new("s", lb, UpstreamProtocol::Http1, huge.clone());
             assert!(up.snapshot().ring.is_empty(), "{lb:?}");
         }
+    }
+
+    #[test]
+    fn retries_never_return_to_a_tried_instance_among_100() {
+        let instances: Vec<Instance> = (0..100).map(|i| inst(&format!("i{i}"), 1)).collect();
+        for lb in [
+            LoadBalancer::RoundRobin,
+            LoadBalancer::Weighted,
+            LoadBalancer::LeastConn,
+            LoadBalancer::ConsistentHash,
+        ] {
+            let up = Upstream::new("s", lb, UpstreamProtocol::Http1, instances.clone());
+            let snap = up.snapshot();
+            let key = Some(hash_key(b"user-7"));
+            let mut tried = Tried::default();
+            let mut seen = std::collections::BTreeSet::new();
+            for attempt in 0..100 {
+                let i = up.pick(&snap, key, &tried).unwrap();
+                assert!(seen.insert(i), "{lb:?}: attempt {attempt} returned to {i}");
+                tried.insert(i);
+            }
+            assert_eq!(seen.len(), 100, "{lb:?}");
+            // All tried: any instance again.
+            assert!(up.pick(&snap, key, &tried).is_some());
+        }
+        let mut t = Tried::default();
+        for i in [0, 63, 64, 127, 128, 1000] {
+            assert!(!t.contains(i));
+            t.insert(i);
+            assert!(t.contains(i));
+        }
+        assert!(!t.contains(65) && !t.contains(999) && !t.contains(5000));
     }
 
     #[test]
