@@ -189,9 +189,27 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// CIDRs allowed to use the admin API.
     pub allow: Vec<IpNet>,
-    /// Bearer token; required when `listen` is not a loopback address.
+    /// Bearer token; required when `listen` is not a loopback address. An empty token is a
+    /// configuration error (leave the key out to go without one on a loopback listener).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The names (`host:port`, as clients send them in `Host`) of the admin listener; a
+    /// request naming another `Host`, or an `Origin` other than `http://` or `https://` plus
+    /// one of them, is refused with 403. Default: the bound address, `localhost:PORT`,
+    /// `127.0.0.1:PORT` and `[::1]:PORT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+impl AdminConfig {
+    /// `allowed_hosts`, or the defaults for a listener bound to `bound` (its real port, also
+    /// when `listen` asked for port 0).
+    pub fn hosts(&self, bound: SocketAddr) -> Vec<String> {
+        match &self.allowed_hosts {
+            Some(hosts) => hosts.clone(),
+            None => gw_admin::AccessControl::default_hosts(bound),
+        }
+    }
 }
 
 impl Default for AdminConfig {
@@ -203,6 +221,7 @@ impl Default for AdminConfig {
                 "::1/128".parse().expect("valid CIDR"),
             ],
             token: None,
+            allowed_hosts: None,
         }
     }
 }
@@ -511,11 +530,24 @@ impl Config {
             ));
         }
         let token_set = self.admin.token.as_deref().is_some_and(|t| !t.is_empty());
-        if !self.admin.listen.ip().is_loopback() && !token_set {
+        if self.admin.token.as_deref() == Some("") {
+            errors.push(ConfigError::new(
+                "admin.token",
+                "must not be empty (an empty token does not turn authentication off; remove the key to run without a token on a loopback listener)",
+            ));
+        } else if !self.admin.listen.ip().is_loopback() && !token_set {
             errors.push(ConfigError::new(
                 "admin.token",
                 "required when admin.listen is not a loopback address",
             ));
+        }
+        for (i, host) in self.admin.allowed_hosts.iter().flatten().enumerate() {
+            if host.is_empty() || host.contains(['/', ' ', '@', ',']) {
+                errors.push(ConfigError::new(
+                    format!("admin.allowed_hosts[{i}]"),
+                    format!("must be a host or host:port, got \"{host}\""),
+                ));
+            }
         }
         if let Err(e) = crate::logging::parse_filter(&self.log.level) {
             errors.push(ConfigError::new("log.level", e));
@@ -617,25 +649,13 @@ fn validate_service(
     }
 }
 
-/// Problems of one instance, paths relative to it.
+/// Problems of one instance, paths relative to it: [`Instance::problems`], the one instance
+/// validation shared with the admin API, Consul and the shared store.
 pub fn instance_problems(inst: &Instance) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    if inst.id.is_empty() {
-        errors.push(ConfigError::new("id", "must not be empty"));
-    }
-    if inst.host.is_empty() || inst.host.contains(['/', ' ', '?', '#', '@']) {
-        errors.push(ConfigError::new(
-            "host",
-            format!("invalid host \"{}\"", inst.host),
-        ));
-    }
-    if inst.port == 0 {
-        errors.push(ConfigError::new("port", "must be between 1 and 65535"));
-    }
-    if inst.weight == 0 {
-        errors.push(ConfigError::new("weight", "must be greater than 0"));
-    }
-    errors
+    inst.problems()
+        .into_iter()
+        .map(|p| ConfigError::new(p.path, p.message))
+        .collect()
 }
 
 impl RouteConfig {
@@ -889,6 +909,32 @@ timeout = { connect = 0, send = 1, read = 1 }
         let e = Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:9901\"\n").unwrap_err();
         assert!(e.to_string().contains("admin.token: required"), "{e}");
         Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:9901\"\ntoken = \"t\"\n").unwrap();
+    }
+
+    #[test]
+    fn an_empty_admin_token_is_an_error() {
+        for listen in ["127.0.0.1:9901", "0.0.0.0:9901"] {
+            let e =
+                Config::from_toml_str(&format!("[admin]\nlisten = \"{listen}\"\ntoken = \"\"\n"))
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains("admin.token: must not be empty"), "{e}");
+        }
+    }
+
+    #[test]
+    fn admin_allowed_hosts_default_and_configured() {
+        let c = Config::from_toml_str("").unwrap();
+        let bound: SocketAddr = "127.0.0.1:4567".parse().unwrap();
+        assert_eq!(
+            c.admin.hosts(bound),
+            ["127.0.0.1:4567", "localhost:4567", "[::1]:4567"]
+        );
+        let c =
+            Config::from_toml_str("[admin]\nallowed_hosts = [\"admin.internal:9901\"]\n").unwrap();
+        assert_eq!(c.admin.hosts(bound), ["admin.internal:9901"]);
+        let e = Config::from_toml_str("[admin]\nallowed_hosts = [\"http://x/\"]\n").unwrap_err();
+        assert!(e.to_string().contains("admin.allowed_hosts[0]"), "{e}");
     }
 
     /// A list where a table is documented is refused, with the key's path, at every level.

@@ -165,7 +165,8 @@ impl Gateway {
         let admin_addr = local(&admin_listener, config.admin.listen);
         let access = AccessControl {
             allow: config.admin.allow.clone(),
-            token: config.admin.token.clone().filter(|t| !t.is_empty()),
+            token: config.admin.token.clone(),
+            hosts: Some(config.admin.hosts(admin_addr)),
         };
         let admin = admin_router(Arc::new(Control::new(app.clone())), access);
         tasks.push(tokio::spawn(serve(

@@ -214,7 +214,12 @@ impl SharedState {
                 }
                 let Some((service, _)) = field.split_once('\n') else { continue };
                 match gw_core::strict::from_str::<gw_discovery::Instance>(&text) {
-                    Ok(i) => insts.push((service.to_string(), i)),
+                    // Validated as the admin API validates it: a record written by hand or by
+                    // an older node must not take this node down (a huge weight, a bad host).
+                    Ok(i) => match instance_problems(&i) {
+                        None => insts.push((service.to_string(), i)),
+                        Some(why) => tracing::warn!(instance = %field, problems = %why, "invalid instance in the shared store skipped"),
+                    },
                     Err(e) => tracing::warn!(instance = %field, error = %e, "unreadable instance in the shared store"),
                 }
             }
@@ -308,6 +313,21 @@ impl SharedState {
         }
         Err(late)
     }
+}
+
+/// The problems of an instance read from the shared store, joined; `None` when it is valid.
+fn instance_problems(instance: &gw_discovery::Instance) -> Option<String> {
+    let problems = instance.problems();
+    if problems.is_empty() {
+        return None;
+    }
+    Some(
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 fn is_tombstone(text: &str) -> bool {

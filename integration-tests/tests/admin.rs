@@ -121,6 +121,7 @@ async fn invalid_routes_are_refused_and_change_nothing() {
     let res = gw
         .client
         .post(gw.admin_url("/admin/routes"))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await

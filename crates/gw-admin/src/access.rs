@@ -1,4 +1,5 @@
-//! Access control for the admin listener: a CIDR allow list, then an optional bearer token.
+//! Access control for the admin listener: a CIDR allow list, the `Host` and `Origin` the
+//! request names, an optional bearer token, and JSON bodies only.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -8,7 +9,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use gw_core::{ConnInfo, RequestId};
-use http::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
+use http::header::{TRANSFER_ENCODING, WWW_AUTHENTICATE};
 use http::StatusCode;
 use ipnet::IpNet;
 
@@ -21,12 +23,27 @@ use ipnet::IpNet;
 /// 2. when `token` is set, `Authorization: Bearer <token>` must match (compared in constant
 ///    time for a given length), else 401 `Unauthorized` with `WWW-Authenticate: Bearer`.
 ///    An empty token matches nothing (fail closed).
+/// 3. with `hosts` set, the request's `Host` (or, without one, its URI authority) must be one
+///    of them (ASCII case-insensitive, `host:port` as the client sends it), else 403
+///    `Host not allowed`: a page whose DNS name was rebound to the admin address names its own
+///    host. An `Origin` header, when present, must be `http://` or `https://` followed by one
+///    of them, else 403 `Origin not allowed` (a cross-site request from a browser).
+/// 4. a request with a body (`Content-Length` above 0 or `Transfer-Encoding`) must say
+///    `Content-Type: application/json` (parameters such as `; charset=utf-8` allowed), else
+///    415 `Unsupported media type`: a browser sends `text/plain` or a form cross-site without
+///    asking first.
+///
+/// Steps 1 to 3 come before the token, so a refused request learns nothing about it.
 #[derive(Clone, Default)]
 pub struct AccessControl {
     /// The networks the peer must be in.
     pub allow: Vec<IpNet>,
     /// The bearer token, when one is required.
     pub token: Option<String>,
+    /// The names (`host:port`) a request may give in `Host` and `Origin`; `None` checks
+    /// neither (only for a router served behind something that does). The gateway always
+    /// sets it (`admin.allowed_hosts`).
+    pub hosts: Option<Vec<String>>,
 }
 
 // Hand-written so that the token never reaches a log through `{:?}`.
@@ -35,6 +52,7 @@ impl fmt::Debug for AccessControl {
         f.debug_struct("AccessControl")
             .field("allow", &self.allow)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("hosts", &self.hosts)
             .finish()
     }
 }
@@ -46,6 +64,12 @@ pub(crate) enum Refusal {
     Forbidden,
     /// Missing or wrong token (401).
     Unauthorized,
+    /// `Host` not among the admin listener's names (403).
+    Host,
+    /// `Origin` of another site (403).
+    Origin,
+    /// A body that is not JSON (415).
+    MediaType,
 }
 
 impl AccessControl {
@@ -75,10 +99,73 @@ impl AccessControl {
         if !peer.is_some_and(|ip| self.allows(ip)) {
             return Err(Refusal::Forbidden);
         }
+        if let Some(hosts) = &self.hosts {
+            let headers = req.headers();
+            let host = match headers.get(HOST) {
+                Some(h) => h.to_str().ok(),
+                None => req.uri().authority().map(|a| a.as_str()),
+            };
+            if !host.is_some_and(|h| names(hosts, h)) {
+                return Err(Refusal::Host);
+            }
+            if let Some(origin) = headers.get(ORIGIN) {
+                let site = origin.to_str().ok().and_then(|o| {
+                    o.strip_prefix("http://")
+                        .or_else(|| o.strip_prefix("https://"))
+                });
+                if !site.is_some_and(|s| names(hosts, s)) {
+                    return Err(Refusal::Origin);
+                }
+            }
+        }
         if !self.authorizes(req.headers().get(AUTHORIZATION)) {
             return Err(Refusal::Unauthorized);
         }
+        if has_body(req.headers()) && !is_json(req.headers().get(CONTENT_TYPE)) {
+            return Err(Refusal::MediaType);
+        }
         Ok(())
+    }
+}
+
+/// Whether `name` is one of `hosts` (ASCII case-insensitive).
+fn names(hosts: &[String], name: &str) -> bool {
+    hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Whether the request announces a body.
+fn has_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes().iter().any(|&b| b != b'0'))
+}
+
+/// Whether a `Content-Type` is `application/json`, with or without parameters.
+fn is_json(value: Option<&HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+impl AccessControl {
+    /// The default `hosts` of an admin listener bound to `addr`: `addr` itself,
+    /// `localhost:PORT`, `127.0.0.1:PORT` and `[::1]:PORT`.
+    pub fn default_hosts(addr: std::net::SocketAddr) -> Vec<String> {
+        let port = addr.port();
+        let mut hosts = vec![addr.to_string()];
+        for name in [
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            format!("[::1]:{port}"),
+        ] {
+            if !hosts.contains(&name) {
+                hosts.push(name);
+            }
+        }
+        hosts
     }
 }
 
@@ -115,6 +202,17 @@ pub(crate) async fn enforce(
                 Refusal::Forbidden => {
                     gw_core::error_response(StatusCode::FORBIDDEN, "Access denied", rid)
                 }
+                Refusal::Host => {
+                    gw_core::error_response(StatusCode::FORBIDDEN, "Host not allowed", rid)
+                }
+                Refusal::Origin => {
+                    gw_core::error_response(StatusCode::FORBIDDEN, "Origin not allowed", rid)
+                }
+                Refusal::MediaType => gw_core::error_response(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Unsupported media type",
+                    rid,
+                ),
                 Refusal::Unauthorized => {
                     let mut res =
                         gw_core::error_response(StatusCode::UNAUTHORIZED, "Unauthorized", rid);
@@ -135,7 +233,90 @@ mod tests {
         AccessControl {
             allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             token: token.map(str::to_owned),
+            hosts: None,
         }
+    }
+
+    fn req(headers: &[(&str, &str)]) -> Request {
+        let mut b = http::Request::builder().method("POST").uri("/admin/routes");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut r = b.body(axum::body::Body::empty()).unwrap();
+        r.extensions_mut().insert(ConnInfo {
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            local: "127.0.0.1:9901".parse().unwrap(),
+            tls: false,
+        });
+        r
+    }
+
+    #[test]
+    fn host_origin_and_media_type() {
+        let a = AccessControl {
+            hosts: Some(AccessControl::default_hosts(
+                "127.0.0.1:9901".parse().unwrap(),
+            )),
+            ..access(None)
+        };
+        assert_eq!(
+            a.hosts.as_deref().unwrap(),
+            ["127.0.0.1:9901", "localhost:9901", "[::1]:9901"]
+        );
+        let json = ("content-type", "application/json; charset=utf-8");
+        let body = ("content-length", "2");
+        assert_eq!(
+            a.check(&req(&[("host", "127.0.0.1:9901"), json, body])),
+            Ok(())
+        );
+        assert_eq!(a.check(&req(&[("host", "LOCALHOST:9901")])), Ok(()));
+        assert_eq!(a.check(&req(&[])), Err(Refusal::Host));
+        assert_eq!(
+            a.check(&req(&[("host", "evil.example")])),
+            Err(Refusal::Host)
+        );
+        assert_eq!(
+            a.check(&req(&[("host", "localhost:9902")])),
+            Err(Refusal::Host)
+        );
+        let ok_host = ("host", "localhost:9901");
+        for origin in [
+            "http://evil.example",
+            "null",
+            "http://localhost:9902",
+            "localhost:9901",
+        ] {
+            assert_eq!(
+                a.check(&req(&[ok_host, ("origin", origin)])),
+                Err(Refusal::Origin),
+                "{origin}"
+            );
+        }
+        assert_eq!(
+            a.check(&req(&[ok_host, ("origin", "http://localhost:9901")])),
+            Ok(())
+        );
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonx",
+        ] {
+            assert_eq!(
+                a.check(&req(&[ok_host, body, ("content-type", ct)])),
+                Err(Refusal::MediaType),
+                "{ct}"
+            );
+        }
+        assert_eq!(a.check(&req(&[ok_host, body])), Err(Refusal::MediaType));
+        assert_eq!(
+            a.check(&req(&[ok_host, ("transfer-encoding", "chunked")])),
+            Err(Refusal::MediaType)
+        );
+        assert_eq!(a.check(&req(&[ok_host, ("content-length", "0")])), Ok(()));
+        assert_eq!(
+            a.check(&req(&[ok_host, body, ("content-type", "Application/JSON")])),
+            Ok(())
+        );
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub(crate) async fn post_route<C: ControlPlane>(
         }
         Err(_) => return rid.error(StatusCode::BAD_REQUEST, "Invalid JSON"),
     };
-    // Parsed by hand, whatever the Content-Type: the SPEC message is the contract, not axum's.
+    // Parsed by hand (the access layer already required `application/json`): the message is
+    // the contract, not axum's.
     let Ok(route) = serde_json::from_slice::<Value>(&body) else {
         return rid.error(StatusCode::BAD_REQUEST, "Invalid JSON");
     };

@@ -18,7 +18,9 @@
 //! | unknown path · wrong method | 404 `Endpoint not found` · 405 `Method not allowed` (with `Allow`) |
 //!
 //! Every request, known path or not, first passes [`AccessControl`]: 403 `Access denied`
-//! outside `allow`, 401 `Unauthorized` without the right token. A refused request never reaches
+//! outside `allow`, 403 `Host not allowed` / `Origin not allowed` for another site's name,
+//! 401 `Unauthorized` without the right token, 415 `Unsupported media type` for a body that is
+//! not `application/json`. A refused request never reaches
 //! a handler, so it changes nothing. Errors are `{"error": "..."}` (plus `request_id` when a
 //! layer in front set a [`gw_core::RequestId`]).
 //!
@@ -44,6 +46,7 @@
 //! let access = AccessControl {
 //!     allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
 //!     token: Some("change-me".into()),
+//!     hosts: Some(AccessControl::default_hosts("127.0.0.1:9901".parse().unwrap())),
 //! };
 //! let router: axum::Router = admin_router(Arc::new(Empty), access);
 //! # drop(router);

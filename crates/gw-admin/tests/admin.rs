@@ -131,6 +131,7 @@ fn open_access() -> AccessControl {
     AccessControl {
         allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         token: None,
+        hosts: None,
     }
 }
 

@@ -32,7 +32,9 @@ const TOO_QUICK: Duration = Duration::from_millis(50);
 ///
 /// Instance id = `Service.ID`; address = `Service.Address`, or `Node.Address` when empty;
 /// metadata = `Service.Meta`; weight = `Service.Weights.Passing` (at least 1; 100 without
-/// `Weights`). Two entries with the same `Service.ID` on different nodes become
+/// `Weights`). Each entry is then validated as an admin-registered instance would be
+/// ([`Instance::problems`]): an entry that fails (a weight above [`crate::MAX_WEIGHT`], a
+/// bad host, …) is skipped with a warning, the others are used. Two entries with the same `Service.ID` on different nodes become
 /// `ID` and `ID@node`.
 ///
 /// ```no_run
@@ -327,13 +329,29 @@ fn parse_health(body: &[u8]) -> Result<Vec<Instance>, serde_json::Error> {
             Some(w) => u32::try_from(w.passing.max(1)).unwrap_or(u32::MAX),
             None => DEFAULT_WEIGHT,
         };
-        out.push(Instance {
+        let instance = Instance {
             id,
             host,
             port: e.service.port,
             weight,
             metadata: e.service.meta.unwrap_or_default(),
-        });
+        };
+        let problems = instance.problems();
+        if !problems.is_empty() {
+            let why = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            tracing::warn!(
+                addr = %instance.authority(),
+                instance = %instance.id,
+                problems = %why,
+                "invalid Consul entry skipped"
+            );
+            continue;
+        }
+        out.push(instance);
     }
     Ok(out)
 }
@@ -393,6 +411,27 @@ mod tests {
         assert!(got[1].metadata.is_empty());
         assert_eq!(got[2].weight, 100, "no Weights: the default weight");
         assert!(parse_health(b"{}").is_err());
+    }
+
+    #[test]
+    fn invalid_entries_are_skipped_not_fatal() {
+        let body = br#"[
+          {"Node": {"Node": "n1", "Address": "10.0.0.1"},
+           "Service": {"ID": "huge", "Service": "web", "Address": "", "Port": 8080,
+                       "Weights": {"Passing": 4294967295, "Warning": 1}}},
+          {"Node": {"Node": "n1", "Address": "10.0.0.1"},
+           "Service": {"ID": "over", "Service": "web", "Address": "", "Port": 8081,
+                       "Weights": {"Passing": 10001, "Warning": 1}}},
+          {"Node": {"Node": "n1", "Address": "10.0.0.1"},
+           "Service": {"ID": "bad-host", "Service": "web", "Address": "a b", "Port": 8082}},
+          {"Node": {"Node": "n1", "Address": "10.0.0.1"},
+           "Service": {"ID": "ok", "Service": "web", "Address": "", "Port": 8083,
+                       "Weights": {"Passing": 10000, "Warning": 1}}}
+        ]"#;
+        let got = parse_health(body).unwrap();
+        let ids: Vec<_> = got.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["ok"]);
+        assert_eq!(got[0].weight, crate::MAX_WEIGHT);
     }
 
     #[test]

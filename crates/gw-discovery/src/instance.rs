@@ -19,7 +19,8 @@ pub struct Instance {
     pub host: String,
     /// TCP port.
     pub port: u16,
-    /// Relative weight for `weighted` and `consistent_hash` (default 100).
+    /// Relative weight for `weighted` and `consistent_hash`: [`MIN_WEIGHT`]`..=`[`MAX_WEIGHT`]
+    /// (default [`DEFAULT_WEIGHT`]).
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// Free-form metadata (version, zone, …).
@@ -29,6 +30,14 @@ pub struct Instance {
 
 /// The weight of an instance that names none.
 pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// The smallest weight an instance may have (0 is refused: an instance that should take no
+/// traffic is deregistered instead).
+pub const MIN_WEIGHT: u32 = 1;
+
+/// The largest weight an instance may have. Weights are relative, so this bounds only the
+/// ratio between two instances (10000:1), and keeps the balancers' arithmetic small.
+pub const MAX_WEIGHT: u32 = 10_000;
 
 fn default_weight() -> u32 {
     DEFAULT_WEIGHT
@@ -47,6 +56,9 @@ impl Instance {
     }
 
     /// Every problem of this instance, paths relative to it (`id`, `host`, …).
+    ///
+    /// The one validation of an instance, whatever its source: the configuration, the admin
+    /// API, Consul's catalog and the shared store all go through it.
     pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         if self.id.is_empty() {
@@ -61,8 +73,14 @@ impl Instance {
         if self.port == 0 {
             problems.push(ConfigProblem::new("port", "must be between 1 and 65535"));
         }
-        if self.weight == 0 {
-            problems.push(ConfigProblem::new("weight", "must be greater than 0"));
+        if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&self.weight) {
+            problems.push(ConfigProblem::new(
+                "weight",
+                format!(
+                    "must be between {MIN_WEIGHT} and {MAX_WEIGHT}, got {}",
+                    self.weight
+                ),
+            ));
         }
         problems
     }

@@ -82,5 +82,5 @@ pub use config::{ConfigProblem, ConsulConfig, HealthCheckConfig};
 pub use consul::ConsulWatcher;
 pub use error::RegisterError;
 pub use health::{HealthState, Status};
-pub use instance::{Instance, Source, DEFAULT_WEIGHT};
+pub use instance::{Instance, Source, DEFAULT_WEIGHT, MAX_WEIGHT, MIN_WEIGHT};
 pub use registry::{InstanceInfo, Registry, HEALTH_GAUGE};

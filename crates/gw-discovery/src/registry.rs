@@ -298,12 +298,17 @@ impl Registry {
 
     /// Replaces every admin-registered instance of every service (e.g. from the shared
     /// store, when another node changed them). Entries of services the registry does not
-    /// know are returned, not applied.
+    /// know are returned, not applied; invalid instances ([`Instance::problems`]) are skipped
+    /// with a warning.
     pub fn set_admin(&self, instances: Vec<(String, Instance)>) -> Vec<(String, Instance)> {
         let mut by_service: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
         let known: Vec<String> = self.services();
         let mut rejected = Vec::new();
         for (service, inst) in instances {
+            if !inst.problems().is_empty() {
+                tracing::warn!(service, instance = %inst.id, "invalid instance skipped");
+                continue;
+            }
             if known.contains(&service) {
                 by_service.entry(service).or_default().push(inst);
             } else {
@@ -319,7 +324,15 @@ impl Registry {
 
     /// Sets the Consul instances of a service, replacing the previous ones; a service that
     /// is not declared is added (as discovered).
-    pub fn set_consul(&self, service: &str, instances: Vec<Instance>) {
+    /// Invalid instances ([`Instance::problems`]) are skipped with a warning.
+    pub fn set_consul(&self, service: &str, mut instances: Vec<Instance>) {
+        instances.retain(|i| {
+            let ok = i.problems().is_empty();
+            if !ok {
+                tracing::warn!(service, instance = %i.id, "invalid instance skipped");
+            }
+            ok
+        });
         self.update(service, true, |state, _| {
             state.discovered = true;
             state.consul = dedup(instances);

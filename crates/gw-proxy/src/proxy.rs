@@ -373,7 +373,7 @@ impl Shared {
             let mut headers = std::mem::take(&mut parts.headers);
             loop {
                 attempts += 1;
-                let Some(idx) = upstream.pick(&snap, key_hash, tried) else {
+                let Some(idx) = upstream.pick(&snap, key_hash, &tried) else {
                     break 'run (Err(ProxyError::NoHealthyUpstream), None);
                 };
                 tried.insert(idx);

@@ -57,8 +57,15 @@ pub(crate) struct Endpoint {
     pub(crate) pool: Arc<HostPool>,
 }
 
-/// Virtual nodes on the hash ring for an instance of weight 100.
-const VNODES_PER_100: u64 = 160;
+/// Points on the hash ring for an instance of weight 100, and the floor: the lightest
+/// instance of a service gets at least this many points (weights 1:2 give 160 and 320), so
+/// that small weights (1–10, as nginx users write them) still spread keys evenly.
+pub(crate) const RING_POINTS_FLOOR: u64 = 160;
+
+/// The most points a service's hash ring has (plus at most one per instance): when the floor
+/// would make the ring larger, every instance's points are scaled down in proportion (each
+/// keeps at least one). Bounds the memory and build time of a ring whatever the weights.
+pub(crate) const RING_MAX_POINTS: u64 = 65_536;
 
 /// An immutable view of the instances, swapped as a whole.
 #[derive(Debug)]
@@ -67,22 +74,39 @@ pub(crate) struct Snapshot {
     /// Smooth weighted round robin `current` values, one per endpoint.
     wrr: Mutex<Vec<i64>>,
     total_weight: i64,
-    /// Sorted `(point, endpoint index)`.
+    /// Sorted `(point, endpoint index)`; empty unless the service is `consistent_hash`.
     ring: Vec<(u64, u32)>,
 }
 
-/// A set of endpoints already tried by this request (bit per index; indexes ≥ 64 never count).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Tried(u64);
+/// A set of endpoints already tried by this request, for any number of endpoints: a bit per
+/// index, the first 64 inline, the others in a heap vector allocated only when a retry lands
+/// on an index of 64 or more (a service that large, on a request that failed).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tried {
+    low: u64,
+    high: Vec<u64>,
+}
 
 impl Tried {
     pub(crate) fn insert(&mut self, i: usize) {
         if i < 64 {
-            self.0 |= 1 << i;
+            self.low |= 1 << i;
+            return;
         }
+        let word = i / 64 - 1;
+        if self.high.len() <= word {
+            self.high.resize(word + 1, 0);
+        }
+        self.high[word] |= 1 << (i % 64);
     }
-    fn contains(self, i: usize) -> bool {
-        i < 64 && self.0 & (1 << i) != 0
+
+    fn contains(&self, i: usize) -> bool {
+        if i < 64 {
+            return self.low & (1 << i) != 0;
+        }
+        self.high
+            .get(i / 64 - 1)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 }
 
@@ -122,7 +146,7 @@ impl Upstream {
             name: name.to_owned(),
             lb,
             protocol,
-            snapshot: ArcSwap::from_pointee(Snapshot::build(instances, None)),
+            snapshot: ArcSwap::from_pointee(Snapshot::build(instances, None, lb)),
             rr: AtomicUsize::new(0),
             swap_lock: Mutex::new(()),
             budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
@@ -150,7 +174,7 @@ impl Upstream {
         let _guard = self.swap_lock.lock();
         let old = self.snapshot.load_full();
         self.snapshot
-            .store(Arc::new(Snapshot::build(instances, Some(&old))));
+            .store(Arc::new(Snapshot::build(instances, Some(&old), self.lb)));
     }
 
     /// The current instances.
@@ -168,7 +192,7 @@ impl Upstream {
     }
 
     /// Chooses an endpoint index, avoiding `tried` when another one is left.
-    pub(crate) fn pick(&self, snap: &Snapshot, key: Option<u64>, tried: Tried) -> Option<usize> {
+    pub(crate) fn pick(&self, snap: &Snapshot, key: Option<u64>, tried: &Tried) -> Option<usize> {
         let n = snap.endpoints.len();
         if n == 0 {
             return None;
@@ -177,8 +201,9 @@ impl Upstream {
             return Some(0);
         }
         // When every endpoint was tried already, any is fine.
+        let none = Tried::default();
         let tried = if (0..n).all(|i| tried.contains(i)) {
-            Tried::default()
+            &none
         } else {
             tried
         };
@@ -212,7 +237,7 @@ impl Upstream {
         }
     }
 
-    fn round_robin(&self, n: usize, tried: Tried) -> usize {
+    fn round_robin(&self, n: usize, tried: &Tried) -> usize {
         loop {
             let i = self.rr.fetch_add(1, Ordering::Relaxed) % n;
             if !tried.contains(i) {
@@ -223,7 +248,7 @@ impl Upstream {
 }
 
 impl Snapshot {
-    fn build(instances: Vec<Instance>, old: Option<&Snapshot>) -> Snapshot {
+    fn build(instances: Vec<Instance>, old: Option<&Snapshot>, lb: LoadBalancer) -> Snapshot {
         let endpoints: Vec<Endpoint> = instances
             .into_iter()
             .map(|instance| {
@@ -253,8 +278,14 @@ impl Snapshot {
             .collect();
         let total_weight = endpoints.iter().map(|e| i64::from(e.instance.weight)).sum();
         let mut ring = Vec::new();
-        for (idx, e) in endpoints.iter().enumerate() {
-            let vnodes = (u64::from(e.instance.weight) * VNODES_PER_100 / 100).max(1);
+        let points = if lb == LoadBalancer::ConsistentHash {
+            let weights: Vec<u32> = endpoints.iter().map(|e| e.instance.weight).collect();
+            ring_points(&weights)
+        } else {
+            Vec::new()
+        };
+        ring.reserve_exact(points.iter().sum::<u64>() as usize);
+        for ((idx, e), &vnodes) in endpoints.iter().enumerate().zip(&points) {
             for v in 0..vnodes {
                 let mut h = Fnv::new();
                 h.write(e.instance.id.as_bytes());
@@ -274,7 +305,7 @@ impl Snapshot {
 
     /// nginx's smooth weighted round robin: every `current += weight`, pick the largest,
     /// subtract the total from it.
-    fn weighted(&self, tried: Tried) -> Option<usize> {
+    fn weighted(&self, tried: &Tried) -> Option<usize> {
         if self.total_weight <= 0 {
             return None;
         }
@@ -292,7 +323,7 @@ impl Snapshot {
         Some(b)
     }
 
-    fn ring_lookup(&self, point: u64, tried: Tried) -> Option<usize> {
+    fn ring_lookup(&self, point: u64, tried: &Tried) -> Option<usize> {
         if self.ring.is_empty() {
             return None;
         }
@@ -302,6 +333,32 @@ impl Snapshot {
             .map(|k| self.ring[(start + k) % len].1 as usize)
             .find(|&i| !tried.contains(i))
     }
+}
+
+/// The number of ring points of each instance, from the weights (0 counts as 1).
+///
+/// Weight 100 gives [`RING_POINTS_FLOOR`] points; when the lightest weight is below 100 the
+/// scale grows so that it still gets the floor; when the total would pass
+/// [`RING_MAX_POINTS`], the points are scaled down to fit (each instance at least 1).
+fn ring_points(weights: &[u32]) -> Vec<u64> {
+    let Some(min) = weights.iter().map(|&w| u128::from(w.max(1))).min() else {
+        return Vec::new();
+    };
+    let total: u128 = weights.iter().map(|&w| u128::from(w.max(1))).sum();
+    // Points per unit of weight, as num / den.
+    let floor = u128::from(RING_POINTS_FLOOR);
+    let (mut num, mut den) = if min < 100 {
+        (floor, min)
+    } else {
+        (floor, 100)
+    };
+    if total * num / den > u128::from(RING_MAX_POINTS) {
+        (num, den) = (u128::from(RING_MAX_POINTS), total);
+    }
+    weights
+        .iter()
+        .map(|&w| ((u128::from(w.max(1)) * num / den) as u64).max(1))
+        .collect()
 }
 
 fn format_authority(host: &str, port: u16) -> String {
@@ -364,7 +421,7 @@ mod tests {
         );
         let snap = up.snapshot();
         let seq: String = (0..7)
-            .map(|_| ["a", "b", "c"][up.pick(&snap, None, Tried::default()).unwrap()])
+            .map(|_| ["a", "b", "c"][up.pick(&snap, None, &Tried::default()).unwrap()])
             .collect();
         assert_eq!(seq, "aabacaa");
     }
@@ -396,18 +453,134 @@ mod tests {
         );
         let snap = up.snapshot();
         let first = up
-            .pick(&snap, Some(hash_key(b"user-1")), Tried::default())
+            .pick(&snap, Some(hash_key(b"user-1")), &Tried::default())
             .unwrap();
         assert_eq!(
-            up.pick(&snap, Some(hash_key(b"user-1")), Tried::default()),
+            up.pick(&snap, Some(hash_key(b"user-1")), &Tried::default()),
             Some(first)
         );
         let mut tried = Tried::default();
         tried.insert(first);
         assert_eq!(
-            up.pick(&snap, Some(hash_key(b"user-1")), tried),
+            up.pick(&snap, Some(hash_key(b"user-1")), &tried),
             Some(1 - first)
         );
+    }
+
+    /// The share of `n` keys each instance gets on a consistent-hash service.
+    fn ring_shares(weights: &[u32], n: u32) -> Vec<f64> {
+        let instances = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| inst(&format!("instance-{i}"), w))
+            .collect();
+        let up = Upstream::new(
+            "s",
+            LoadBalancer::ConsistentHash,
+            UpstreamProtocol::Http1,
+            instances,
+        );
+        let snap = up.snapshot();
+        let mut counts = vec![0u32; weights.len()];
+        for k in 0..n {
+            let key = hash_key(format!("user-{k}").as_bytes());
+            counts[up.pick(&snap, Some(key), &Tried::default()).unwrap()] += 1;
+        }
+        counts
+            .iter()
+            .map(|&c| f64::from(c) * 100.0 / f64::from(n))
+            .collect()
+    }
+
+    #[test]
+    fn small_equal_weights_share_the_ring_evenly() {
+        for w in [1, 3, 10, 100] {
+            let shares = ring_shares(&[w, w, w], 100_000);
+            for s in &shares {
+                assert!((s - 100.0 / 3.0).abs() < 5.0, "weight {w}: {shares:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_weights_keep_their_ratio() {
+        let shares = ring_shares(&[1, 2], 100_000);
+        assert!((shares[0] - 100.0 / 3.0).abs() < 5.0, "{shares:?}");
+        assert!((shares[1] - 200.0 / 3.0).abs() < 5.0, "{shares:?}");
+    }
+
+    #[test]
+    fn ring_points_floor_and_cap() {
+        assert_eq!(ring_points(&[100, 100]), [160, 160]);
+        assert_eq!(ring_points(&[1, 2]), [160, 320]);
+        assert_eq!(ring_points(&[50, 100]), [160, 320]);
+        assert_eq!(ring_points(&[0]), [160]);
+        assert!(ring_points(&[]).is_empty());
+        // Heavy weights: capped, in proportion, each instance at least one point.
+        let p = ring_points(&[u32::MAX, u32::MAX, 1]);
+        assert!(p.iter().sum::<u64>() <= RING_MAX_POINTS + 3, "{p:?}");
+        assert_eq!(p[0], p[1]);
+        assert_eq!(p[2], 1);
+        let p = ring_points(&[crate::upstream::Instance::new("a", "h", 1).weight; 1000]);
+        assert!(p.iter().sum::<u64>() <= RING_MAX_POINTS + 1000, "{p:?}");
+    }
+
+    #[test]
+    fn ring_size_is_capped_and_only_built_for_consistent_hash() {
+        let huge = vec![inst("a", u32::MAX), inst("b", u32::MAX), inst("c", 1)];
+        let up = Upstream::new(
+            "s",
+            LoadBalancer::ConsistentHash,
+            UpstreamProtocol::Http1,
+            huge.clone(),
+        );
+        let len = up.snapshot().ring.len() as u64;
+        assert!(
+            (RING_MAX_POINTS - 3..=RING_MAX_POINTS + 3).contains(&len),
+            "{len}"
+        );
+        up.set_instances(huge.clone());
+        assert!(up.snapshot().ring.len() as u64 <= RING_MAX_POINTS + 3);
+        for lb in [
+            LoadBalancer::RoundRobin,
+            LoadBalancer::Weighted,
+            LoadBalancer::LeastConn,
+        ] {
+            let up = Upstream::new("s", lb, UpstreamProtocol::Http1, huge.clone());
+            assert!(up.snapshot().ring.is_empty(), "{lb:?}");
+        }
+    }
+
+    #[test]
+    fn retries_never_return_to_a_tried_instance_among_100() {
+        let instances: Vec<Instance> = (0..100).map(|i| inst(&format!("i{i}"), 1)).collect();
+        for lb in [
+            LoadBalancer::RoundRobin,
+            LoadBalancer::Weighted,
+            LoadBalancer::LeastConn,
+            LoadBalancer::ConsistentHash,
+        ] {
+            let up = Upstream::new("s", lb, UpstreamProtocol::Http1, instances.clone());
+            let snap = up.snapshot();
+            let key = Some(hash_key(b"user-7"));
+            let mut tried = Tried::default();
+            let mut seen = std::collections::BTreeSet::new();
+            for attempt in 0..100 {
+                let i = up.pick(&snap, key, &tried).unwrap();
+                assert!(seen.insert(i), "{lb:?}: attempt {attempt} returned to {i}");
+                tried.insert(i);
+            }
+            assert_eq!(seen.len(), 100, "{lb:?}");
+            // All tried: any instance again.
+            assert!(up.pick(&snap, key, &tried).is_some());
+        }
+        let mut t = Tried::default();
+        for i in [0, 63, 64, 127, 128, 1000] {
+            assert!(!t.contains(i));
+            t.insert(i);
+            assert!(t.contains(i));
+        }
+        assert!(!t.contains(65) && !t.contains(999) && !t.contains(5000));
     }
 
     #[test]
