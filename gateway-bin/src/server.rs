@@ -175,8 +175,15 @@ impl Gateway {
             move |conn: ConnInfo| {
                 let admin = admin.clone();
                 move |mut req: Request<Body>| {
+                    // A head the listener refused (414 / 431) is answered as on the proxy
+                    // listener, not routed.
+                    if let Some(gw_edge::Rejected(e)) = req.extensions().get::<gw_edge::Rejected>()
+                    {
+                        let res = gw_edge::rejection(&req, *e);
+                        return future::Either::Left(std::future::ready(Ok(res)));
+                    }
                     req.extensions_mut().insert(conn);
-                    admin.clone().oneshot(req)
+                    future::Either::Right(admin.clone().oneshot(req))
                 }
             },
             stop_rx,

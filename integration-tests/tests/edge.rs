@@ -439,3 +439,19 @@ async fn http2_authority_and_host_must_agree() {
     assert_eq!(echo["path"], "/public/x");
     assert_eq!(up.hits(), 1);
 }
+
+#[tokio::test]
+async fn the_admin_listener_answers_over_long_heads_with_414() {
+    let up = Upstream::echo("a").await;
+    let gw = gateway(&up, "").await;
+    let mut stream = TcpStream::connect(gw.gateway.admin_addr()).await.unwrap();
+    let raw = format!(
+        "GET /admin/{} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        "a".repeat(16 * 1024),
+        gw.gateway.admin_addr()
+    );
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let a = read_answer(&mut stream).await;
+    assert_eq!(a.status, 414);
+    assert_eq!(a.json()["error"], "Request URI too long");
+}
