@@ -364,7 +364,9 @@ impl Authenticator {
     }
 
     /// `POST /admin/tokens/revoke`: the signature must verify (an expired token is fine); sets
-    /// `blacklist:{jti}` until the token's `exp` (at least 1 s).
+    /// `blacklist:{jti}` until the token's `exp` plus `leeway_secs`, the last moment at which the
+    /// token could still be accepted (a token without `exp` is refused anyway; its entry lives
+    /// `expiration_secs` plus the leeway).
     pub async fn revoke_token(&self, token: &str) -> Result<(), AdminError> {
         let claims = self
             .verifier
@@ -374,11 +376,17 @@ impl Authenticator {
         let jti = claims
             .jti
             .ok_or_else(|| AdminError::InvalidToken("token has no jti".into()))?;
-        let ttl = match claims.exp {
-            Some(exp) => exp.saturating_sub(unix_now()).max(1),
-            None => self.config.expiration_secs,
+        let leeway = self.config.leeway_secs;
+        let until = match claims.exp {
+            Some(exp) => exp.saturating_add(leeway),
+            None => unix_now()
+                .saturating_add(self.config.expiration_secs)
+                .saturating_add(leeway),
         };
-        self.store.revoke(&jti, Duration::from_secs(ttl)).await?;
+        // One second past the last accepted second (`now < exp + leeway` is accepted).
+        self.store
+            .revoke_until(&jti, until.saturating_add(1))
+            .await?;
         Ok(())
     }
 

@@ -85,15 +85,18 @@ pub(crate) struct ClaimRules {
 
 impl ClaimRules {
     /// Pure: checks `claims` at `now` (epoch seconds).
+    ///
+    /// `exp` is the first second at which the token is no longer valid (RFC 7519 §4.1.4):
+    /// refused from `now >= exp + leeway`. A token issued (`iat`) or valid from (`nbf`) later
+    /// than `now + leeway` is refused as invalid.
     pub(crate) fn check(&self, c: &TokenClaims, now: u64) -> Result<(), AuthError> {
         let exp = c.exp.ok_or(AuthError::InvalidToken)?;
-        if now > exp.saturating_add(self.leeway) {
+        if now >= exp.saturating_add(self.leeway) {
             return Err(AuthError::TokenExpired);
         }
-        if let Some(nbf) = c.nbf {
-            if nbf > now.saturating_add(self.leeway) {
-                return Err(AuthError::InvalidToken);
-            }
+        let latest = now.saturating_add(self.leeway);
+        if c.nbf.is_some_and(|nbf| nbf > latest) || c.iat.is_some_and(|iat| iat > latest) {
+            return Err(AuthError::InvalidToken);
         }
         if let Some(iss) = &self.issuer {
             if c.iss.as_deref() != Some(iss.as_str()) {
@@ -494,7 +497,8 @@ mod tests {
     fn exp_with_leeway() {
         let r = rules();
         assert_eq!(r.check(&claims(), 1000), Ok(()));
-        assert_eq!(r.check(&claims(), 1005), Ok(()));
+        assert_eq!(r.check(&claims(), 1004), Ok(()));
+        assert_eq!(r.check(&claims(), 1005), Err(AuthError::TokenExpired));
         assert_eq!(r.check(&claims(), 1006), Err(AuthError::TokenExpired));
         let no_exp = TokenClaims {
             exp: None,
@@ -528,7 +532,7 @@ mod tests {
             Arc::ptr_eq(&first, &again),
             "second check served from memory"
         );
-        assert_eq!(v.verify(&token, 2_001).await, Err(AuthError::TokenExpired));
+        assert_eq!(v.verify(&token, 2_000).await, Err(AuthError::TokenExpired));
         // Expired: forgotten, so a later check verifies (and fails) from scratch.
         assert!(v.verified.as_ref().unwrap().get(&token, 0).is_none());
         // One changed signature character is another text: verified, and refused.
@@ -545,6 +549,33 @@ mod tests {
         let again = v.verify(&token, 1_000).await.unwrap();
         assert!(!Arc::ptr_eq(&first, &again));
         assert_eq!(first, again);
+    }
+
+    #[test]
+    fn refused_at_exactly_exp_without_leeway() {
+        let r = ClaimRules {
+            leeway: 0,
+            ..rules()
+        };
+        assert_eq!(r.check(&claims(), 999), Ok(()));
+        assert_eq!(r.check(&claims(), 1000), Err(AuthError::TokenExpired));
+    }
+
+    #[test]
+    fn future_iat_is_refused() {
+        let r = rules(); // leeway 5
+        let iat = TokenClaims {
+            iat: Some(900),
+            ..claims()
+        };
+        assert_eq!(r.check(&iat, 895), Ok(()));
+        assert_eq!(r.check(&iat, 894), Err(AuthError::InvalidToken));
+        let r0 = ClaimRules {
+            leeway: 0,
+            ..rules()
+        };
+        assert_eq!(r0.check(&iat, 900), Ok(()));
+        assert_eq!(r0.check(&iat, 899), Err(AuthError::InvalidToken));
     }
 
     #[test]
