@@ -2,7 +2,7 @@
 //! admin-facing operations (mint, revoke, users, API keys).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use gw_core::Identity;
