@@ -132,6 +132,18 @@ pub(crate) fn last_segment(path: &str) -> Option<&str> {
     p.rsplit('/').next().filter(|s| !s.is_empty())
 }
 
+/// The `n`-th (1-based) segment of `path` (`/users/42/x`: 1 → `users`, 2 → `42`), if there
+/// and not empty.
+pub(crate) fn path_segment(path: &str, n: usize) -> Option<&str> {
+    if n == 0 {
+        return None;
+    }
+    path.strip_prefix('/')?
+        .split('/')
+        .nth(n - 1)
+        .filter(|s| !s.is_empty())
+}
+
 fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     let v = headers
         .get(AUTHORIZATION)
@@ -475,13 +487,25 @@ fn authorize(
     }
     match &sec.resource_check {
         None => true,
-        Some(ResourceCheck::SelfId) => {
-            let checked = matches!(*method, Method::GET | Method::PUT | Method::DELETE);
-            !checked
-                || id.role.as_deref() == Some("admin")
-                || last_segment(path) == Some(id.user_id.as_str())
-        }
         Some(ResourceCheck::OwnerKey(_)) => owner == Some(id.user_id.as_str()),
+        Some(check) => {
+            // Fail closed: a method whose meaning the check does not know is refused, for
+            // everyone; every known method is checked.
+            let known = matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::POST
+                    | Method::PUT
+                    | Method::PATCH
+                    | Method::DELETE
+            );
+            let n = check.self_segment().unwrap_or(usize::MAX);
+            known
+                && (id.role.as_deref() == Some("admin")
+                    || path_segment(path, n) == Some(id.user_id.as_str()))
+        }
     }
 }
 
@@ -529,6 +553,72 @@ mod tests {
         });
         assert!(authorize(&id, &me, &Method::GET, "/users/u1", None));
         assert!(!authorize(&id, &me, &Method::GET, "/users/u2", None));
-        assert!(authorize(&id, &me, &Method::POST, "/users/u2", None));
+    }
+
+    #[test]
+    fn self_check_covers_every_method_and_a_fixed_segment() {
+        let id = Identity {
+            user_id: "alice".into(),
+            role: Some("user".into()),
+            ..Identity::default()
+        };
+        let admin = Identity {
+            role: Some("admin".into()),
+            ..id.clone()
+        };
+        let pol = |rc| {
+            RoutePolicy::required(AuthMethod::Jwt).with_security(SecurityConfig {
+                resource_check: Some(rc),
+                ..Default::default()
+            })
+        };
+        let me = pol(ResourceCheck::SelfId);
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            assert!(authorize(&id, &me, &m, "/users/alice", None), "{m}");
+            assert!(!authorize(&id, &me, &m, "/users/bob", None), "{m}");
+            assert!(authorize(&admin, &me, &m, "/users/bob", None), "{m}");
+        }
+        // Only the declared position counts.
+        assert!(!authorize(&id, &me, &Method::GET, "/users/bob/alice", None));
+        assert!(authorize(
+            &id,
+            &me,
+            &Method::GET,
+            "/users/alice/orders",
+            None
+        ));
+        assert!(!authorize(&id, &me, &Method::GET, "/users", None));
+        assert!(!authorize(&id, &me, &Method::GET, "/users//alice", None));
+        // A method the check cannot judge is refused, to everyone.
+        let odd = Method::from_bytes(b"PROPFIND").unwrap();
+        assert!(!authorize(&id, &me, &odd, "/users/alice", None));
+        assert!(!authorize(&admin, &me, &odd, "/users/alice", None));
+        assert!(!authorize(&id, &me, &Method::TRACE, "/users/alice", None));
+        let deep = pol(ResourceCheck::SelfSegment(3));
+        assert!(authorize(
+            &id,
+            &deep,
+            &Method::GET,
+            "/api/users/alice",
+            None
+        ));
+        assert!(!authorize(&id, &deep, &Method::GET, "/api/alice/bob", None));
+        assert!(!authorize(
+            &id,
+            &deep,
+            &Method::GET,
+            "/api/users/bob/alice",
+            None
+        ));
+        assert_eq!(path_segment("/a/b/c", 0), None);
+        assert_eq!(path_segment("/a/b/c", 4), None);
     }
 }
