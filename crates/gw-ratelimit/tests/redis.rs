@@ -429,9 +429,10 @@ async fn a_key_of_the_wrong_type_is_not_an_outage() {
     assert!(!StoreError::from(err).is_outage());
 }
 
-/// Fails every decision that involves the key `bad` with an error answer; others go to memory.
-#[derive(Debug, Default)]
-struct OneBadKey(gw_ratelimit::MemoryStore);
+/// Fails every decision that involves the key `bad` with Redis's error answer `err`; others go
+/// to memory.
+#[derive(Debug)]
+struct OneBadKey(gw_ratelimit::MemoryStore, redis::RedisError);
 
 impl gw_ratelimit::Store for OneBadKey {
     fn check<'a>(
@@ -441,7 +442,8 @@ impl gw_ratelimit::Store for OneBadKey {
     ) -> gw_ratelimit::store::BoxFuture<'a, Result<gw_ratelimit::store::Decisions, StoreError>>
     {
         if limits.iter().any(|l| l.key == "bad") {
-            return Box::pin(async { Err(StoreError::Protocol("WRONGTYPE".into())) });
+            let err = self.1.clone();
+            return Box::pin(async move { Err(StoreError::Redis(err)) });
         }
         self.0.check(now_ms, limits)
     }
@@ -457,7 +459,13 @@ async fn an_error_answer_for_one_key_does_not_take_the_store_down() {
         failure_mode: FailureMode::Closed,
         ..Default::default()
     };
-    let lim = RateLimiter::new(&cfg, Arc::new(OneBadKey::default()));
+    let (url, _guard) = redis_url();
+    let mut c = conn(&url).await;
+    let k = format!("{}plain", unique_prefix("wrongtype-answer"));
+    let () = c.set(&k, "x").await.unwrap();
+    let wrongtype = c.hget::<_, _, Option<String>>(&k, "u").await.unwrap_err();
+    let store = OneBadKey(gw_ratelimit::MemoryStore::new(), wrongtype);
+    let lim = RateLimiter::new(&cfg, Arc::new(store));
     let one = |key: &str| {
         [KeyedLimit::new(
             key,

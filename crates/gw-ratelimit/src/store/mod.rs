@@ -119,8 +119,7 @@ impl StoreError {
     pub fn is_outage(&self) -> bool {
         match self {
             Self::Redis(e) => Self::redis_is_outage(e),
-            Self::Pool(_) | Self::Timeout(_) => true,
-            Self::Protocol(_) => false,
+            Self::Pool(_) | Self::Timeout(_) | Self::Protocol(_) => true,
         }
     }
 
