@@ -29,6 +29,18 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Refreshes the JWKS every `max-age` (bounded) for as long as the authenticator lives.
+async fn refresh_jwks_periodically(auth: std::sync::Weak<Authenticator>) {
+    loop {
+        let Some(delay) = auth.upgrade().and_then(|a| a.verifier.jwks_refresh_delay()) else {
+            return;
+        };
+        tokio::time::sleep(delay).await;
+        let Some(a) = auth.upgrade() else { return };
+        a.verifier.jwks_refresh_scheduled().await;
+    }
+}
+
 /// `SHA-256` of an API key as lowercase hex: the store key `api_key:{hash}`.
 pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
@@ -187,12 +199,16 @@ impl Authenticator {
             (Some(alg), Some(secret)) => Some((alg, EncodingKey::from_secret(secret.as_bytes()))),
             _ => None,
         };
-        Ok(Arc::new(Self {
+        let auth = Arc::new(Self {
             config,
             verifier,
             store,
             mint,
-        }))
+        });
+        if auth.verifier.jwks_refresh_delay().is_some() {
+            tokio::spawn(refresh_jwks_periodically(Arc::downgrade(&auth)));
+        }
+        Ok(auth)
     }
 
     /// The configuration.
