@@ -186,3 +186,29 @@ async fn resource_check_self_covers_every_method_at_its_segment() {
         403
     );
 }
+
+/// Behind a trusted proxy, the scheme is the one the proxy appended to `X-Forwarded-Proto`
+/// (the right-most value), not the one the client wrote first.
+#[tokio::test]
+async fn require_https_believes_the_trusted_proxys_forwarded_proto() {
+    let up = Upstream::echo("a").await;
+    let gw = TestGateway::builder()
+        .raw("[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n")
+        .service("s", &[&up])
+        .route("id = \"secure\"\npath = \"/secure\"\nservice = \"s\"\nsecurity = { require_https = true }")
+        .start()
+        .await;
+    let send = |xfp: &'static str| {
+        let wire = format!(
+            "GET /secure HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: {xfp}\r\nConnection: close\r\n\r\n"
+        );
+        let addr = gw.gateway.proxy_addr();
+        async move { raw_exchange_with(addr, wire.as_bytes(), &Exchange::default()).await }
+    };
+    // The client claimed https; the proxy appended what it saw: http.
+    let answer = send("https, http").await;
+    assert_eq!(answer.statuses(), [403], "{}", answer.summary());
+    let answer = send("http, https").await;
+    assert_eq!(answer.statuses(), [200], "{}", answer.summary());
+    assert_eq!(up.hits(), 1);
+}
