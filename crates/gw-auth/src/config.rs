@@ -24,7 +24,8 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     /// Accepted audiences; when non-empty a token must carry one of them in `aud`.
     pub audience: Vec<String>,
-    /// Clock skew allowed for `exp` and `nbf`, in seconds.
+    /// Clock skew allowed for `exp`, `nbf` and `iat`, in seconds: a token is refused from
+    /// `exp + leeway_secs` on, and when `nbf` or `iat` is later than `now + leeway_secs`.
     pub leeway_secs: u64,
     /// Lifetime of tokens minted by `POST /admin/tokens`, in seconds.
     pub expiration_secs: u64,
