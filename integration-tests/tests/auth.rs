@@ -691,7 +691,7 @@ async fn resource_check_self_with_admin_bypass() {
             .unwrap();
         assert_eq!(res.status(), 200);
     }
-    // POST is not checked.
+    // POST is checked too (every method is).
     let res = gw
         .client
         .post(gw.url("/users/u2"))
@@ -699,7 +699,7 @@ async fn resource_check_self_with_admin_bypass() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 200);
+    refused(res, 403, "Access denied").await;
 }
 
 #[tokio::test]

@@ -298,7 +298,7 @@ async fn redis_backend_50_concurrent_with_limit_10_lets_exactly_10_through() {
         .unwrap();
     assert!(
         keys.iter().any(
-            |k| k.starts_with(&format!("{prefix}rate_limit:ip:127.0.0.1")) && k.ends_with(":r")
+            |k| k.starts_with(&format!("{prefix}rate_limit:ip:127.0.0.1")) && k.ends_with(":r:sw")
         ),
         "{keys:?}"
     );
@@ -457,7 +457,10 @@ async fn redis_down_open_mode_limits_locally_then_shares_again_on_restart() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(keys.iter().any(|k| k.ends_with(&route)), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.ends_with(&format!("{route}:sw"))),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! admin-facing operations (mint, revoke, users, API keys).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use gw_core::Identity;
@@ -27,6 +27,18 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Refreshes the JWKS every `max-age` (bounded) for as long as the authenticator lives.
+async fn refresh_jwks_periodically(auth: std::sync::Weak<Authenticator>) {
+    loop {
+        let Some(delay) = auth.upgrade().and_then(|a| a.verifier.jwks_refresh_delay()) else {
+            return;
+        };
+        tokio::time::sleep(delay).await;
+        let Some(a) = auth.upgrade() else { return };
+        a.verifier.jwks_refresh_scheduled().await;
+    }
 }
 
 /// `SHA-256` of an API key as lowercase hex: the store key `api_key:{hash}`.
@@ -132,6 +144,18 @@ pub(crate) fn last_segment(path: &str) -> Option<&str> {
     p.rsplit('/').next().filter(|s| !s.is_empty())
 }
 
+/// The `n`-th (1-based) segment of `path` (`/users/42/x`: 1 → `users`, 2 → `42`), if there
+/// and not empty.
+pub(crate) fn path_segment(path: &str, n: usize) -> Option<&str> {
+    if n == 0 {
+        return None;
+    }
+    path.strip_prefix('/')?
+        .split('/')
+        .nth(n - 1)
+        .filter(|s| !s.is_empty())
+}
+
 fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     let v = headers
         .get(AUTHORIZATION)
@@ -175,12 +199,16 @@ impl Authenticator {
             (Some(alg), Some(secret)) => Some((alg, EncodingKey::from_secret(secret.as_bytes()))),
             _ => None,
         };
-        Ok(Arc::new(Self {
+        let auth = Arc::new(Self {
             config,
             verifier,
             store,
             mint,
-        }))
+        });
+        if auth.verifier.jwks_refresh_delay().is_some() {
+            tokio::spawn(refresh_jwks_periodically(Arc::downgrade(&auth)));
+        }
+        Ok(auth)
     }
 
     /// The configuration.
@@ -364,7 +392,9 @@ impl Authenticator {
     }
 
     /// `POST /admin/tokens/revoke`: the signature must verify (an expired token is fine); sets
-    /// `blacklist:{jti}` until the token's `exp` (at least 1 s).
+    /// `blacklist:{jti}` until the token's `exp` plus `leeway_secs`, the last moment at which the
+    /// token could still be accepted (a token without `exp` is refused anyway; its entry lives
+    /// `expiration_secs` plus the leeway).
     pub async fn revoke_token(&self, token: &str) -> Result<(), AdminError> {
         let claims = self
             .verifier
@@ -374,11 +404,17 @@ impl Authenticator {
         let jti = claims
             .jti
             .ok_or_else(|| AdminError::InvalidToken("token has no jti".into()))?;
-        let ttl = match claims.exp {
-            Some(exp) => exp.saturating_sub(unix_now()).max(1),
-            None => self.config.expiration_secs,
+        let leeway = self.config.leeway_secs;
+        let until = match claims.exp {
+            Some(exp) => exp.saturating_add(leeway),
+            None => unix_now()
+                .saturating_add(self.config.expiration_secs)
+                .saturating_add(leeway),
         };
-        self.store.revoke(&jti, Duration::from_secs(ttl)).await?;
+        // One second past the last accepted second (`now < exp + leeway` is accepted).
+        self.store
+            .revoke_until(&jti, until.saturating_add(1))
+            .await?;
         Ok(())
     }
 
@@ -467,13 +503,25 @@ fn authorize(
     }
     match &sec.resource_check {
         None => true,
-        Some(ResourceCheck::SelfId) => {
-            let checked = matches!(*method, Method::GET | Method::PUT | Method::DELETE);
-            !checked
-                || id.role.as_deref() == Some("admin")
-                || last_segment(path) == Some(id.user_id.as_str())
-        }
         Some(ResourceCheck::OwnerKey(_)) => owner == Some(id.user_id.as_str()),
+        Some(check) => {
+            // Fail closed: a method whose meaning the check does not know is refused, for
+            // everyone; every known method is checked.
+            let known = matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::POST
+                    | Method::PUT
+                    | Method::PATCH
+                    | Method::DELETE
+            );
+            let n = check.self_segment().unwrap_or(usize::MAX);
+            known
+                && (id.role.as_deref() == Some("admin")
+                    || path_segment(path, n) == Some(id.user_id.as_str()))
+        }
     }
 }
 
@@ -521,6 +569,72 @@ mod tests {
         });
         assert!(authorize(&id, &me, &Method::GET, "/users/u1", None));
         assert!(!authorize(&id, &me, &Method::GET, "/users/u2", None));
-        assert!(authorize(&id, &me, &Method::POST, "/users/u2", None));
+    }
+
+    #[test]
+    fn self_check_covers_every_method_and_a_fixed_segment() {
+        let id = Identity {
+            user_id: "alice".into(),
+            role: Some("user".into()),
+            ..Identity::default()
+        };
+        let admin = Identity {
+            role: Some("admin".into()),
+            ..id.clone()
+        };
+        let pol = |rc| {
+            RoutePolicy::required(AuthMethod::Jwt).with_security(SecurityConfig {
+                resource_check: Some(rc),
+                ..Default::default()
+            })
+        };
+        let me = pol(ResourceCheck::SelfId);
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            assert!(authorize(&id, &me, &m, "/users/alice", None), "{m}");
+            assert!(!authorize(&id, &me, &m, "/users/bob", None), "{m}");
+            assert!(authorize(&admin, &me, &m, "/users/bob", None), "{m}");
+        }
+        // Only the declared position counts.
+        assert!(!authorize(&id, &me, &Method::GET, "/users/bob/alice", None));
+        assert!(authorize(
+            &id,
+            &me,
+            &Method::GET,
+            "/users/alice/orders",
+            None
+        ));
+        assert!(!authorize(&id, &me, &Method::GET, "/users", None));
+        assert!(!authorize(&id, &me, &Method::GET, "/users//alice", None));
+        // A method the check cannot judge is refused, to everyone.
+        let odd = Method::from_bytes(b"PROPFIND").unwrap();
+        assert!(!authorize(&id, &me, &odd, "/users/alice", None));
+        assert!(!authorize(&admin, &me, &odd, "/users/alice", None));
+        assert!(!authorize(&id, &me, &Method::TRACE, "/users/alice", None));
+        let deep = pol(ResourceCheck::SelfSegment(3));
+        assert!(authorize(
+            &id,
+            &deep,
+            &Method::GET,
+            "/api/users/alice",
+            None
+        ));
+        assert!(!authorize(&id, &deep, &Method::GET, "/api/alice/bob", None));
+        assert!(!authorize(
+            &id,
+            &deep,
+            &Method::GET,
+            "/api/users/bob/alice",
+            None
+        ));
+        assert_eq!(path_segment("/a/b/c", 0), None);
+        assert_eq!(path_segment("/a/b/c", 4), None);
     }
 }

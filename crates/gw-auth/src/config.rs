@@ -24,7 +24,8 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     /// Accepted audiences; when non-empty a token must carry one of them in `aud`.
     pub audience: Vec<String>,
-    /// Clock skew allowed for `exp` and `nbf`, in seconds.
+    /// Clock skew allowed for `exp`, `nbf` and `iat`, in seconds: a token is refused from
+    /// `exp + leeway_secs` on, and when `nbf` or `iat` is later than `now + leeway_secs`.
     pub leeway_secs: u64,
     /// Lifetime of tokens minted by `POST /admin/tokens`, in seconds.
     pub expiration_secs: u64,
@@ -149,7 +150,8 @@ pub struct SecurityConfig {
     pub allowed_roles: Vec<String>,
     /// The caller must hold every one of these permissions (else 403 `Access denied`).
     pub required_permissions: Vec<String>,
-    /// Ownership check on the last path segment.
+    /// Ownership check: the caller's id at a path segment (`self`), or an owner record in the
+    /// store (`owner_key`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_check: Option<ResourceCheck>,
 }
@@ -158,27 +160,48 @@ impl SecurityConfig {
     /// Every problem as `(relative path, why)`.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();
-        if let Some(ResourceCheck::OwnerKey(key)) = &self.resource_check {
-            if !key.contains("{id}") {
+        match &self.resource_check {
+            Some(ResourceCheck::OwnerKey(key)) if !key.contains("{id}") => {
                 errors.push((
                     "resource_check.owner_key".to_owned(),
                     "must contain \"{id}\"".to_owned(),
                 ));
             }
+            Some(ResourceCheck::SelfSegment(0)) => errors.push((
+                "resource_check.self_segment".to_owned(),
+                "must be 1 or more (segments are counted from 1)".to_owned(),
+            )),
+            _ => {}
         }
         errors
     }
 }
 
-/// `resource_check`: `"self"` or `{ owner_key = "order:{id}:owner" }`.
+/// `resource_check`: `"self"`, `{ self_segment = N }` or `{ owner_key = "order:{id}:owner" }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResourceCheck {
-    /// For GET/PUT/DELETE the last path segment must be the caller's user id, unless the
-    /// caller's role is `admin`.
+    /// `"self"`: shorthand for `{ self_segment = 2 }`, the `/users/{id}` layout (the segment
+    /// after the first one).
     SelfId,
+    /// `{ self_segment = N }`: the N-th path segment (1-based: in `/api/users/alice/orders`
+    /// segment 3 is `alice`) must be the caller's user id, unless the caller's role is `admin`.
+    /// Every method is checked; a path without that segment, and a method other than GET,
+    /// HEAD, OPTIONS, POST, PUT, PATCH and DELETE, are refused (403).
+    SelfSegment(usize),
     /// The store value at this key (`{id}` = last path segment, `key_prefix` applied) must be
     /// the caller's user id.
     OwnerKey(String),
+}
+
+impl ResourceCheck {
+    /// The path segment (1-based) holding the caller's id, for the `self` checks.
+    pub fn self_segment(&self) -> Option<usize> {
+        match self {
+            Self::SelfId => Some(2),
+            Self::SelfSegment(n) => Some(*n),
+            Self::OwnerKey(_) => None,
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize)]
@@ -186,6 +209,7 @@ pub enum ResourceCheck {
 enum ResourceCheckRepr {
     Name(String),
     Owner { owner_key: String },
+    Segment { self_segment: usize },
 }
 
 #[derive(Deserialize)]
@@ -194,6 +218,14 @@ struct OwnerOnly {
     owner_key: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentOnly {
+    self_segment: usize,
+}
+
+const EXPECTED: &str = "expected \"self\", { self_segment = N } or { owner_key = \"...\" }";
+
 impl<'de> Deserialize<'de> for ResourceCheck {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -201,14 +233,17 @@ impl<'de> Deserialize<'de> for ResourceCheck {
         match v {
             serde_json::Value::String(s) if s == "self" => Ok(Self::SelfId),
             serde_json::Value::String(s) => Err(D::Error::custom(format!(
-                "unknown resource_check \"{s}\" (expected \"self\" or {{ owner_key = \"...\" }})"
+                "unknown resource_check \"{s}\" ({EXPECTED})"
             ))),
+            serde_json::Value::Object(ref o) if o.contains_key("self_segment") => {
+                serde_json::from_value::<SegmentOnly>(v)
+                    .map(|o| Self::SelfSegment(o.self_segment))
+                    .map_err(D::Error::custom)
+            }
             obj @ serde_json::Value::Object(_) => serde_json::from_value::<OwnerOnly>(obj)
                 .map(|o| Self::OwnerKey(o.owner_key))
                 .map_err(D::Error::custom),
-            _ => Err(D::Error::custom(
-                "expected \"self\" or { owner_key = \"...\" }",
-            )),
+            _ => Err(D::Error::custom(EXPECTED)),
         }
     }
 }
@@ -217,6 +252,7 @@ impl Serialize for ResourceCheck {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::SelfId => ResourceCheckRepr::Name("self".to_owned()).serialize(s),
+            Self::SelfSegment(n) => ResourceCheckRepr::Segment { self_segment: *n }.serialize(s),
             Self::OwnerKey(k) => ResourceCheckRepr::Owner {
                 owner_key: k.clone(),
             }
@@ -300,6 +336,21 @@ mod tests {
             r#"{"owner_key":"order:{id}:owner"}"#
         );
         assert!(serde_json::from_str::<SecurityConfig>(r#"{"resource_check":"other"}"#).is_err());
+        let seg: SecurityConfig =
+            serde_json::from_str(r#"{"resource_check":{"self_segment":3}}"#).unwrap();
+        assert_eq!(seg.resource_check, Some(ResourceCheck::SelfSegment(3)));
+        assert_eq!(
+            serde_json::to_string(&seg.resource_check).unwrap(),
+            r#"{"self_segment":3}"#
+        );
+        assert!(seg.validate().is_empty());
+        let zero: SecurityConfig =
+            serde_json::from_str(r#"{"resource_check":{"self_segment":0}}"#).unwrap();
+        assert_eq!(zero.validate().len(), 1);
+        assert!(serde_json::from_str::<SecurityConfig>(
+            r#"{"resource_check":{"self_segment":2,"owner_key":"a{id}"}}"#
+        )
+        .is_err());
         assert!(serde_json::from_str::<SecurityConfig>(r#"{"unknown":1}"#).is_err());
         assert!(serde_json::from_str::<SecurityConfig>(
             r#"{"resource_check":{"owner_key":"a","x":1}}"#

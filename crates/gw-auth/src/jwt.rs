@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
 use jsonwebtoken::{decode, decode_header, Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::{Deserialize, Deserializer};
 use tokio::time::Instant;
@@ -85,15 +85,18 @@ pub(crate) struct ClaimRules {
 
 impl ClaimRules {
     /// Pure: checks `claims` at `now` (epoch seconds).
+    ///
+    /// `exp` is the first second at which the token is no longer valid (RFC 7519 §4.1.4):
+    /// refused from `now >= exp + leeway`. A token issued (`iat`) or valid from (`nbf`) later
+    /// than `now + leeway` is refused as invalid.
     pub(crate) fn check(&self, c: &TokenClaims, now: u64) -> Result<(), AuthError> {
         let exp = c.exp.ok_or(AuthError::InvalidToken)?;
-        if now > exp.saturating_add(self.leeway) {
+        if now >= exp.saturating_add(self.leeway) {
             return Err(AuthError::TokenExpired);
         }
-        if let Some(nbf) = c.nbf {
-            if nbf > now.saturating_add(self.leeway) {
-                return Err(AuthError::InvalidToken);
-            }
+        let latest = now.saturating_add(self.leeway);
+        if c.nbf.is_some_and(|nbf| nbf > latest) || c.iat.is_some_and(|iat| iat > latest) {
+            return Err(AuthError::InvalidToken);
         }
         if let Some(iss) = &self.issuer {
             if c.iss.as_deref() != Some(iss.as_str()) {
@@ -123,6 +126,13 @@ pub struct JwksOptions {
     pub min_refresh_interval: Duration,
     /// Bound of one JWKS fetch.
     pub fetch_timeout: Duration,
+    /// Shortest interval of the periodic refresh (a smaller `Cache-Control: max-age` is raised
+    /// to it).
+    pub refresh_min: Duration,
+    /// Longest interval of the periodic refresh (a larger `max-age` is lowered to it).
+    pub refresh_max: Duration,
+    /// Interval of the periodic refresh when the JWKS answer has no `max-age`.
+    pub refresh_default: Duration,
 }
 
 impl Default for JwksOptions {
@@ -130,14 +140,54 @@ impl Default for JwksOptions {
         Self {
             min_refresh_interval: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(5),
+            refresh_min: Duration::from_secs(60),
+            refresh_max: Duration::from_secs(3600),
+            refresh_default: Duration::from_secs(300),
         }
+    }
+}
+
+/// One usable JWKS key: its decoding key and, when the JWK names one (`alg`), the only
+/// algorithm it may verify.
+#[derive(Clone)]
+struct JwksKey {
+    key: Arc<DecodingKey>,
+    alg: Option<Algorithm>,
+}
+
+impl JwksKey {
+    fn allows(&self, alg: Algorithm) -> bool {
+        self.alg.is_none_or(|a| a == alg)
     }
 }
 
 #[derive(Default)]
 struct JwksKeys {
-    by_kid: HashMap<String, Arc<DecodingKey>>,
-    all: Vec<Arc<DecodingKey>>,
+    by_kid: HashMap<String, JwksKey>,
+    all: Vec<JwksKey>,
+    /// `Cache-Control: max-age` of the answer, if any.
+    max_age: Option<Duration>,
+}
+
+/// `max-age` of a `Cache-Control` value (`no-store`/`no-cache` count as 0).
+fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut out = None;
+    for d in cache_control.split(',') {
+        let d = d.trim();
+        if let Some(v) = d
+            .strip_prefix("max-age=")
+            .or_else(|| d.strip_prefix("MAX-AGE="))
+        {
+            out = v
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        } else if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
+            return Some(Duration::ZERO);
+        }
+    }
+    out
 }
 
 struct Jwks {
@@ -158,8 +208,30 @@ impl Jwks {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn find(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+    fn find(&self, kid: &str) -> Option<JwksKey> {
         self.keys.load().by_kid.get(kid).cloned()
+    }
+
+    /// When the next periodic refresh is due: the last answer's `max-age` within the bounds.
+    fn refresh_delay(&self) -> Duration {
+        self.keys
+            .load()
+            .max_age
+            .unwrap_or(self.opts.refresh_default)
+            .clamp(self.opts.refresh_min, self.opts.refresh_max)
+    }
+
+    /// The periodic refresh: withdrawn keys stop verifying without waiting for an unknown
+    /// `kid`. A failed refresh keeps the old keys.
+    async fn refresh_scheduled(&self) {
+        let mut last = self.last_refresh.lock().await;
+        *last = Some(Instant::now());
+        match self.fetch().await {
+            Ok(keys) => self.store(keys),
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "periodic JWKS refresh failed; keeping cached keys");
+            }
+        }
     }
 
     async fn fetch(&self) -> Result<JwksKeys, String> {
@@ -172,13 +244,41 @@ impl Jwks {
             .map_err(|e| e.to_string())?
             .error_for_status()
             .map_err(|e| e.to_string())?;
+        let age = res
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
         let set: JwkSet = res.json().await.map_err(|e| e.to_string())?;
-        let mut keys = JwksKeys::default();
+        let mut keys = JwksKeys {
+            max_age: age,
+            ..JwksKeys::default()
+        };
         for jwk in &set.keys {
+            // Only signature keys (`use` absent or `sig`); a key whose `alg` is not a JWS
+            // algorithm (e.g. an encryption one) is not for us either.
+            if jwk
+                .common
+                .public_key_use
+                .as_ref()
+                .is_some_and(|u| *u != PublicKeyUse::Signature)
+            {
+                continue;
+            }
+            let alg = match jwk.common.key_algorithm {
+                Some(ka) => match Algorithm::try_from(ka) {
+                    Ok(a) => Some(a),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
             let Ok(key) = DecodingKey::from_jwk(jwk) else {
                 continue;
             };
-            let key = Arc::new(key);
+            let key = JwksKey {
+                key: Arc::new(key),
+                alg,
+            };
             if let Some(kid) = &jwk.common.key_id {
                 keys.by_kid.insert(kid.clone(), key.clone());
             }
@@ -356,6 +456,18 @@ impl Verifier {
         }
     }
 
+    /// When the periodic JWKS refresh is next due; `None` without a JWKS.
+    pub(crate) fn jwks_refresh_delay(&self) -> Option<Duration> {
+        self.jwks.as_ref().map(Jwks::refresh_delay)
+    }
+
+    /// The periodic JWKS refresh (nothing without a JWKS).
+    pub(crate) async fn jwks_refresh_scheduled(&self) {
+        if let Some(j) = &self.jwks {
+            j.refresh_scheduled().await;
+        }
+    }
+
     fn decode_with(&self, token: &str, key: &DecodingKey) -> Result<TokenClaims, AuthError> {
         let validation = self
             .validations
@@ -404,17 +516,21 @@ impl Verifier {
                         jwks.find(kid).ok_or(AuthError::InvalidToken)?
                     }
                 };
-                if key.family() != family {
+                if key.key.family() != family || !key.allows(header.alg) {
                     return Err(AuthError::InvalidToken);
                 }
-                self.decode_with(token, &KeyRef::Shared(key))
+                self.decode_with(token, &KeyRef::Shared(key.key))
             }
             None => {
                 // No kid: try the cached keys of the token's family.
                 let keys = jwks.keys.load();
                 let mut out = Err(AuthError::InvalidToken);
-                for k in keys.all.iter().filter(|k| k.family() == family) {
-                    out = self.decode_with(token, k);
+                for k in keys
+                    .all
+                    .iter()
+                    .filter(|k| k.key.family() == family && k.allows(header.alg))
+                {
+                    out = self.decode_with(token, &k.key);
                     if out.is_ok() {
                         break;
                     }
@@ -494,7 +610,8 @@ mod tests {
     fn exp_with_leeway() {
         let r = rules();
         assert_eq!(r.check(&claims(), 1000), Ok(()));
-        assert_eq!(r.check(&claims(), 1005), Ok(()));
+        assert_eq!(r.check(&claims(), 1004), Ok(()));
+        assert_eq!(r.check(&claims(), 1005), Err(AuthError::TokenExpired));
         assert_eq!(r.check(&claims(), 1006), Err(AuthError::TokenExpired));
         let no_exp = TokenClaims {
             exp: None,
@@ -528,7 +645,7 @@ mod tests {
             Arc::ptr_eq(&first, &again),
             "second check served from memory"
         );
-        assert_eq!(v.verify(&token, 2_001).await, Err(AuthError::TokenExpired));
+        assert_eq!(v.verify(&token, 2_000).await, Err(AuthError::TokenExpired));
         // Expired: forgotten, so a later check verifies (and fails) from scratch.
         assert!(v.verified.as_ref().unwrap().get(&token, 0).is_none());
         // One changed signature character is another text: verified, and refused.
@@ -545,6 +662,44 @@ mod tests {
         let again = v.verify(&token, 1_000).await.unwrap();
         assert!(!Arc::ptr_eq(&first, &again));
         assert_eq!(first, again);
+    }
+
+    #[test]
+    fn refused_at_exactly_exp_without_leeway() {
+        let r = ClaimRules {
+            leeway: 0,
+            ..rules()
+        };
+        assert_eq!(r.check(&claims(), 999), Ok(()));
+        assert_eq!(r.check(&claims(), 1000), Err(AuthError::TokenExpired));
+    }
+
+    #[test]
+    fn future_iat_is_refused() {
+        let r = rules(); // leeway 5
+        let iat = TokenClaims {
+            iat: Some(900),
+            ..claims()
+        };
+        assert_eq!(r.check(&iat, 895), Ok(()));
+        assert_eq!(r.check(&iat, 894), Err(AuthError::InvalidToken));
+        let r0 = ClaimRules {
+            leeway: 0,
+            ..rules()
+        };
+        assert_eq!(r0.check(&iat, 900), Ok(()));
+        assert_eq!(r0.check(&iat, 899), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(
+            max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("max-age=abc"), None);
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //!
 //! - **JWT** in `Authorization: Bearer`: HS256/384/512 with a `secret`, RS*/ES256/ES384/EdDSA
 //!   with a `public_key_file` or a `jwks_url` (keys cached by `kid` in an `ArcSwap`, refreshed
-//!   on an unknown `kid` at most once per 10 s, old keys kept when a refresh fails, so a JWKS
-//!   outage never blocks tokens signed with known keys). Only the configured algorithms are
-//!   accepted: `alg: none` and HS/RS confusion are refused. `exp`, `nbf`, `iss`, `aud` and
-//!   `leeway_secs` are checked with an explicit clock. A JWKS is fetched over `https://`
+//!   every `Cache-Control: max-age` of the JWKS answer, bounded to 60 s..1 h, 5 min without
+//!   one, and on an unknown `kid` at most once per 10 s; old keys kept when a refresh fails, so
+//!   a JWKS outage never blocks tokens signed with known keys; only keys with `use` absent or
+//!   `sig` are taken, and a key's `alg` restricts it to that algorithm). Only the configured
+//!   algorithms are accepted: `alg: none` and HS/RS confusion are refused. `exp` (exclusive),
+//!   `nbf`, `iat` (not in the future), `iss`, `aud` and `leeway_secs` are checked with an
+//!   explicit clock; a revocation lasts until `exp + leeway_secs`. A JWKS is fetched over `https://`
 //!   (rustls with the ring provider, public web PKI roots) or `http://`.
 //! - **API keys** in `X-API-Key`, stored as `api_key:{sha256 hex}`; `status`, `expires_at`.
 //! - **Revocation** (`blacklist:{jti}`), **user lookup** (`user:{sub}`, status `active`), role,

@@ -159,9 +159,9 @@ async fn exp_nbf_iss_aud_leeway() {
         hs256(c)
     };
     let ok = tok(serde_json::json!({}));
-    assert!(a.verify_token(&ok, t0 + 30).await.is_ok(), "within leeway");
+    assert!(a.verify_token(&ok, t0 + 29).await.is_ok(), "within leeway");
     assert_eq!(
-        a.verify_token(&ok, t0 + 31).await,
+        a.verify_token(&ok, t0 + 30).await,
         Err(AuthError::TokenExpired)
     );
     let nbf = tok(serde_json::json!({"nbf": t0 - 100}));
@@ -238,7 +238,13 @@ async fn jwks_server(keys: Vec<Jwk>) -> JwksServer {
             async move {
                 h.fetch_add(1, Ordering::SeqCst);
                 let body = serde_json::to_string(&*s.lock()).unwrap();
-                ([("content-type", "application/json")], body)
+                (
+                    [
+                        ("content-type", "application/json"),
+                        ("cache-control", "public, max-age=1"),
+                    ],
+                    body,
+                )
             }
         }),
     );
@@ -269,6 +275,7 @@ async fn jwks_authenticator(srv: &JwksServer, min_refresh: Duration) -> Arc<Auth
     let opts = JwksOptions {
         min_refresh_interval: min_refresh,
         fetch_timeout: Duration::from_secs(2),
+        ..JwksOptions::default()
     };
     Authenticator::with_options(
         jwks_config(&srv.url),
@@ -405,4 +412,84 @@ async fn token_of_a_key_dropped_from_the_jwks_is_refused_once_keys_are_refreshed
         Err(AuthError::InvalidToken),
         "k1 is gone"
     );
+}
+
+/// A key withdrawn from the JWKS stops verifying on the periodic refresh (the answer's
+/// `max-age`), without any token naming an unknown `kid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_key_is_dropped_by_the_periodic_refresh() {
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
+    let rsa2 = EncodingKey::from_rsa_pem(&pem("rsa2_private.pem")).unwrap();
+    let srv = jwks_server(vec![
+        jwk(&rsa, Algorithm::RS256, "k1"),
+        jwk(&rsa2, Algorithm::RS256, "k2"),
+    ])
+    .await;
+    let opts = JwksOptions {
+        min_refresh_interval: Duration::from_secs(3600),
+        fetch_timeout: Duration::from_secs(2),
+        // The server says max-age=1; the lower bound is below it.
+        refresh_min: Duration::from_millis(100),
+        ..JwksOptions::default()
+    };
+    let a = Authenticator::with_options(
+        jwks_config(&srv.url),
+        Arc::new(MemoryAuthStore::new()),
+        opts,
+    )
+    .await
+    .unwrap();
+    let t1 = sign(Algorithm::RS256, &rsa, Some("k1"), claims("u1"));
+    assert!(a.verify_token(&t1, now()).await.is_ok());
+    srv.set.lock().keys = vec![jwk(&rsa2, Algorithm::RS256, "k2")];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while a.verify_token(&t1, now()).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "withdrawn key still trusted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        a.verify_token(&t1, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    let t2 = sign(Algorithm::RS256, &rsa2, Some("k2"), claims("u2"));
+    assert!(a.verify_token(&t2, now()).await.is_ok());
+}
+
+/// Only signature keys count, and a key that names its algorithm verifies only that one.
+#[tokio::test]
+async fn jwk_use_and_alg_are_honoured() {
+    use jsonwebtoken::jwk::{KeyAlgorithm, PublicKeyUse};
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
+    let rsa2 = EncodingKey::from_rsa_pem(&pem("rsa2_private.pem")).unwrap();
+    let mut enc = jwk(&rsa, Algorithm::RS256, "enc");
+    enc.common.public_key_use = Some(PublicKeyUse::Encryption);
+    enc.common.key_algorithm = None;
+    let mut pinned = jwk(&rsa2, Algorithm::RS256, "pinned");
+    pinned.common.public_key_use = Some(PublicKeyUse::Signature);
+    pinned.common.key_algorithm = Some(KeyAlgorithm::RS384);
+    let srv = jwks_server(vec![enc, pinned]).await;
+    let mut cfg = jwks_config(&srv.url);
+    cfg.algorithms = vec!["RS256".into(), "RS384".into()];
+    let a = Authenticator::with_options(
+        cfg,
+        Arc::new(MemoryAuthStore::new()),
+        JwksOptions::default(),
+    )
+    .await
+    .unwrap();
+    let by_enc = sign(Algorithm::RS256, &rsa, Some("enc"), claims("u1"));
+    assert_eq!(
+        a.verify_token(&by_enc, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    let wrong_alg = sign(Algorithm::RS256, &rsa2, Some("pinned"), claims("u1"));
+    assert_eq!(
+        a.verify_token(&wrong_alg, now()).await,
+        Err(AuthError::InvalidToken)
+    );
+    let right_alg = sign(Algorithm::RS384, &rsa2, Some("pinned"), claims("u1"));
+    assert!(a.verify_token(&right_alg, now()).await.is_ok());
 }

@@ -377,11 +377,7 @@ async fn roles_permissions_and_self() {
         .header("authorization", format!("Bearer {}", hs256(claims("u1"))))
         .body(Body::empty())
         .unwrap();
-    assert_eq!(
-        call(&a, pol(me), post).await.status(),
-        200,
-        "POST is not checked"
-    );
+    expect(call(&a, pol(me), post).await, 403, "Access denied").await;
 }
 
 #[tokio::test]

@@ -198,6 +198,27 @@ struct Line<'a> {
     upstream_header_time: Option<f64>,
     upstream_response_time: Option<f64>,
     user_id: Option<&'a str>,
+    /// Present (`true`) when a field was cut to [`MAX_FIELD_BYTES`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+}
+
+/// Longest value of a client-controlled field (path, method, request id, user id) in a line,
+/// in bytes; a longer one is cut (at a character boundary) and the line gets
+/// `"truncated": true`.
+pub const MAX_FIELD_BYTES: usize = 2048;
+
+/// `s` cut to [`MAX_FIELD_BYTES`]; sets `*cut` when it was.
+fn capped<'s>(s: &'s str, cut: &mut bool) -> &'s str {
+    if s.len() <= MAX_FIELD_BYTES {
+        return s;
+    }
+    *cut = true;
+    let mut end = MAX_FIELD_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn display<T: fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -208,12 +229,21 @@ impl Drop for Pending {
     fn drop(&mut self) {
         let request_time = self.req.start.elapsed().as_secs_f64();
         let up = self.upstream.as_ref();
+        let mut truncated = false;
+        let request_id = self
+            .req
+            .request_id
+            .as_ref()
+            .map(|r| capped(r.as_str(), &mut truncated));
+        let method = capped(self.req.method.as_str(), &mut truncated);
+        let path = capped(self.req.uri.path(), &mut truncated);
+        let user_id = self.user_id.as_deref().map(|u| capped(u, &mut truncated));
         let line = Line {
             time: humantime::format_rfc3339_millis(SystemTime::now()),
-            request_id: self.req.request_id.as_ref().map(RequestId::as_str),
+            request_id,
             client: self.req.client,
-            method: self.req.method.as_str(),
-            path: self.req.uri.path(),
+            method,
+            path,
             route: self.route.as_deref(),
             service: self.service.as_deref(),
             upstream: up.map(|u| &*u.addr),
@@ -223,7 +253,8 @@ impl Drop for Pending {
             upstream_connect_time: up.and_then(|u| u.connect).map(|d| d.as_secs_f64()),
             upstream_header_time: up.map(|u| u.header.as_secs_f64()),
             upstream_response_time: up.map(|_| request_time),
-            user_id: self.user_id.as_deref(),
+            user_id,
+            truncated,
         };
         let mut buf = Vec::with_capacity(384);
         if serde_json::to_writer(&mut buf, &line).is_ok() {

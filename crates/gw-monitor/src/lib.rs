@@ -63,11 +63,12 @@ mod metrics_layer;
 mod registry;
 mod request_id;
 
-pub use access_log::AccessLog;
+pub use access_log::{AccessLog, DEFAULT_MAX_QUEUED_BYTES};
+pub use access_log_layer::MAX_FIELD_BYTES;
 pub use access_log_layer::{AccessLogFuture, AccessLogLayer, AccessLogService, LogBody};
 pub use metrics_layer::{MetricsFuture, MetricsLayer, MetricsService};
 pub use registry::{
-    Metrics, RouteMetrics, LATENCY_BUCKETS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, REQUEST_DURATION,
-    UPSTREAM_DURATION,
+    Metrics, RouteMetrics, ACCESS_LOG_DROPPED, LATENCY_BUCKETS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL,
+    REQUEST_DURATION, UPSTREAM_DURATION,
 };
 pub use request_id::{RequestIdFuture, RequestIdLayer, SetRequestId};

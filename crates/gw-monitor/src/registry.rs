@@ -24,6 +24,9 @@ pub const REQUEST_DURATION: &str = "gateway_request_duration_seconds";
 pub const UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
 /// `gateway_requests_in_flight`.
 pub const REQUESTS_IN_FLIGHT: &str = "gateway_requests_in_flight";
+/// `gateway_access_log_dropped_total`: access-log lines dropped because the writer fell
+/// behind.
+pub const ACCESS_LOG_DROPPED: &str = "gateway_access_log_dropped_total";
 
 /// Histogram buckets (seconds) for every `*_seconds` histogram.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -320,6 +323,10 @@ impl Metrics {
                 "Requests answered, by route, service, method and status"
             );
             metrics::describe_gauge!(REQUESTS_IN_FLIGHT, "Requests being answered");
+            metrics::describe_counter!(
+                ACCESS_LOG_DROPPED,
+                "Access log lines dropped because the writer fell behind"
+            );
             metrics::gauge!(REQUESTS_IN_FLIGHT)
         });
         let unmatched: &'static RouteMetrics = Box::leak(Box::new(RouteMetrics::new(

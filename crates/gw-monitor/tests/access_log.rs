@@ -268,3 +268,91 @@ async fn route_and_service_come_from_route_metrics_without_a_route_tag() {
     assert_eq!(line["route"], "orders");
     assert_eq!(line["service"], "order_service");
 }
+
+/// A writer that blocks until released, as a stalled pipe or disk would.
+#[derive(Clone, Default)]
+struct Stalled(Arc<(Mutex<bool>, std::sync::Condvar)>, SharedBuf);
+
+impl Stalled {
+    fn release(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+}
+
+impl Write for Stalled {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let (open, cv) = &*self.0;
+        let mut g = open.lock().unwrap();
+        while !*g {
+            g = cv.wait(g).unwrap();
+        }
+        drop(g);
+        self.1.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// 60 KiB paths against a stalled writer: fields are cut to 2 KiB, the queue stays under its
+/// byte bound, and the lines that do not fit are dropped and counted, in the metric too.
+#[tokio::test(flavor = "current_thread")]
+async fn long_fields_are_cut_and_a_stalled_writer_drops_lines_within_the_byte_bound() {
+    const BOUND: usize = 256 * 1024;
+    let metrics = gw_monitor::Metrics::global();
+    let w = Stalled::default();
+    let log = AccessLog::writer_with_limit(Box::new(w.clone()), BOUND);
+    let svc = ServiceBuilder::new()
+        .layer(AccessLogLayer::new(log.clone()))
+        .service_fn(|_req: Request<()>| async move {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+    // Close to the longest URI `http` accepts (64 KiB).
+    let long_path = format!("/{}", "p".repeat(60 * 1024));
+    for _ in 0..4000 {
+        let mut req = Request::get(long_path.as_str()).body(()).unwrap();
+        req.extensions_mut().insert(peer());
+        let res = svc.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+        assert!(
+            log.queued_bytes() <= BOUND,
+            "{} bytes queued",
+            log.queued_bytes()
+        );
+    }
+    let dropped = log.dropped();
+    assert!(dropped > 3000, "dropped {dropped}");
+    let text = metrics.render_prometheus();
+    let counted = text
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_access_log_dropped_total "))
+        .unwrap_or_else(|| panic!("no dropped metric in:\n{text}"));
+    assert!(counted.trim().parse::<f64>().unwrap() >= dropped as f64);
+
+    w.release();
+    let line = &w.1.lines(1).await[0];
+    let path = line["path"].as_str().unwrap();
+    assert_eq!(path.len(), gw_monitor::MAX_FIELD_BYTES);
+    assert!(long_path.starts_with(path));
+    assert_eq!(line["truncated"], true);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn short_fields_are_not_marked_truncated() {
+    let buf = SharedBuf::default();
+    let svc = ServiceBuilder::new()
+        .layer(AccessLogLayer::new(AccessLog::writer(Box::new(
+            buf.clone(),
+        ))))
+        .service_fn(|_req: Request<()>| async move {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+    let mut req = Request::get("/short").body(()).unwrap();
+    req.extensions_mut().insert(peer());
+    let res = svc.oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    let line = &buf.lines(1).await[0];
+    assert_eq!(line["path"], "/short");
+    assert!(line.get("truncated").is_none(), "{line}");
+}

@@ -51,8 +51,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// Who the client is (SPEC §7), computed once per request by the listener.
 ///
 /// When `conn.peer` is trusted, the client is the right-most `X-Forwarded-For` address that is
-/// not itself trusted (the left-most when all are), and `https` follows a trusted
-/// `X-Forwarded-Proto`; otherwise the peer address and `conn.tls`.
+/// not itself trusted (the left-most when all are), and `https` follows `X-Forwarded-Proto`
+/// walked the same way: each trusted proxy appends the scheme it received, so the value that
+/// describes the client's own connection is the one appended by the hop that appended the
+/// chosen address. With `k` trusted addresses to the right of the chosen one, that is the
+/// `k`-th value from the right (the last value when the peer talks to the client directly); when
+/// there are fewer values (proxies that overwrite instead of appending) the left-most one, which
+/// a trusted hop wrote. Values further left come from the client and are never believed.
+/// Otherwise (untrusted peer) the peer address and `conn.tls`.
 pub fn client_addr(conn: &ConnInfo, headers: &HeaderMap, trusted: &TrustedProxies) -> ClientAddr {
     let peer = canonical(conn.peer.ip());
     if !trusted.contains(peer) {
@@ -63,6 +69,9 @@ pub fn client_addr(conn: &ConnInfo, headers: &HeaderMap, trusted: &TrustedProxie
     }
     let mut chosen: Option<IpAddr> = None;
     let mut leftmost: Option<IpAddr> = None;
+    // How many addresses lie right of the chosen one (= trusted hops beyond the peer).
+    let mut hops = 0usize;
+    let mut seen = 0usize;
     // Walk the addresses right to left across all header lines.
     'outer: for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
         let Ok(text) = value.to_str() else { continue };
@@ -72,6 +81,8 @@ pub fn client_addr(conn: &ConnInfo, headers: &HeaderMap, trusted: &TrustedProxie
                 break 'outer;
             };
             leftmost = Some(ip);
+            hops = seen;
+            seen += 1;
             if !trusted.contains(ip) {
                 chosen = Some(ip);
                 break 'outer;
@@ -79,15 +90,25 @@ pub fn client_addr(conn: &ConnInfo, headers: &HeaderMap, trusted: &TrustedProxie
         }
     }
     let ip = chosen.or(leftmost).unwrap_or(peer);
-    let https = match headers.get(X_FORWARDED_PROTO) {
-        Some(v) => {
-            let v = v.as_bytes();
-            let first = v.split(|&b| b == b',').next().unwrap_or(v);
-            first.trim_ascii().eq_ignore_ascii_case(b"https")
-        }
-        None => conn.tls,
-    };
+    let https = forwarded_https(headers, hops).unwrap_or(conn.tls);
     ClientAddr { ip, https }
+}
+
+/// The `hops`-th `X-Forwarded-Proto` value from the right (across header lines), or the
+/// left-most when there are fewer: whether it says `https`. `None` without the header.
+fn forwarded_https(headers: &HeaderMap, hops: usize) -> Option<bool> {
+    let mut found: Option<&[u8]> = None;
+    let mut n = 0usize;
+    'outer: for value in headers.get_all(X_FORWARDED_PROTO).iter().rev() {
+        for part in value.as_bytes().rsplit(|&b| b == b',') {
+            found = Some(part);
+            if n == hops {
+                break 'outer;
+            }
+            n += 1;
+        }
+    }
+    found.map(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"))
 }
 
 /// An address in `X-Forwarded-For`: `1.2.3.4`, `1.2.3.4:5`, `::1`, `[::1]:5`.
@@ -585,6 +606,37 @@ mod tests {
         let c = client_addr(&conn("10.0.0.1:1"), &h, &trusted());
         assert_eq!(c.ip, "10.9.9.9".parse::<IpAddr>().unwrap());
         assert!(!c.https);
+    }
+
+    #[test]
+    fn forwarded_proto_is_believed_from_the_nearest_trusted_hop() {
+        let https = |xff: &[&'static str], xfp: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append(X_FORWARDED_FOR, HeaderValue::from_static(v));
+            }
+            for v in xfp {
+                h.append(X_FORWARDED_PROTO, HeaderValue::from_static(v));
+            }
+            client_addr(&conn("10.0.0.1:1"), &h, &trusted()).https
+        };
+        // The client claims https; the trusted proxy appends what it saw: http.
+        assert!(!https(&["1.1.1.1"], &["https, http"]));
+        assert!(!https(&["1.1.1.1"], &["https", "http"]));
+        assert!(https(&["1.1.1.1"], &["http, https"]));
+        // One value only: written by the trusted proxy.
+        assert!(https(&["1.1.1.1"], &["https"]));
+        assert!(!https(&[], &["http"]));
+        // Two trusted hops (10.2.2.2 appended 1.1.1.1, our peer appended 10.2.2.2): the
+        // client's scheme is the second value from the right; the client's own is ignored.
+        assert!(https(&["1.1.1.1, 10.2.2.2"], &["http, https, http"]));
+        assert!(!https(&["1.1.1.1, 10.2.2.2"], &["https, http, https"]));
+        // Fewer values than hops (a proxy that overwrites): the left-most, a trusted hop's.
+        assert!(https(&["1.1.1.1, 10.2.2.2"], &["https"]));
+        // A spoofed XFF entry left of the client changes nothing.
+        assert!(!https(&["6.6.6.6, 1.1.1.1"], &["https, http"]));
+        // Without X-Forwarded-Proto: the connection's own scheme.
+        assert!(!https(&["1.1.1.1"], &[]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri};
 use smallvec::SmallVec;
 use tower::Layer;
 
-use crate::config::{Limit, RoutePolicy};
+use crate::config::{Algorithm, Limit, RoutePolicy};
 use crate::limiter::{RateLimiter, RouteEntry};
 use crate::service::RateLimit;
 use crate::store::KeyedLimit;
@@ -125,6 +125,25 @@ impl Shared {
     }
 }
 
+/// The `(q, w)` of one limit in `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers: `q`
+/// quota units per window of `w` seconds). Sliding window: `requests_per_minute` per 60 s.
+/// Token bucket: the capacity (`burst`) per the time the bucket takes to refill from empty,
+/// `burst * 60 / requests_per_minute` seconds rounded up (at least 1): the stated policy never
+/// promises more than the bucket lets through.
+pub(crate) fn policy_quota_window(limit: Limit, algorithm: Algorithm) -> (u64, u64) {
+    let q = limit.quota(algorithm);
+    match algorithm {
+        Algorithm::SlidingWindow => (q, 60),
+        Algorithm::TokenBucket => {
+            let w = q
+                .saturating_mul(60)
+                .div_ceil(limit.requests_per_minute.max(1))
+                .max(1);
+            (q, w)
+        }
+    }
+}
+
 fn policy_header(policy: &RoutePolicy) -> Option<HeaderValue> {
     let mut s = String::new();
     let mut add = |kind: LimitKind, limit: Option<Limit>| {
@@ -132,12 +151,8 @@ fn policy_header(policy: &RoutePolicy) -> Option<HeaderValue> {
             if !s.is_empty() {
                 s.push_str(", ");
             }
-            let _ = write!(
-                s,
-                "\"{}\";q={};w=60",
-                kind.name(),
-                limit.quota(policy.algorithm)
-            );
+            let (q, w) = policy_quota_window(limit, policy.algorithm);
+            let _ = write!(s, "\"{}\";q={q};w={w}", kind.name());
         }
     };
     add(LimitKind::Route, policy.limit);
@@ -219,5 +234,41 @@ impl<S> Layer<S> for RateLimitLayer {
 
     fn layer(&self, inner: S) -> RateLimit<S> {
         RateLimit::new(inner, self.shared.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_policy_states_burst_per_refill_window() {
+        let tb = Algorithm::TokenBucket;
+        assert_eq!(
+            policy_quota_window(Limit::per_minute(60).with_burst(2), tb),
+            (2, 2)
+        );
+        assert_eq!(
+            policy_quota_window(Limit::per_minute(100).with_burst(5), tb),
+            (5, 3)
+        );
+        // Without burst the capacity is requests_per_minute: a full minute to refill.
+        assert_eq!(policy_quota_window(Limit::per_minute(30), tb), (30, 60));
+        // Rounded up: never states more than the bucket lets through.
+        assert_eq!(
+            policy_quota_window(Limit::per_minute(7).with_burst(1), tb),
+            (1, 9)
+        );
+        assert_eq!(
+            policy_quota_window(Limit::per_minute(6000).with_burst(1), tb),
+            (1, 1)
+        );
+        assert_eq!(
+            policy_quota_window(
+                Limit::per_minute(100).with_burst(5),
+                Algorithm::SlidingWindow
+            ),
+            (100, 60)
+        );
     }
 }

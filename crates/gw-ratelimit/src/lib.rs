@@ -17,7 +17,8 @@
 //! [`gw_core::Identity`], else `rate_limit:ip:{addr}:{route_id}` (the address from
 //! [`gw_core::ClientAddr`], else the [`gw_core::ConnInfo`] peer). The optional `global` limit
 //! counts `rate_limit:global`, `per_ip` counts `rate_limit:per_ip:{addr}`. The store's key
-//! prefix goes in front of every key. A request passes only if every limit allows it, and only
+//! prefix goes in front of every key; in Redis the algorithm's suffix follows it (`:sw`, a ZSET,
+//! for the sliding window; `:tb`, a hash, for the token bucket), so the two never share a key. A request passes only if every limit allows it, and only
 //! then is each limit consumed: a request denied by `global` does not use up its route quota.
 //!
 //! # Answers
@@ -25,7 +26,8 @@
 //! Every answer of a limited route carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`,
 //! `X-RateLimit-Reset` (epoch seconds) and the IETF fields `RateLimit-Policy`
 //! (`"default";q=100;w=60`, one item per limit: `default` is the route's limit, then
-//! `per_ip`, `global`) and `RateLimit` (`"default";r=42;t=17`), all describing the most
+//! `per_ip`, `global`; for the token bucket `q` is the capacity `burst` and `w` the seconds the
+//! bucket takes to refill from empty, `"default";q=5;w=3` for `burst = 5` at 100 per minute) and `RateLimit` (`"default";r=42;t=17`), all describing the most
 //! restrictive limit (the one with the fewest requests left). A denied request gets 429
 //! `{"error": "Rate limit exceeded", "request_id": ...}` with `Retry-After` (seconds), and
 //! counts in `gateway_rate_limited_total{route}`.

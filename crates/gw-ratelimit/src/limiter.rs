@@ -132,6 +132,20 @@ impl RateLimiter {
                     }
                     return Ok(decisions);
                 }
+                Err(err) if !err.is_outage() => {
+                    // The store answered, with an error about this request's keys: decide
+                    // this request as in an outage, but keep using the store for the others.
+                    self.store_failures.fetch_add(1, Ordering::Relaxed);
+                    if skip_until != 0 {
+                        self.skip_until_ms.store(0, Ordering::Release);
+                    }
+                    tracing::warn!(
+                        store = self.store.name(),
+                        error = %err,
+                        failure_mode = self.failure_mode.as_str(),
+                        "rate limit store refused one decision"
+                    );
+                }
                 Err(err) => {
                     self.store_failures.fetch_add(1, Ordering::Relaxed);
                     let now = self.now_ms();

@@ -12,7 +12,7 @@ use deadpool_redis::redis::{self, AsyncCommands};
 use gw_core::{Body, ClientAddr};
 use gw_ratelimit::{
     Algorithm, FailureMode, KeyedLimit, Limit, RateLimitConfig, RateLimitLayer, RateLimiter,
-    RedisStore, RoutePolicy,
+    RedisStore, RoutePolicy, StoreError,
 };
 use http::{Request, Response};
 use support::{pool, redis_url, unique_prefix, OwnRedis};
@@ -110,7 +110,7 @@ async fn many_requests_in_one_millisecond_are_all_counted() {
     let passed = concurrent(&[lim], 300, limits).await;
     assert_eq!(passed, 300);
     let mut c = conn(&url).await;
-    let full = format!("{prefix}{key}");
+    let full = format!("{prefix}{key}:sw");
     let card: usize = c.zcard(&full).await.unwrap();
     assert_eq!(card, 300, "every request is a distinct member");
     let entries: Vec<(String, f64)> = c.zrange_withscores(&full, 0, -1).await.unwrap();
@@ -163,7 +163,7 @@ async fn layer_keys_with_prefix_in_redis() {
         "rate_limit:global",
     ] {
         let t: String = redis::cmd("TYPE")
-            .arg(format!("{prefix}{key}"))
+            .arg(format!("{prefix}{key}:tb"))
             .query_async(&mut c)
             .await
             .unwrap();
@@ -171,7 +171,7 @@ async fn layer_keys_with_prefix_in_redis() {
     }
     // Only the two allowed requests were taken from per_ip: 98 of 100 tokens left.
     let units: u64 = c
-        .hget(format!("{prefix}rate_limit:per_ip:10.1.2.3"), "u")
+        .hget(format!("{prefix}rate_limit:per_ip:10.1.2.3:tb"), "u")
         .await
         .unwrap();
     assert!((98 * 60_000..99 * 60_000).contains(&units), "units {units}");
@@ -323,7 +323,7 @@ async fn redis_stopped_mid_test_open_and_closed_then_restarted() {
     // The shared count lives in the new Redis again.
     let mut c = conn(&format!("redis://127.0.0.1:{port}")).await;
     let card: u64 = c
-        .zcard(format!("{prefix}rate_limit:ip:10.0.0.1:r"))
+        .zcard(format!("{prefix}rate_limit:ip:10.0.0.1:r:sw"))
         .await
         .unwrap();
     assert!(card >= 2, "zcard {card}");
@@ -352,4 +352,135 @@ async fn unreachable_redis_at_start_open_mode_serves_within_timeout() {
     assert_eq!(timed_check(&lim, &limits).await.0, Ok(false));
     assert_eq!(lim.stats()["store"], "redis");
     assert_eq!(lim.stats()["degraded"], true);
+}
+
+/// A reload that switches the algorithm (or two nodes configured differently) meets the other
+/// algorithm's keys: each algorithm has keys of its own, so both keep deciding through Redis.
+#[tokio::test]
+async fn switching_the_algorithm_keeps_the_shared_store_working() {
+    let (url, _guard) = redis_url();
+    let prefix = unique_prefix("switch");
+    let cfg = |algorithm| RateLimitConfig {
+        algorithm,
+        failure_mode: FailureMode::Closed,
+        ..Default::default()
+    };
+    let sw = RateLimiter::new(&cfg(Algorithm::SlidingWindow), store(&url, &prefix));
+    let tb = RateLimiter::new(&cfg(Algorithm::TokenBucket), store(&url, &prefix));
+    let key = "rate_limit:ip:10.0.0.1:r";
+    let limits = |algorithm| [KeyedLimit::new(key, Limit::per_minute(5), algorithm)];
+    for _ in 0..3 {
+        for (lim, algorithm) in [
+            (&sw, Algorithm::SlidingWindow),
+            (&tb, Algorithm::TokenBucket),
+        ] {
+            let d = lim
+                .check(&limits(algorithm))
+                .await
+                .expect("decided by Redis");
+            assert!(d[0].allowed, "{algorithm:?}");
+        }
+    }
+    assert!(!sw.is_degraded() && !tb.is_degraded());
+    let mut c = conn(&url).await;
+    for (suffix, ty) in [(":sw", "zset"), (":tb", "hash")] {
+        let t: String = redis::cmd("TYPE")
+            .arg(format!("{prefix}{key}{suffix}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(t, ty, "{suffix}");
+    }
+}
+
+/// A key holding another type (old layout, written by hand) is reset by the script instead of
+/// failing every decision, and the other requests never notice.
+#[tokio::test]
+async fn a_key_of_the_wrong_type_is_not_an_outage() {
+    let (url, _guard) = redis_url();
+    let prefix = unique_prefix("wrongtype");
+    let cfg = RateLimitConfig {
+        failure_mode: FailureMode::Closed,
+        ..Default::default()
+    };
+    let lim = RateLimiter::new(&cfg, store(&url, &prefix));
+    let bad = "rate_limit:ip:10.0.0.66:r";
+    let mut c = conn(&url).await;
+    for algorithm in [Algorithm::SlidingWindow, Algorithm::TokenBucket] {
+        for k in [
+            format!("{prefix}{bad}"),
+            format!("{prefix}{bad}:sw"),
+            format!("{prefix}{bad}:tb"),
+        ] {
+            let () = c.set(k, "not-a-limiter-key").await.unwrap();
+        }
+        let limits = [
+            KeyedLimit::new(bad, Limit::per_minute(5), algorithm),
+            KeyedLimit::new("rate_limit:global", Limit::per_minute(100), algorithm),
+        ];
+        let d = lim.check(&limits).await.expect("decided by Redis");
+        assert!(d.iter().all(|d| d.allowed), "{algorithm:?}");
+        assert!(!lim.is_degraded());
+    }
+    // What Redis says about a wrong type is an answer, not an outage.
+    let k = format!("{prefix}plain");
+    let () = c.set(&k, "x").await.unwrap();
+    let err = c.hget::<_, _, Option<String>>(&k, "u").await.unwrap_err();
+    assert!(!StoreError::from(err).is_outage());
+}
+
+/// Fails every decision that involves the key `bad` with Redis's error answer `err`; others go
+/// to memory.
+#[derive(Debug)]
+struct OneBadKey(gw_ratelimit::MemoryStore, redis::RedisError);
+
+impl gw_ratelimit::Store for OneBadKey {
+    fn check<'a>(
+        &'a self,
+        now_ms: u64,
+        limits: &'a [KeyedLimit],
+    ) -> gw_ratelimit::store::BoxFuture<'a, Result<gw_ratelimit::store::Decisions, StoreError>>
+    {
+        if limits.iter().any(|l| l.key == "bad") {
+            let err = self.1.clone();
+            return Box::pin(async move { Err(StoreError::Redis(err)) });
+        }
+        self.0.check(now_ms, limits)
+    }
+
+    fn name(&self) -> &'static str {
+        "one-bad-key"
+    }
+}
+
+#[tokio::test]
+async fn an_error_answer_for_one_key_does_not_take_the_store_down() {
+    let cfg = RateLimitConfig {
+        failure_mode: FailureMode::Closed,
+        ..Default::default()
+    };
+    let (url, _guard) = redis_url();
+    let mut c = conn(&url).await;
+    let k = format!("{}plain", unique_prefix("wrongtype-answer"));
+    let () = c.set(&k, "x").await.unwrap();
+    let wrongtype = c.hget::<_, _, Option<String>>(&k, "u").await.unwrap_err();
+    let store = OneBadKey(gw_ratelimit::MemoryStore::new(), wrongtype);
+    let lim = RateLimiter::new(&cfg, Arc::new(store));
+    let one = |key: &str| {
+        [KeyedLimit::new(
+            key,
+            Limit::per_minute(5),
+            Algorithm::SlidingWindow,
+        )]
+    };
+    assert!(
+        lim.check(&one("bad")).await.is_err(),
+        "closed: that request is refused"
+    );
+    assert!(!lim.is_degraded());
+    let d = lim
+        .check(&one("good"))
+        .await
+        .expect("others still decided by the store");
+    assert!(d[0].allowed);
 }

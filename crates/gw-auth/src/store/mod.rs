@@ -103,6 +103,17 @@ pub trait AuthStore: Debug + Send + Sync + 'static {
     fn lookup<'a>(&'a self, q: Lookup<'a>) -> BoxFuture<'a, Result<LookupResult, StoreError>>;
     /// Sets `blacklist:{jti}` = `"1"` expiring after `ttl`.
     fn revoke<'a>(&'a self, jti: &'a str, ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Sets `blacklist:{jti}` = `"1"` expiring at `until` (epoch seconds) by the store's own
+    /// clock (Redis: `SET … EXAT`), so that the entry outlives every moment at which the token
+    /// could still be accepted. The default converts to a TTL with this node's clock.
+    fn revoke_until<'a>(
+        &'a self,
+        jti: &'a str,
+        until: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let ttl = until.saturating_sub(crate::unix_now()).max(1);
+        self.revoke(jti, Duration::from_secs(ttl))
+    }
     /// Writes `user:{user_id}`.
     fn put_user<'a>(&'a self, user: &'a UserRecord) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Reads `user:{id}`.

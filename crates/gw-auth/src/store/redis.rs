@@ -178,6 +178,25 @@ impl AuthStore for RedisAuthStore {
         Box::pin(self.set_plain(self.key(&blacklist_key(jti)), "1".to_owned(), Some(ttl)))
     }
 
+    fn revoke_until<'a>(
+        &'a self,
+        jti: &'a str,
+        until: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let key = self.key(&blacklist_key(jti));
+        Box::pin(self.run(move |mut conn| async move {
+            // EXAT: the expiry is judged by the Redis server's clock, the same for every node.
+            redis::cmd("SET")
+                .arg(key)
+                .arg("1")
+                .arg("EXAT")
+                .arg(until.max(1))
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(backend)
+        }))
+    }
+
     fn put_user<'a>(&'a self, user: &'a UserRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let json = serde_json::to_string(user).map_err(backend)?;

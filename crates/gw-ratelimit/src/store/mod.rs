@@ -112,6 +112,30 @@ pub enum StoreError {
     Protocol(String),
 }
 
+impl StoreError {
+    /// Whether the error means the store cannot be used (unreachable, timed out, connection
+    /// lost), as opposed to an error answer about one request's keys (e.g. `WRONGTYPE`), which
+    /// says the store is up.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Redis(e) => Self::redis_is_outage(e),
+            Self::Pool(_) | Self::Timeout(_) | Self::Protocol(_) => true,
+        }
+    }
+
+    pub(crate) fn redis_is_outage(e: &deadpool_redis::redis::RedisError) -> bool {
+        use deadpool_redis::redis::{ErrorKind, ServerErrorKind};
+        // Only an error answer about the data (`WRONGTYPE`, `ERR …`, an unexpected reply) is
+        // not an outage; anything else (I/O, refused, loading, read-only, auth, …) is.
+        !matches!(
+            e.kind(),
+            ErrorKind::Extension
+                | ErrorKind::UnexpectedReturnType
+                | ErrorKind::Server(ServerErrorKind::ResponseError)
+        )
+    }
+}
+
 /// Limiter state shared by the gateway's requests (and, for Redis, its nodes).
 ///
 /// `check` evaluates all `limits` of one request atomically: the request is allowed only

@@ -13,7 +13,17 @@ use super::{BoxFuture, Decision, Decisions, KeyedLimit, Store, StoreError};
 use crate::algorithm::Outcome;
 use crate::config::Algorithm;
 
-/// The limiter script. `KEYS`: one per limit. `ARGV`: per limit `algorithm` (0 sliding
+/// The suffix that names the algorithm of a key: each algorithm has keys of its own (a ZSET
+/// for the sliding window, a hash for the token bucket), so nodes or reloads that disagree on
+/// the algorithm never meet a key of the other type.
+pub(crate) fn algorithm_suffix(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::SlidingWindow => ":sw",
+        Algorithm::TokenBucket => ":tb",
+    }
+}
+
+/// The limiter script. `KEYS`: one per limit (with its algorithm suffix). `ARGV`: per limit `algorithm` (0 sliding
 /// window, 1 token bucket), `requests_per_minute`, capacity. Answer: `now_ms`, then per limit
 /// `allowed, remaining, reset_at_ms, retry_at_ms`.
 ///
@@ -22,7 +32,8 @@ use crate::config::Algorithm;
 /// scored `ms`. Members of one score are only ever removed together (by score range), so the
 /// members scored `ms` are always exactly `ms:0 .. ms:(n-1)`: unique by construction, however
 /// many requests share a millisecond. The token bucket is a hash `{u: level in 1/60000
-/// token, ts: ms}`. The same arithmetic as [`crate::algorithm`].
+/// token, ts: ms}`. The same arithmetic as [`crate::algorithm`]. A key holding another type is
+/// deleted and starts afresh (`redis.pcall` on its first read: no cost when the type is right).
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -38,7 +49,9 @@ for i = 1, n do
   local cap = tonumber(ARGV[(i - 1) * 3 + 3])
   local ok, rem, reset, retry
   if algo == 0 then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - W)
+    -- A key of another type (written by another algorithm or by hand) is reset, not an error.
+    local r = redis.pcall('ZREMRANGEBYSCORE', key, '-inf', now - W)
+    if type(r) == 'table' and r.err then redis.call('DEL', key) end
     local count = redis.call('ZCARD', key)
     local reset_base = now
     if count > 0 then
@@ -56,7 +69,8 @@ for i = 1, n do
   else
     local S = W
     local capu = cap * S
-    local h = redis.call('HMGET', key, 'u', 'ts')
+    local h = redis.pcall('HMGET', key, 'u', 'ts')
+    if h.err then redis.call('DEL', key); h = {} end
     local u = tonumber(h[1])
     local ts = tonumber(h[2])
     if u == nil or ts == nil then u = capu; ts = now end
@@ -111,6 +125,9 @@ return res
 /// pipelined on it), so a check does not pay the pool's recycle `PING`; after any error it
 /// drops that connection and takes a fresh one from the pool on the next check.
 ///
+/// Keys are `{prefix}{key}:sw` (sliding window, a ZSET) and `{prefix}{key}:tb` (token bucket,
+/// a hash).
+///
 /// All keys of one request are passed as `KEYS`, so on a Redis Cluster they would need one
 /// hash slot; the gateway targets one Redis (or a primary with replicas).
 pub struct RedisStore {
@@ -160,6 +177,7 @@ impl RedisStore {
             key.clear();
             key.push_str(&self.prefix);
             key.push_str(&l.key);
+            key.push_str(algorithm_suffix(l.algorithm));
             invocation.key(key.as_str());
             invocation
                 .arg(match l.algorithm {
@@ -181,7 +199,10 @@ impl RedisStore {
         let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
             Ok(answer) => answer,
             Err(err) => {
-                self.conn.store(None);
+                // An error answer (e.g. WRONGTYPE) came over a healthy connection: keep it.
+                if StoreError::redis_is_outage(&err) {
+                    self.conn.store(None);
+                }
                 return Err(err.into());
             }
         };
