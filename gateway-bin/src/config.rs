@@ -117,7 +117,9 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// A client connection that, for this long, starts no request, gets no byte of an
     /// answer and has no request waiting for its upstream is closed (idle keep-alive
-    /// connections, slowly sent request heads).
+    /// connections, slowly sent request heads, a connection stopped within the HTTP/2
+    /// preface, an HTTP/2 connection without an open stream). Also bounds the TLS handshake
+    /// and HTTP/2 keep-alive pings (interval and answer).
     pub idle_timeout_secs: u64,
     /// Largest request line (`METHOD target HTTP/1.1`) in bytes; a longer one gets 414.
     pub max_request_line_bytes: usize,

@@ -300,9 +300,10 @@ impl Service<Request<Body>> for EdgeRoutes {
     }
 }
 
-/// How connections are served: plain TCP goes straight to hyper's HTTP/1.1 server (or its
+/// How connections are served: plain TCP goes to the gateway's own HTTP/1.1 loop (or hyper's
 /// HTTP/2 server when the client opens with the h2 preface); TLS connections go through
-/// hyper-util's auto builder (ALPN or preface).
+/// hyper-util's auto builder (ALPN or preface). Every path runs under the idle watchdog of
+/// [`graceful`].
 struct Builders {
     idle: Duration,
     limits: fast_h1::HeadLimits,
@@ -325,8 +326,12 @@ impl Builders {
             .header_read_timeout(idle)
             .max_buf_size(buf)
             .max_headers(fields);
+        // Pings find a vanished peer; the idle watchdog (see `serve_watched`) closes a
+        // connection with no open stream.
         auto.http2()
             .timer(TokioTimer::new())
+            .keep_alive_interval(idle)
+            .keep_alive_timeout(idle)
             .max_header_list_size(h2_list);
         // Plain HTTP/1.1 connections are watched by `graceful` (see `Activity`) instead of
         // hyper's header read timeout, which arms a boxed timer (and makes hyper take a new
@@ -337,7 +342,10 @@ impl Builders {
             .max_buf_size(buf)
             .max_headers(fields);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new()).max_header_list_size(h2_list);
+        h2.timer(TokioTimer::new())
+            .keep_alive_interval(idle)
+            .keep_alive_timeout(idle)
+            .max_header_list_size(h2_list);
         Builders {
             idle,
             limits,
@@ -443,25 +451,20 @@ async fn serve<M, S, F>(
                         graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
                     }
                     Ok(Sniffed::Http2) => {
-                        let conn = builders
-                            .h2
-                            .serve_connection(TokioIo::new(stream), hyper_service(service, None));
-                        graceful(conn, stop, |c| c.graceful_shutdown(), None).await
+                        let activity = Arc::new(Activity::default());
+                        let service = stream_service(service, activity.clone());
+                        let conn = builders.h2.serve_connection(TokioIo::new(stream), service);
+                        let watch = Some((builders.idle, activity));
+                        graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
                     }
-                    Ok(Sniffed::Unsure) => {
-                        let service = hyper_service(service, None);
-                        serve_auto(&builders.auto, stop, stream, service).await
-                    }
+                    Ok(Sniffed::Unsure) => serve_auto(&builders, stop, stream, service).await,
                     Err(e) => tracing::debug!(%peer, error = %e, "connection failed"),
                 },
                 Some(acceptor) => {
-                    let accept =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    // The handshake is bounded by the idle timeout as well.
+                    let accept = tokio::time::timeout(builders.idle, acceptor.accept(stream));
                     match accept.await {
-                        Ok(Ok(stream)) => {
-                            let service = hyper_service(service, None);
-                            serve_auto(&builders.auto, stop, stream, service).await
-                        }
+                        Ok(Ok(stream)) => serve_auto(&builders, stop, stream, service).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -726,20 +729,107 @@ impl std::task::Wake for SideWaker {
     }
 }
 
-async fn serve_auto<I, S>(
-    builder: &auto::Builder<TokioExecutor>,
+/// Serves a connection with hyper-util's auto builder (TLS, or a plain connection whose first
+/// bytes are a prefix of the HTTP/2 preface), under the idle watchdog: a connection that for
+/// a whole period starts no request (HTTP/1.1) or stream (HTTP/2) and has none open is
+/// closed, whether it never sent a byte, stopped within the preface or sits idle.
+async fn serve_auto<I, S, F>(
+    builders: &Builders,
     stop: watch::Receiver<bool>,
     io: I,
-    service: S,
+    service: Arc<S>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    graceful(conn, stop, |c| c.graceful_shutdown(), None).await
+    let activity = Arc::new(Activity::default());
+    let service = stream_service(service, activity.clone());
+    let conn = builders
+        .auto
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    let watch = Some((builders.idle, activity));
+    graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
+}
+
+/// The connection's service for hyper's HTTP/2 server and the auto builder: counts the
+/// requests (streams) started and open in `activity` for the idle watchdog. A stream is open
+/// from its request until its answer's body ended or was dropped. HTTP/2 runs each stream in
+/// a task of its own, hence atomic read-modify-writes here (these paths are not the plain
+/// HTTP/1.1 fast path).
+fn stream_service<S, F>(
+    service: Arc<S>,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Tracked>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + 'static,
+> + Send
+       + 'static
+where
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let open = Open::start(&activity);
+        let answer = service(req.map(Body::new));
+        async move {
+            let answer = answer.await?;
+            Ok(answer.map(|body| {
+                let open = (!http_body::Body::is_end_stream(&body)).then_some(open);
+                Tracked { body, open }
+            }))
+        }
+    })
+}
+
+/// A stream counted as open in an [`Activity`] (atomically: see [`stream_service`]).
+struct Open(Arc<Activity>);
+
+impl Open {
+    fn start(activity: &Arc<Activity>) -> Open {
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.waiting.fetch_add(1, Ordering::Relaxed);
+        Open(activity.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body that keeps its stream counted as open until it ended or was dropped.
+pub(crate) struct Tracked {
+    body: Body,
+    open: Option<Open>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.open = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Loads a PEM certificate chain and key into a rustls acceptor offering h2 and HTTP/1.1.
