@@ -31,7 +31,7 @@ use tower::util::{BoxCloneSyncService, Either};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::app::{health_response, is_health_check, App, Control, EdgeService};
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, ADMIN_MAX_CONNECTIONS};
 use crate::fast_h1;
 
 /// Error starting the gateway.
@@ -143,6 +143,7 @@ impl Gateway {
             shutdown_timeout,
             idle_timeout,
             limits,
+            config.server.max_connections,
         )));
 
         let mut tls_addr = None;
@@ -158,6 +159,7 @@ impl Gateway {
                 shutdown_timeout,
                 idle_timeout,
                 limits,
+                config.server.max_connections,
             )));
         }
 
@@ -182,6 +184,7 @@ impl Gateway {
             shutdown_timeout,
             idle_timeout,
             limits,
+            config.server.max_connections.min(ADMIN_MAX_CONNECTIONS),
         )));
 
         tracing::info!(%proxy_addr, ?tls_addr, %admin_addr, version = gw_core::VERSION, "gateway listening");
@@ -382,6 +385,13 @@ async fn sniff(stream: &tokio::net::TcpStream) -> std::io::Result<Sniffed> {
 
 /// Accepts connections until `stop` turns true, serving each with HTTP/1.1 or HTTP/2
 /// (prior knowledge or ALPN), then drains the open connections for at most `drain`.
+///
+/// At most `max_conns` connections are open at once: one over the limit is accepted and
+/// closed at once (as Envoy's connection limits do), so that it neither waits in the
+/// kernel's backlog nor keeps a file descriptor. When `accept` itself fails (EMFILE, ENFILE,
+/// ENOBUFS) the loop waits [`ACCEPT_BACKOFF`] before trying again; both are logged at most
+/// once per second.
+#[allow(clippy::too_many_arguments)]
 async fn serve<M, S, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -390,6 +400,7 @@ async fn serve<M, S, F>(
     drain: Duration,
     idle: Duration,
     limits: fast_h1::HeadLimits,
+    max_conns: usize,
 ) where
     M: Fn(ConnInfo) -> S + Send + 'static,
     S: Fn(Request<Body>) -> F + Send + Sync + 'static,
@@ -399,6 +410,9 @@ async fn serve<M, S, F>(
     // Every connection task holds a sender; draining ends when all are gone.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     let local_addr = listener.local_addr().ok();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_conns));
+    let mut accept_failed = Throttled::default();
+    let mut over_limit = Throttled::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -408,10 +422,19 @@ async fn serve<M, S, F>(
             Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(more) = accept_failed.due() {
+                    tracing::warn!(error = %e, more, "accept failed");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if let Some(more) = over_limit.due() {
+                tracing::warn!(%peer, max_conns, more, "connection limit reached: connection closed");
+            }
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let conn = ConnInfo {
@@ -471,12 +494,39 @@ async fn serve<M, S, F>(
                 }
             }
             drop(open);
+            drop(slot);
         });
     }
     drop(listener);
     drop(open_tx);
     if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
         tracing::warn!("shutdown timeout reached with connections still open");
+    }
+}
+
+/// How long the accept loop waits after `accept` failed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A log line at most once per second; counts the occurrences left out in between.
+#[derive(Default)]
+struct Throttled {
+    last: Option<tokio::time::Instant>,
+    skipped: u64,
+}
+
+impl Throttled {
+    /// `Some(occurrences left out since the last line)` when a line is due.
+    fn due(&mut self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.skipped += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.skipped))
     }
 }
 
