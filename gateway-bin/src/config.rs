@@ -123,8 +123,9 @@ pub struct ServerConfig {
     /// A client connection that, for this long, starts no request, gets no byte of an
     /// answer and has no request waiting for its upstream is closed (idle keep-alive
     /// connections, slowly sent request heads, a connection stopped within the HTTP/2
-    /// preface, an HTTP/2 connection without an open stream). Also bounds the TLS handshake
-    /// and HTTP/2 keep-alive pings (interval and answer).
+    /// preface, an HTTP/2 connection without an open stream, a client that stops reading
+    /// its answer or never opens its HTTP/2 flow-control window: the send timeout). Also
+    /// bounds the TLS handshake and HTTP/2 keep-alive pings (interval and answer).
     pub idle_timeout_secs: u64,
     /// Most client connections open at once on the proxy listener, and again on the TLS
     /// listener (the admin listener: at most [`ADMIN_MAX_CONNECTIONS`] or this, whichever is

@@ -560,7 +560,8 @@ where
 /// Runs a connection; when `stop` turns true it is asked to finish gracefully (HTTP/1.1:
 /// close after the request in flight; HTTP/2: GOAWAY) and still awaited. With `watch`, the
 /// connection is dropped (closed) once a whole period passed in which it started no request,
-/// wrote nothing and had no request waiting for its answer.
+/// wrote nothing and had no request waiting for its answer: an idle connection, a slow head,
+/// and a client that stopped reading its answer alike.
 ///
 /// The stop signal and the watchdog timer are polled with a waker of their own, and only
 /// again after that waker fired: a connection's ordinary wake-ups (every request) touch
@@ -626,9 +627,11 @@ async fn graceful<C, E>(
     }
 }
 
-/// What a plain HTTP/1.1 connection did: bytes written to the client (write calls), requests
-/// started, requests waiting for their answer. Only the connection's own task touches it
-/// (plain loads and stores).
+/// What a connection did, for the idle watchdog: writes to the client (write calls on the
+/// plain HTTP/1.1 loop, body frames taken on hyper's paths), requests started, requests
+/// waiting for their answer. On the plain HTTP/1.1 loop only the connection's own task
+/// touches it (plain loads and stores); hyper's paths use atomic read-modify-writes (see
+/// [`stream_service`]).
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     writes: AtomicU64,
@@ -802,11 +805,17 @@ async fn serve_auto<I, S, F>(
     graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
 }
 
-/// The connection's service for hyper's HTTP/2 server and the auto builder: counts the
-/// requests (streams) started and open in `activity` for the idle watchdog. A stream is open
-/// from its request until its answer's body ended or was dropped. HTTP/2 runs each stream in
-/// a task of its own, hence atomic read-modify-writes here (these paths are not the plain
-/// HTTP/1.1 fast path).
+/// The connection's service for hyper's HTTP/2 server and the auto builder, feeding the idle
+/// watchdog: `started` counts requests (streams), `waiting` those whose answer waits for the
+/// gateway (the service's future, or the answer's body pending on its upstream), and
+/// `writes` the body frames the connection took. An answer whose next frame the connection
+/// does not take (a client that stops reading, or never opens its HTTP/2 flow-control
+/// window) counts as none of them, so the connection is closed after one or two idle
+/// periods without progress: the idle timeout is also the send timeout here (the plain
+/// HTTP/1.1 loop counts the socket's writes to the same effect).
+///
+/// HTTP/2 runs each stream in a task of its own, hence atomic read-modify-writes here
+/// (these paths are not the plain HTTP/1.1 fast path).
 fn stream_service<S, F>(
     service: Arc<S>,
     activity: Arc<Activity>,
@@ -827,14 +836,20 @@ where
         async move {
             let answer = answer.await?;
             Ok(answer.map(|body| {
-                let open = (!http_body::Body::is_end_stream(&body)).then_some(open);
-                Tracked { body, open }
+                let activity = (!http_body::Body::is_end_stream(&body)).then(|| open.0.clone());
+                drop(open);
+                Tracked {
+                    body,
+                    activity,
+                    waiting: false,
+                }
             }))
         }
     })
 }
 
-/// A stream counted as open in an [`Activity`] (atomically: see [`stream_service`]).
+/// A request whose answer's head is not ready yet, counted in an [`Activity`] (atomically:
+/// see [`stream_service`]).
 struct Open(Arc<Activity>);
 
 impl Open {
@@ -851,10 +866,27 @@ impl Drop for Open {
     }
 }
 
-/// An answer's body that keeps its stream counted as open until it ended or was dropped.
+/// An answer's body reporting to the idle watchdog (see [`stream_service`]): a frame taken
+/// counts as a write, a poll left pending (the upstream has not sent more yet) as waiting.
 pub(crate) struct Tracked {
     body: Body,
-    open: Option<Open>,
+    /// The connection's counters; `None` once the body ended.
+    activity: Option<Arc<Activity>>,
+    /// Whether this body is counted in `waiting`.
+    waiting: bool,
+}
+
+impl Tracked {
+    fn set_waiting(&mut self, activity: &Activity, waiting: bool) {
+        if self.waiting != waiting {
+            self.waiting = waiting;
+            if waiting {
+                activity.waiting.fetch_add(1, Ordering::Relaxed);
+            } else {
+                activity.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl http_body::Body for Tracked {
@@ -867,8 +899,19 @@ impl http_body::Body for Tracked {
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.open = None;
+        if let Some(activity) = this.activity.take() {
+            match &polled {
+                Poll::Pending => this.set_waiting(&activity, true),
+                Poll::Ready(Some(Ok(_))) => {
+                    this.set_waiting(&activity, false);
+                    activity.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                Poll::Ready(_) => {
+                    this.set_waiting(&activity, false);
+                    return polled;
+                }
+            }
+            this.activity = Some(activity);
         }
         polled
     }
@@ -879,6 +922,14 @@ impl http_body::Body for Tracked {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            self.set_waiting(&activity, false);
+        }
     }
 }
 
