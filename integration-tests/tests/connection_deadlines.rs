@@ -363,3 +363,49 @@ async fn head_field(tcp: &mut TcpStream) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+async fn websocket_gateway(up: &Upstream) -> TestGateway {
+    TestGateway::builder()
+        .service("ws", &[up])
+        .route("id = \"ws\"\npath = \"/ws\"\nservice = \"ws\"\ntimeout = { read = 1.0 }")
+        .start()
+        .await
+}
+
+/// A WebSocket tunnel with no byte either way for the route's `timeout.read` (1 s) is
+/// closed; one that keeps talking (a message every half period, for three periods) is not.
+#[tokio::test]
+async fn a_silent_websocket_tunnel_is_closed_after_the_read_timeout() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let up = Upstream::websocket("ws").await;
+    let gw = websocket_gateway(&up).await;
+    let url = format!("ws://{}/ws/chat", gw.gateway.proxy_addr());
+
+    let (mut ws, res) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("upgrade through the gateway");
+    assert_eq!(res.status(), 101);
+    for i in 0..6 {
+        let text = format!("tick {i}");
+        ws.send(Message::Text(text.clone())).await.unwrap();
+        let echoed = ws.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Now silence: the gateway ends the tunnel.
+    let ended = tokio::time::timeout(CLOSE_BOUND, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the silent tunnel is still open after {CLOSE_BOUND:?}"
+    );
+}
