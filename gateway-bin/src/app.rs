@@ -268,6 +268,7 @@ impl App {
             || old.server.tls != config.server.tls
             || old.server.workers != config.server.workers
             || old.server.idle_timeout_secs != config.server.idle_timeout_secs
+            || old.server.max_connections != config.server.max_connections
             || old.server.max_header_bytes != config.server.max_header_bytes
             || old.server.max_headers != config.server.max_headers
             || old.admin != config.admin
@@ -275,7 +276,7 @@ impl App {
             || old.store != config.store
         {
             tracing::warn!(
-                "listener, TLS, workers, idle timeout, parser buffer (max_header_bytes, max_headers), admin, access-log and store settings take effect at the next restart"
+                "listener, TLS, workers, idle timeout, connection limit, parser buffer (max_header_bytes, max_headers), admin, access-log and store settings take effect at the next restart"
             );
         }
         let current = self.inner.features.load_full();

@@ -98,6 +98,11 @@ pub struct DiscoverySection {
     pub consul: Option<ConsulConfig>,
 }
 
+/// The admin listener's connection limit (or `server.max_connections` when smaller): a flood
+/// of connections on the proxy listener leaves the admin API reachable, and one on the admin
+/// listener cannot take many of the process's file descriptors.
+pub const ADMIN_MAX_CONNECTIONS: usize = 256;
+
 /// `[server]`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,8 +122,15 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// A client connection that, for this long, starts no request, gets no byte of an
     /// answer and has no request waiting for its upstream is closed (idle keep-alive
-    /// connections, slowly sent request heads).
+    /// connections, slowly sent request heads, a connection stopped within the HTTP/2
+    /// preface, an HTTP/2 connection without an open stream, a client that stops reading
+    /// its answer or never opens its HTTP/2 flow-control window: the send timeout). Also
+    /// bounds the TLS handshake and HTTP/2 keep-alive pings (interval and answer).
     pub idle_timeout_secs: u64,
+    /// Most client connections open at once on the proxy listener, and again on the TLS
+    /// listener (the admin listener: at most [`ADMIN_MAX_CONNECTIONS`] or this, whichever is
+    /// less). A connection over the limit is accepted and closed at once, without an answer.
+    pub max_connections: usize,
     /// Largest request line (`METHOD target HTTP/1.1`) in bytes; a longer one gets 414.
     pub max_request_line_bytes: usize,
     /// Largest request head (request line and every field) in bytes; a larger one gets 431.
@@ -159,6 +171,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             shutdown_timeout_secs: 30,
             idle_timeout_secs: 30,
+            max_connections: 10_000,
             max_request_line_bytes: edge.max_request_line_bytes,
             max_header_bytes: edge.max_header_bytes,
             max_headers: edge.max_headers,
@@ -477,6 +490,12 @@ impl Config {
         if self.server.idle_timeout_secs == 0 {
             errors.push(ConfigError::new(
                 "server.idle_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.server.max_connections == 0 {
+            errors.push(ConfigError::new(
+                "server.max_connections",
                 "must be greater than 0",
             ));
         }

@@ -31,7 +31,7 @@ use tower::util::{BoxCloneSyncService, Either};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::app::{health_response, is_health_check, App, Control, EdgeService};
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, ADMIN_MAX_CONNECTIONS};
 use crate::fast_h1;
 
 /// Error starting the gateway.
@@ -143,6 +143,7 @@ impl Gateway {
             shutdown_timeout,
             idle_timeout,
             limits,
+            config.server.max_connections,
         )));
 
         let mut tls_addr = None;
@@ -158,6 +159,7 @@ impl Gateway {
                 shutdown_timeout,
                 idle_timeout,
                 limits,
+                config.server.max_connections,
             )));
         }
 
@@ -190,6 +192,7 @@ impl Gateway {
             shutdown_timeout,
             idle_timeout,
             limits,
+            config.server.max_connections.min(ADMIN_MAX_CONNECTIONS),
         )));
 
         tracing::info!(%proxy_addr, ?tls_addr, %admin_addr, version = gw_core::VERSION, "gateway listening");
@@ -308,9 +311,10 @@ impl Service<Request<Body>> for EdgeRoutes {
     }
 }
 
-/// How connections are served: plain TCP goes straight to hyper's HTTP/1.1 server (or its
+/// How connections are served: plain TCP goes to the gateway's own HTTP/1.1 loop (or hyper's
 /// HTTP/2 server when the client opens with the h2 preface); TLS connections go through
-/// hyper-util's auto builder (ALPN or preface).
+/// hyper-util's auto builder (ALPN or preface). Every path runs under the idle watchdog of
+/// [`graceful`].
 struct Builders {
     idle: Duration,
     limits: fast_h1::HeadLimits,
@@ -333,8 +337,12 @@ impl Builders {
             .header_read_timeout(idle)
             .max_buf_size(buf)
             .max_headers(fields);
+        // Pings find a vanished peer; the idle watchdog (see `serve_watched`) closes a
+        // connection with no open stream.
         auto.http2()
             .timer(TokioTimer::new())
+            .keep_alive_interval(idle)
+            .keep_alive_timeout(idle)
             .max_header_list_size(h2_list);
         // Plain HTTP/1.1 connections are watched by `graceful` (see `Activity`) instead of
         // hyper's header read timeout, which arms a boxed timer (and makes hyper take a new
@@ -345,7 +353,10 @@ impl Builders {
             .max_buf_size(buf)
             .max_headers(fields);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new()).max_header_list_size(h2_list);
+        h2.timer(TokioTimer::new())
+            .keep_alive_interval(idle)
+            .keep_alive_timeout(idle)
+            .max_header_list_size(h2_list);
         Builders {
             idle,
             limits,
@@ -382,6 +393,13 @@ async fn sniff(stream: &tokio::net::TcpStream) -> std::io::Result<Sniffed> {
 
 /// Accepts connections until `stop` turns true, serving each with HTTP/1.1 or HTTP/2
 /// (prior knowledge or ALPN), then drains the open connections for at most `drain`.
+///
+/// At most `max_conns` connections are open at once: one over the limit is accepted and
+/// closed at once (as Envoy's connection limits do), so that it neither waits in the
+/// kernel's backlog nor keeps a file descriptor. When `accept` itself fails (EMFILE, ENFILE,
+/// ENOBUFS) the loop waits [`ACCEPT_BACKOFF`] before trying again; both are logged at most
+/// once per second.
+#[allow(clippy::too_many_arguments)]
 async fn serve<M, S, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -390,6 +408,7 @@ async fn serve<M, S, F>(
     drain: Duration,
     idle: Duration,
     limits: fast_h1::HeadLimits,
+    max_conns: usize,
 ) where
     M: Fn(ConnInfo) -> S + Send + 'static,
     S: Fn(Request<Body>) -> F + Send + Sync + 'static,
@@ -399,6 +418,9 @@ async fn serve<M, S, F>(
     // Every connection task holds a sender; draining ends when all are gone.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     let local_addr = listener.local_addr().ok();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_conns));
+    let mut accept_failed = Throttled::default();
+    let mut over_limit = Throttled::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -408,10 +430,19 @@ async fn serve<M, S, F>(
             Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(more) = accept_failed.due() {
+                    tracing::warn!(error = %e, more, "accept failed");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if let Some(more) = over_limit.due() {
+                tracing::warn!(%peer, max_conns, more, "connection limit reached: connection closed");
+            }
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let conn = ConnInfo {
@@ -451,37 +482,59 @@ async fn serve<M, S, F>(
                         graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
                     }
                     Ok(Sniffed::Http2) => {
-                        let conn = builders
-                            .h2
-                            .serve_connection(TokioIo::new(stream), hyper_service(service, None));
-                        graceful(conn, stop, |c| c.graceful_shutdown(), None).await
+                        let activity = Arc::new(Activity::default());
+                        let service = stream_service(service, activity.clone());
+                        let conn = builders.h2.serve_connection(TokioIo::new(stream), service);
+                        let watch = Some((builders.idle, activity));
+                        graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
                     }
-                    Ok(Sniffed::Unsure) => {
-                        let service = hyper_service(service, None);
-                        serve_auto(&builders.auto, stop, stream, service).await
-                    }
+                    Ok(Sniffed::Unsure) => serve_auto(&builders, stop, stream, service).await,
                     Err(e) => tracing::debug!(%peer, error = %e, "connection failed"),
                 },
                 Some(acceptor) => {
-                    let accept =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    // The handshake is bounded by the idle timeout as well.
+                    let accept = tokio::time::timeout(builders.idle, acceptor.accept(stream));
                     match accept.await {
-                        Ok(Ok(stream)) => {
-                            let service = hyper_service(service, None);
-                            serve_auto(&builders.auto, stop, stream, service).await
-                        }
+                        Ok(Ok(stream)) => serve_auto(&builders, stop, stream, service).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
             drop(open);
+            drop(slot);
         });
     }
     drop(listener);
     drop(open_tx);
     if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
         tracing::warn!("shutdown timeout reached with connections still open");
+    }
+}
+
+/// How long the accept loop waits after `accept` failed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A log line at most once per second; counts the occurrences left out in between.
+#[derive(Default)]
+struct Throttled {
+    last: Option<tokio::time::Instant>,
+    skipped: u64,
+}
+
+impl Throttled {
+    /// `Some(occurrences left out since the last line)` when a line is due.
+    fn due(&mut self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.skipped += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.skipped))
     }
 }
 
@@ -515,7 +568,8 @@ where
 /// Runs a connection; when `stop` turns true it is asked to finish gracefully (HTTP/1.1:
 /// close after the request in flight; HTTP/2: GOAWAY) and still awaited. With `watch`, the
 /// connection is dropped (closed) once a whole period passed in which it started no request,
-/// wrote nothing and had no request waiting for its answer.
+/// wrote nothing and had no request waiting for its answer: an idle connection, a slow head,
+/// and a client that stopped reading its answer alike.
 ///
 /// The stop signal and the watchdog timer are polled with a waker of their own, and only
 /// again after that waker fired: a connection's ordinary wake-ups (every request) touch
@@ -581,9 +635,11 @@ async fn graceful<C, E>(
     }
 }
 
-/// What a plain HTTP/1.1 connection did: bytes written to the client (write calls), requests
-/// started, requests waiting for their answer. Only the connection's own task touches it
-/// (plain loads and stores).
+/// What a connection did, for the idle watchdog: writes to the client (write calls on the
+/// plain HTTP/1.1 loop, body frames taken on hyper's paths), requests started, requests
+/// waiting for their answer. On the plain HTTP/1.1 loop only the connection's own task
+/// touches it (plain loads and stores); hyper's paths use atomic read-modify-writes (see
+/// [`stream_service`]).
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     writes: AtomicU64,
@@ -734,20 +790,155 @@ impl std::task::Wake for SideWaker {
     }
 }
 
-async fn serve_auto<I, S>(
-    builder: &auto::Builder<TokioExecutor>,
+/// Serves a connection with hyper-util's auto builder (TLS, or a plain connection whose first
+/// bytes are a prefix of the HTTP/2 preface), under the idle watchdog: a connection that for
+/// a whole period starts no request (HTTP/1.1) or stream (HTTP/2) and has none open is
+/// closed, whether it never sent a byte, stopped within the preface or sits idle.
+async fn serve_auto<I, S, F>(
+    builders: &Builders,
     stop: watch::Receiver<bool>,
     io: I,
-    service: S,
+    service: Arc<S>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    graceful(conn, stop, |c| c.graceful_shutdown(), None).await
+    let activity = Arc::new(Activity::default());
+    let service = stream_service(service, activity.clone());
+    let conn = builders
+        .auto
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    let watch = Some((builders.idle, activity));
+    graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
+}
+
+/// The connection's service for hyper's HTTP/2 server and the auto builder, feeding the idle
+/// watchdog: `started` counts requests (streams), `waiting` those whose answer waits for the
+/// gateway (the service's future, or the answer's body pending on its upstream), and
+/// `writes` the body frames the connection took. An answer whose next frame the connection
+/// does not take (a client that stops reading, or never opens its HTTP/2 flow-control
+/// window) counts as none of them, so the connection is closed after one or two idle
+/// periods without progress: the idle timeout is also the send timeout here (the plain
+/// HTTP/1.1 loop counts the socket's writes to the same effect).
+///
+/// HTTP/2 runs each stream in a task of its own, hence atomic read-modify-writes here
+/// (these paths are not the plain HTTP/1.1 fast path).
+fn stream_service<S, F>(
+    service: Arc<S>,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Tracked>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + 'static,
+> + Send
+       + 'static
+where
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let open = Open::start(&activity);
+        let answer = service(req.map(Body::new));
+        async move {
+            let answer = answer.await?;
+            Ok(answer.map(|body| {
+                let activity = (!http_body::Body::is_end_stream(&body)).then(|| open.0.clone());
+                drop(open);
+                Tracked {
+                    body,
+                    activity,
+                    waiting: false,
+                }
+            }))
+        }
+    })
+}
+
+/// A request whose answer's head is not ready yet, counted in an [`Activity`] (atomically:
+/// see [`stream_service`]).
+struct Open(Arc<Activity>);
+
+impl Open {
+    fn start(activity: &Arc<Activity>) -> Open {
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.waiting.fetch_add(1, Ordering::Relaxed);
+        Open(activity.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body reporting to the idle watchdog (see [`stream_service`]): a frame taken
+/// counts as a write, a poll left pending (the upstream has not sent more yet) as waiting.
+pub(crate) struct Tracked {
+    body: Body,
+    /// The connection's counters; `None` once the body ended.
+    activity: Option<Arc<Activity>>,
+    /// Whether this body is counted in `waiting`.
+    waiting: bool,
+}
+
+impl Tracked {
+    fn set_waiting(&mut self, activity: &Activity, waiting: bool) {
+        if self.waiting != waiting {
+            self.waiting = waiting;
+            if waiting {
+                activity.waiting.fetch_add(1, Ordering::Relaxed);
+            } else {
+                activity.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Some(activity) = this.activity.take() {
+            match &polled {
+                Poll::Pending => this.set_waiting(&activity, true),
+                Poll::Ready(Some(Ok(_))) => {
+                    this.set_waiting(&activity, false);
+                    activity.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                Poll::Ready(_) => {
+                    this.set_waiting(&activity, false);
+                    return polled;
+                }
+            }
+            this.activity = Some(activity);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            self.set_waiting(&activity, false);
+        }
+    }
 }
 
 /// Loads a PEM certificate chain and key into a rustls acceptor offering h2 and HTTP/1.1.
