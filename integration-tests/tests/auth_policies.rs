@@ -51,7 +51,7 @@ async fn gateway(up: &Upstream, leeway: u64) -> TestGateway {
 /// One request on its own connection, written as raw bytes.
 async fn send(addr: SocketAddr, method: &str, path: &str, token: &str, body: &str) -> RawResponse {
     let wire = format!(
-        "{method} {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let how = Exchange {
