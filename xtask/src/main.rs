@@ -7,7 +7,7 @@
 //! | `cargo xtask test` | `cargo test --workspace --all-targets`, then `cargo test --workspace --doc` |
 //! | `cargo xtask ci` | what CI runs: `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings`, then `cargo xtask test` |
 //! | `cargo xtask pgo` | builds `gateway` with profile-guided optimisation (instrumented build, a training load in front of an upstream of its own, `llvm-profdata merge`, optimised build) into `target/pgo/use/<host>/release/gateway`; needs `rustup component add llvm-tools` |
-//! | `cargo xtask bench [--plain] [-- ARGS]` | builds `gateway` (as `cargo xtask pgo` does when `llvm-profdata` is installed, else or with `--plain` a plain release build), runs it pinned to CPU 1 with one worker in front of the harness's upstream, and runs `../shared/bench/run.sh` against it (ARGS go to `run.sh`) |
+//! | `cargo xtask bench [--plain] [-- ARGS]` | builds `gateway` (as `cargo xtask pgo` does when `llvm-profdata` is installed, else or with `--plain` a plain release build), runs it pinned to CPU 1 with one worker in front of the harness's upstream, and runs the harness `bench/run.sh` against it (ARGS go to `run.sh`) |
 //!
 //! The task exits with the exit code of the first command that failed (the harness's own code
 //! for `bench`), 2 on unknown input.
@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 mod pgo;
 
 const USAGE: &str =
-    "usage: cargo xtask <demo [--redis URL] [--nodes N] | test | ci | pgo | bench [--plain] [-- ARGS for run.sh]>\n  pgo builds the gateway with profile-guided optimisation (needs `rustup component add llvm-tools`)\n  bench starts four gateways (plain, resilience, jwt+limit memory, jwt+limit redis) and runs ../shared/bench/run.sh against them and the anchors;\n  it measures the profile-guided build when llvm-profdata is installed, a plain release build otherwise or with --plain";
+    "usage: cargo xtask <demo [--redis URL] [--nodes N] | test | ci | pgo | bench [--plain] [-- ARGS for run.sh]>\n  pgo builds the gateway with profile-guided optimisation (needs `rustup component add llvm-tools`)\n  bench starts four gateways (plain, resilience, jwt+limit memory, jwt+limit redis) and runs bench/run.sh against them and the anchors;\n  it measures the profile-guided build when llvm-profdata is installed, a plain release build otherwise or with --plain";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -284,10 +284,10 @@ service = "bench"
 
 fn run_bench(plain: bool, extra: &[String]) -> Result<ExitCode, ExitCode> {
     let root = root();
-    let harness = root.join("../shared/bench/run.sh");
+    let harness = root.join("bench/run.sh");
     if !harness.is_file() {
         eprintln!(
-            "xtask: benchmark harness not found at {} (expected ../shared beside the workspace)",
+            "xtask: benchmark harness not found at {}",
             harness.display()
         );
         return Err(ExitCode::FAILURE);
