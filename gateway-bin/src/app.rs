@@ -10,15 +10,11 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use deadpool_redis::Pool;
-use gw_admin::{AdminError, ControlPlane, RouteChange};
-use gw_auth::{
-    ApiKeyInput, AuthLayer, AuthStore, Authenticator, JwtConfig, MemoryAuthStore, RedisAuthStore,
-    UserInput,
-};
+use gw_auth::{AuthLayer, AuthStore, Authenticator, JwtConfig, MemoryAuthStore, RedisAuthStore};
 use gw_breaker::BreakerRegistry;
 use gw_core::Body;
 use gw_discovery::Registry;
@@ -26,9 +22,8 @@ use gw_monitor::Metrics;
 use gw_proxy::{Clients, HeaderRules, Proxy, ProxyConfig, RetryPolicy, TrustedProxies, Upstream};
 use gw_ratelimit::{RateLimitConfig, RateLimitLayer, RateLimiter};
 use gw_router::{PathMatcher, RouteService, RouteSpec, RouteTable};
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 use parking_lot::Mutex;
-use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
@@ -44,10 +39,10 @@ pub(crate) enum Origin {
 }
 
 #[derive(Clone)]
-struct RouteEntry {
-    config: RouteConfig,
-    service: RouteService,
-    origin: Origin,
+pub(crate) struct RouteEntry {
+    pub(crate) config: RouteConfig,
+    pub(crate) service: RouteService,
+    pub(crate) origin: Origin,
 }
 
 /// Settings the edge reads per request, swapped on reload.
@@ -59,17 +54,17 @@ pub(crate) struct EdgeSettings {
 }
 
 /// The parts of the stacks that depend on reloadable configuration.
-struct Features {
-    auth: Arc<Authenticator>,
-    jwt: Option<JwtConfig>,
-    limiter: Arc<RateLimiter>,
-    rate_limit: RateLimitConfig,
+pub(crate) struct Features {
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) jwt: Option<JwtConfig>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) rate_limit: RateLimitConfig,
 }
 
 /// The gateway's shared state. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for App {
@@ -82,33 +77,33 @@ impl std::fmt::Debug for App {
 }
 
 pub(crate) struct Inner {
-    table: Arc<ArcSwap<RouteTable>>,
-    edge: ArcSwap<EdgeSettings>,
-    clients: Clients,
-    metrics: Metrics,
-    started: std::time::Instant,
+    pub(crate) table: Arc<ArcSwap<RouteTable>>,
+    pub(crate) edge: ArcSwap<EdgeSettings>,
+    pub(crate) clients: Clients,
+    pub(crate) metrics: Metrics,
+    pub(crate) started: std::time::Instant,
     pub(crate) node_id: String,
     /// The Redis pool and key prefix, when the backend is Redis.
     pub(crate) shared: Option<SharedState>,
-    auth_store: Arc<dyn AuthStore>,
-    rl_store: Arc<dyn gw_ratelimit::Store>,
-    registry: Arc<Registry>,
-    breakers: Arc<BreakerRegistry>,
+    pub(crate) auth_store: Arc<dyn AuthStore>,
+    pub(crate) rl_store: Arc<dyn gw_ratelimit::Store>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) breakers: Arc<BreakerRegistry>,
     /// Read by the outlier callback on the request path: never behind the writers' lock.
-    upstreams: ArcSwap<HashMap<String, Arc<Upstream>>>,
+    pub(crate) upstreams: ArcSwap<HashMap<String, Arc<Upstream>>>,
     /// Instances the outlier detectors took out, per service.
-    ejected: Mutex<HashMap<String, Vec<String>>>,
-    features: ArcSwap<Features>,
+    pub(crate) ejected: Mutex<HashMap<String, Vec<String>>>,
+    pub(crate) features: ArcSwap<Features>,
     /// Version of the configuration state this node runs.
     pub(crate) version: AtomicU64,
-    version_gauge: metrics::Gauge,
+    pub(crate) version_gauge: metrics::Gauge,
     /// Held by writers only (admin API, reload, sync), never by the request path.
-    state: tokio::sync::Mutex<WriteState>,
+    pub(crate) state: tokio::sync::Mutex<WriteState>,
 }
 
-struct WriteState {
-    config: Config,
-    routes: Vec<RouteEntry>,
+pub(crate) struct WriteState {
+    pub(crate) config: Config,
+    pub(crate) routes: Vec<RouteEntry>,
 }
 
 fn unknown(path: &str, message: impl Into<String>) -> ConfigErrors {
@@ -324,7 +319,7 @@ impl App {
 
     /// Declares the configuration's services to the registry and keeps one upstream (and so
     /// its pools and balancer state) per service while its balancer and protocol stay.
-    fn apply_services(&self, config: &Config, old: Option<&Config>) {
+    pub(crate) fn apply_services(&self, config: &Config, old: Option<&Config>) {
         let current = self.inner.upstreams.load_full();
         let mut next = HashMap::with_capacity(config.services.len());
         for (name, sc) in &config.services {
@@ -376,7 +371,7 @@ impl App {
     /// the service's `outlier.panic_threshold_percent` of the healthy ones (or none) would be
     /// left, in which case ejections are ignored. The healthy set is also handed to the
     /// outlier detector, as the base of `max_ejection_percent`.
-    fn push_instances(&self, service: &str) {
+    pub(crate) fn push_instances(&self, service: &str) {
         let Some(up) = self.inner.upstreams.load().get(service).cloned() else {
             return;
         };
@@ -416,7 +411,7 @@ impl App {
 
     /// Builds one route's stack, outermost first: route metrics → auth → rate limit →
     /// circuit breaker → proxy (SPEC §3's order of checks).
-    fn build_route(&self, config: &Config, rc: &RouteConfig) -> RouteService {
+    pub(crate) fn build_route(&self, config: &Config, rc: &RouteConfig) -> RouteService {
         let upstream = self
             .inner
             .upstreams
@@ -493,7 +488,7 @@ impl App {
     }
 
     /// Publishes the current route list as a new table snapshot.
-    fn publish(&self, st: &WriteState) -> Result<(), String> {
+    pub(crate) fn publish(&self, st: &WriteState) -> Result<(), String> {
         let entries = st
             .routes
             .iter()
@@ -576,7 +571,11 @@ impl App {
     // ---- writes shared by the admin API and the sync with other nodes ----
 
     /// Adds or replaces an admin route under the writers' lock; returns whether it was new.
-    fn put_route_locked(&self, st: &mut WriteState, rc: RouteConfig) -> Result<bool, String> {
+    pub(crate) fn put_route_locked(
+        &self,
+        st: &mut WriteState,
+        rc: RouteConfig,
+    ) -> Result<bool, String> {
         let problems = rc.problems(&st.config.services, st.config.auth.jwt.is_some());
         if !problems.is_empty() {
             return Err(problems
@@ -612,7 +611,7 @@ impl App {
         Ok(position.is_none())
     }
 
-    fn delete_route_locked(&self, st: &mut WriteState, id: &str) -> bool {
+    pub(crate) fn delete_route_locked(&self, st: &mut WriteState, id: &str) -> bool {
         let Some(i) = st.routes.iter().position(|e| e.config.id == id) else {
             return false;
         };
@@ -700,7 +699,7 @@ impl App {
     }
 
     /// Replaces the admin-registered instances with what the shared store holds.
-    fn apply_shared_instances(&self, instances: Vec<(String, gw_discovery::Instance)>) {
+    pub(crate) fn apply_shared_instances(&self, instances: Vec<(String, gw_discovery::Instance)>) {
         let rejected = self.inner.registry.set_admin(instances);
         for (service, inst) in rejected {
             tracing::warn!(service, instance = %inst.id, "instance from the shared store names an unknown service; skipped");
@@ -812,318 +811,6 @@ pub(crate) fn route_spec(rc: &RouteConfig) -> RouteSpec {
             .collect(),
         host: rc.host.clone(),
         priority: rc.priority,
-    }
-}
-
-fn epoch_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn auth_error(e: gw_auth::AdminError) -> AdminError {
-    match e {
-        gw_auth::AdminError::MintingUnavailable => AdminError::bad_request(
-            "Token minting needs [auth.jwt] with an HS256/384/512 algorithm and a secret",
-        ),
-        gw_auth::AdminError::InvalidToken(why) => {
-            AdminError::bad_request(format!("Invalid token: {why}"))
-        }
-        gw_auth::AdminError::InvalidInput(why) => {
-            AdminError::bad_request(format!("Invalid request: {why}"))
-        }
-        gw_auth::AdminError::Store(e) => AdminError::unavailable(format!("Store unavailable: {e}")),
-        other => AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-    }
-}
-
-fn str_field<'a>(v: &'a Value, key: &str) -> Result<Option<&'a str>, AdminError> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(AdminError::bad_request(format!(
-            "Invalid request: {key} must be a string"
-        ))),
-    }
-}
-
-/// The admin API's view of the gateway.
-#[derive(Clone, Debug)]
-pub struct Control {
-    app: App,
-}
-
-impl Control {
-    /// The control plane over `app`.
-    pub fn new(app: App) -> Self {
-        Self { app }
-    }
-
-    /// Records a local write's new version (memory backend) or writes it to the shared store
-    /// and announces it (Redis backend).
-    async fn bump(&self, change: sync::Change) -> Result<(), AdminError> {
-        match &self.app.inner.shared {
-            None => {
-                self.app.set_version(self.app.config_version() + 1);
-                Ok(())
-            }
-            Some(shared) => {
-                let v = shared
-                    .write(change)
-                    .await
-                    .map_err(|e| AdminError::unavailable(format!("Store unavailable: {e}")))?;
-                self.app.set_version(v.max(self.app.config_version()));
-                Ok(())
-            }
-        }
-    }
-}
-
-impl ControlPlane for Control {
-    async fn list_routes(&self) -> Vec<Value> {
-        let st = self.app.inner.state.lock().await;
-        st.routes
-            .iter()
-            .map(|e| serde_json::to_value(&e.config).unwrap_or(Value::Null))
-            .collect()
-    }
-
-    async fn get_route(&self, id: &str) -> Option<Value> {
-        let st = self.app.inner.state.lock().await;
-        st.routes
-            .iter()
-            .find(|e| e.config.id == id)
-            .and_then(|e| serde_json::to_value(&e.config).ok())
-    }
-
-    async fn put_route(&self, route: Value) -> Result<RouteChange, AdminError> {
-        let rc: RouteConfig = gw_core::strict::from_value(route)
-            .map_err(|e| AdminError::bad_request(e.to_string()))?;
-        let value =
-            serde_json::to_value(&rc).map_err(|e| AdminError::bad_request(e.to_string()))?;
-        // Validate and apply locally under the writers' lock, then record the change (a new
-        // version; with Redis, written and announced); a store failure puts the table back.
-        let mut st = self.app.inner.state.lock().await;
-        let before: Vec<RouteEntry> = st.routes.clone();
-        let created = self
-            .app
-            .put_route_locked(&mut st, rc.clone())
-            .map_err(AdminError::bad_request)?;
-        if let Err(e) = self
-            .bump(sync::Change::PutRoute {
-                route: Box::new(rc),
-            })
-            .await
-        {
-            st.routes = before;
-            let _ = self.app.publish(&st);
-            return Err(e);
-        }
-        Ok(RouteChange {
-            route: value,
-            created,
-        })
-    }
-
-    async fn delete_route(&self, id: &str) -> Result<bool, AdminError> {
-        let mut st = self.app.inner.state.lock().await;
-        let before: Vec<RouteEntry> = st.routes.clone();
-        if !self.app.delete_route_locked(&mut st, id) {
-            return Ok(false);
-        }
-        if let Err(e) = self
-            .bump(sync::Change::DeleteRoute { id: id.to_string() })
-            .await
-        {
-            st.routes = before;
-            let _ = self.app.publish(&st);
-            return Err(e);
-        }
-        Ok(true)
-    }
-
-    fn metrics_json(&self) -> Value {
-        self.app.metrics().snapshot_json()
-    }
-
-    fn metrics_prometheus(&self) -> String {
-        self.app.metrics().render_prometheus()
-    }
-
-    async fn health(&self) -> Value {
-        json!({
-            "status": "healthy",
-            "timestamp": epoch_secs(),
-            "version": gw_core::VERSION,
-            "config_version": self.app.config_version(),
-            "node": self.app.node_id(),
-            "uptime_secs": self.app.inner.started.elapsed().as_secs(),
-            "services": self.app.inner.registry.summary(),
-            "circuit_breakers": self.app.inner.breakers.snapshot(),
-        })
-    }
-
-    fn config_version(&self) -> u64 {
-        self.app.config_version()
-    }
-
-    async fn wait_for_version(&self, version: u64) -> Result<(), Vec<String>> {
-        match &self.app.inner.shared {
-            None => Ok(()),
-            Some(shared) => shared.wait_all(version, Duration::from_secs(5)).await,
-        }
-    }
-
-    async fn list_services(&self) -> Result<Value, AdminError> {
-        Ok(self.app.inner.registry.summary())
-    }
-
-    async fn get_service(&self, name: &str) -> Result<Value, AdminError> {
-        self.app
-            .inner
-            .registry
-            .detail(name)
-            .ok_or_else(|| AdminError::not_found("Service not found"))
-    }
-
-    async fn register_instance(&self, service: &str, instance: Value) -> Result<Value, AdminError> {
-        let instance: gw_discovery::Instance = gw_core::strict::from_value(instance)
-            .map_err(|e| AdminError::bad_request(format!("Invalid instance: {e}")))?;
-        // Writers' lock: a refresh from the shared store must not interleave with this write.
-        let _writers = self.app.inner.state.lock().await;
-        let registered = self
-            .app
-            .inner
-            .registry
-            .register(service, instance.clone())
-            .map_err(|e| match e {
-                gw_discovery::RegisterError::UnknownService(_) => {
-                    AdminError::not_found("Service not found")
-                }
-                other => AdminError::bad_request(other.to_string()),
-            })?;
-        self.app.push_all_instances();
-        if let Err(e) = self
-            .bump(sync::Change::PutInstance {
-                service: service.to_string(),
-                instance,
-            })
-            .await
-        {
-            self.app.inner.registry.deregister(service, &registered.id);
-            self.app.push_all_instances();
-            return Err(e);
-        }
-        serde_json::to_value(&registered).map_err(|e| AdminError::bad_request(e.to_string()))
-    }
-
-    async fn deregister_instance(&self, service: &str, id: &str) -> Result<(), AdminError> {
-        let _writers = self.app.inner.state.lock().await;
-        if !self.app.inner.registry.deregister(service, id) {
-            return Err(AdminError::not_found("Service instance not found"));
-        }
-        self.app.push_all_instances();
-        self.bump(sync::Change::DeleteInstance {
-            service: service.to_string(),
-            id: id.to_string(),
-        })
-        .await
-    }
-
-    async fn list_circuit_breakers(&self) -> Result<Value, AdminError> {
-        Ok(self.app.inner.breakers.snapshot())
-    }
-
-    async fn get_circuit_breaker(&self, service: &str) -> Result<Value, AdminError> {
-        self.app
-            .inner
-            .breakers
-            .get(service)
-            .ok_or_else(|| AdminError::not_found("Circuit breaker not found"))
-    }
-
-    async fn reset_circuit_breaker(&self, service: &str) -> Result<(), AdminError> {
-        if self.app.inner.breakers.reset(service) {
-            Ok(())
-        } else {
-            Err(AdminError::not_found("Circuit breaker not found"))
-        }
-    }
-
-    async fn rate_limits(&self) -> Result<Value, AdminError> {
-        Ok(self.app.inner.features.load().limiter.stats())
-    }
-
-    async fn mint_token(&self, request: Value) -> Result<Value, AdminError> {
-        let features = self.app.inner.features.load_full();
-        if features.jwt.is_none() {
-            return Err(AdminError::bad_request(
-                "Token minting needs [auth.jwt] with an HS256/384/512 algorithm and a secret",
-            ));
-        }
-        let user_id = str_field(&request, "user_id")?
-            .ok_or_else(|| AdminError::bad_request("Invalid request: user_id is required"))?;
-        let (token, expires_at) = features
-            .auth
-            .mint_token(
-                user_id,
-                str_field(&request, "username")?,
-                str_field(&request, "role")?,
-            )
-            .map_err(auth_error)?;
-        Ok(json!({ "token": token, "expires_at": expires_at }))
-    }
-
-    async fn revoke_token(&self, request: Value) -> Result<(), AdminError> {
-        let token = str_field(&request, "token")?
-            .ok_or_else(|| AdminError::bad_request("Invalid request: token is required"))?;
-        let auth = self.app.inner.features.load_full().auth.clone();
-        auth.revoke_token(token).await.map_err(auth_error)
-    }
-
-    async fn put_user(&self, id: &str, user: Value) -> Result<Value, AdminError> {
-        let input: UserInput = gw_core::strict::from_value(user)
-            .map_err(|e| AdminError::bad_request(format!("Invalid user: {e}")))?;
-        let auth = self.app.inner.features.load_full().auth.clone();
-        let record = auth.put_user(id, input).await.map_err(auth_error)?;
-        serde_json::to_value(record).map_err(|e| AdminError::bad_request(e.to_string()))
-    }
-
-    async fn get_user(&self, id: &str) -> Result<Value, AdminError> {
-        let auth = self.app.inner.features.load_full().auth.clone();
-        match auth.get_user(id).await.map_err(auth_error)? {
-            Some(record) => {
-                serde_json::to_value(record).map_err(|e| AdminError::bad_request(e.to_string()))
-            }
-            None => Err(AdminError::not_found("User not found")),
-        }
-    }
-
-    async fn delete_user(&self, id: &str) -> Result<(), AdminError> {
-        let auth = self.app.inner.features.load_full().auth.clone();
-        if auth.delete_user(id).await.map_err(auth_error)? {
-            Ok(())
-        } else {
-            Err(AdminError::not_found("User not found"))
-        }
-    }
-
-    async fn create_api_key(&self, request: Value) -> Result<Value, AdminError> {
-        let input: ApiKeyInput = gw_core::strict::from_value(request)
-            .map_err(|e| AdminError::bad_request(format!("Invalid request: {e}")))?;
-        let auth = self.app.inner.features.load_full().auth.clone();
-        let (key, key_id) = auth.create_api_key(input).await.map_err(auth_error)?;
-        Ok(json!({ "key": key, "key_id": key_id }))
-    }
-
-    async fn delete_api_key(&self, key_id: &str) -> Result<(), AdminError> {
-        let auth = self.app.inner.features.load_full().auth.clone();
-        if auth.delete_api_key(key_id).await.map_err(auth_error)? {
-            Ok(())
-        } else {
-            Err(AdminError::not_found("API key not found"))
-        }
     }
 }
 

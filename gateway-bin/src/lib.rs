@@ -27,12 +27,14 @@
 
 mod app;
 pub mod config;
+mod control;
 mod fast_h1;
 pub mod logging;
 mod server;
 pub mod store;
 mod sync;
 
-pub use app::{App, Control};
+pub use app::App;
 pub use config::{Config, ConfigError, ConfigErrors};
+pub use control::Control;
 pub use server::{Gateway, StartError};

@@ -30,8 +30,9 @@ use tokio_rustls::TlsAcceptor;
 use tower::util::{BoxCloneSyncService, Either};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use crate::app::{health_response, is_health_check, App, Control, EdgeService};
+use crate::app::{health_response, is_health_check, App, EdgeService};
 use crate::config::{Config, ConfigErrors, ADMIN_MAX_CONNECTIONS};
+use crate::control::Control;
 use crate::fast_h1;
 
 /// Error starting the gateway.

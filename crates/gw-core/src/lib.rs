@@ -11,7 +11,9 @@
 //! - [`Identity`]: who the caller is once authenticated.
 //! - [`RouteTag`], [`UpstreamInfo`], [`FailedAttempts`], [`NotForwarded`]: response
 //!   extensions for logging, metrics and the circuit breaker.
-//! - [`error_response`]: the one JSON error answer `{"error": "...", "request_id": "..."}`.
+//! - [`error_response`]: the one JSON error answer `{"error": "...", "request_id": "..."}`;
+//!   [`HttpError`], what each crate's error enum implements to become one; [`messages`], the
+//!   text of every such answer; [`ConfigProblem`], the one shape of a configuration mistake.
 //! - [`strict`]: deserialization that takes a struct only from a table/object, never a list.
 //!
 //! ```
@@ -30,11 +32,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Request, Response, StatusCode};
+use http::header::HeaderValue;
 
+mod error;
 pub mod strict;
+
+pub use error::{
+    error_into_response, error_response, error_response_for, messages, ConfigProblem, HttpError,
+};
 
 /// The body type every gateway service speaks (a boxed, streaming body).
 pub use axum_core::body::Body;
@@ -226,16 +231,6 @@ pub struct FailedAttempts(pub Vec<Arc<str>>);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotForwarded;
 
-/// An error that knows the HTTP answer it becomes.
-///
-/// Each crate's error enum implements this; [`error_response`] turns it into the answer.
-pub trait HttpError: std::error::Error {
-    /// The status code of the answer.
-    fn status(&self) -> StatusCode;
-    /// The SPEC message of the answer (`"Bad gateway"`, …).
-    fn message(&self) -> &str;
-}
-
 /// `Box::pin(make())`, with the future written straight into its allocation.
 ///
 /// `Box::pin(async move { .. })` builds the future on the stack and then copies all of it
@@ -245,48 +240,11 @@ pub fn pin_boxed<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
     Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
-/// The JSON answer `{"error": message, "request_id": id}` with `Content-Type: application/json`.
-pub fn error_response(
-    status: StatusCode,
-    message: &str,
-    request_id: Option<&RequestId>,
-) -> Response<Body> {
-    let mut body = Vec::with_capacity(48 + message.len());
-    body.extend_from_slice(b"{\"error\":");
-    // serde_json escapes the message; writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut body, message);
-    if let Some(id) = request_id {
-        body.extend_from_slice(b",\"request_id\":");
-        let _ = serde_json::to_writer(&mut body, id.as_str());
-    }
-    body.push(b'}');
-    let mut res = Response::new(Body::from(Bytes::from(body)));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res
-}
-
-/// [`error_response`] with the request id taken from the request's extensions.
-pub fn error_response_for<B>(
-    req: &Request<B>,
-    status: StatusCode,
-    message: &str,
-) -> Response<Body> {
-    error_response(status, message, req.extensions().get::<RequestId>())
-}
-
-/// [`error_response`] for an [`HttpError`].
-pub fn error_into_response<E: HttpError + ?Sized>(
-    err: &E,
-    request_id: Option<&RequestId>,
-) -> Response<Body> {
-    error_response(err.status(), err.message(), request_id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_TYPE;
+    use http::StatusCode;
 
     #[test]
     fn content_lengths() {
