@@ -60,6 +60,7 @@ use axum::Router;
 mod access;
 mod control;
 mod handlers;
+pub mod messages;
 
 pub use access::AccessControl;
 pub use control::{AdminError, ControlPlane, RouteChange};
