@@ -1,8 +1,9 @@
 //! The admin HTTP API (routes, metrics, health) as an axum [`Router`] over a [`ControlPlane`]
 //! trait, behind a CIDR allow list and a bearer token ([`AccessControl`]).
 //!
-//! The crate owns the HTTP contract of SPEC §5 — paths, status codes, messages, JSON shapes —
-//! and nothing else: `gateway-bin` implements [`ControlPlane`] over its live tables and serves
+//! The crate owns the HTTP contract (docs/admin-api.md) — paths, status codes, messages
+//! ([`messages`]), JSON shapes ([`model`]) — and nothing else: `gateway-bin` implements
+//! [`ControlPlane`] over its live tables, mapping its values to the types of [`model`], and serves
 //! [`admin_router`] on the admin listener, inserting a [`gw_core::ConnInfo`] into each
 //! request's extensions.
 //!
@@ -27,20 +28,27 @@
 //! ```
 //! use std::sync::Arc;
 //! use gw_admin::{admin_router, AccessControl, AdminError, ControlPlane, RouteChange};
-//! use serde_json::{json, Value};
+//! use gw_admin::model::{Health, Metrics, NodeStatus, RouteDocument};
 //!
 //! struct Empty;
 //!
 //! impl ControlPlane for Empty {
-//!     async fn list_routes(&self) -> Vec<Value> { Vec::new() }
-//!     async fn get_route(&self, _id: &str) -> Option<Value> { None }
-//!     async fn put_route(&self, _route: Value) -> Result<RouteChange, AdminError> {
+//!     async fn list_routes(&self) -> Vec<RouteDocument> { Vec::new() }
+//!     async fn get_route(&self, _id: &str) -> Option<RouteDocument> { None }
+//!     async fn put_route(&self, _route: RouteDocument) -> Result<RouteChange, AdminError> {
 //!         Err(AdminError::bad_request("read-only"))
 //!     }
 //!     async fn delete_route(&self, _id: &str) -> Result<bool, AdminError> { Ok(false) }
-//!     fn metrics_json(&self) -> Value { json!({}) }
+//!     fn metrics_json(&self) -> Metrics {
+//!         Metrics { timestamp: 0, total_requests: 0, status_codes: Default::default(),
+//!                   services: Default::default() }
+//!     }
 //!     fn metrics_prometheus(&self) -> String { String::new() }
-//!     async fn health(&self) -> Value { json!({"status": "healthy"}) }
+//!     async fn health(&self) -> Health {
+//!         Health { status: NodeStatus::Healthy, timestamp: 0, version: "0.1.0".into(),
+//!                  config_version: None, node: None, uptime_secs: None,
+//!                  services: Default::default(), circuit_breakers: Default::default() }
+//!     }
 //! }
 //!
 //! let access = AccessControl {
@@ -61,9 +69,11 @@ mod access;
 mod control;
 mod handlers;
 pub mod messages;
+pub mod model;
 
 pub use access::AccessControl;
 pub use control::{AdminError, ControlPlane, RouteChange};
+pub use model::{RouteDocument, UserDocument};
 
 /// The whole admin API as an axum [`Router`], state applied, ready to serve.
 ///
