@@ -57,7 +57,7 @@ fn view<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, AdminError> 
 fn route_document(rc: &RouteConfig) -> Result<RouteDocument, AdminError> {
     match serde_json::to_value(rc) {
         Ok(Value::Object(map)) => Ok(RouteDocument(map)),
-        Ok(_) => Err(AdminError::bad_request("a route must be a JSON object")),
+        Ok(_) => Err(AdminError::bad_request(m::ROUTE_NOT_AN_OBJECT)),
         Err(e) => Err(AdminError::bad_request(e.to_string())),
     }
 }

@@ -163,10 +163,7 @@ async fn wait_if_asked<C: ControlPlane>(c: &C, query: Option<&str>) -> Result<()
     c.wait_for_version(version).await.map_err(|late| {
         AdminError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "Timed out waiting for nodes to apply version {version}: {}",
-                late.join(", ")
-            ),
+            m::wait_timed_out(version, &late),
         )
     })
 }
@@ -208,7 +205,7 @@ pub(crate) async fn post_route<C: ControlPlane>(
             let Value::Object(route) = json_body(body)? else {
                 return Err(AdminError::bad_request(m::invalid(
                     m::INVALID_ROUTE,
-                    "a route must be a JSON object",
+                    m::ROUTE_NOT_AN_OBJECT,
                 )));
             };
             let RouteChange { route, created } =

@@ -62,6 +62,17 @@ pub const USER_DELETED: &str = "User deleted";
 /// 200 `DELETE /admin/api-keys/{key_id}`.
 pub const API_KEY_REVOKED: &str = "API key revoked";
 
+/// The `<why>` of `Invalid route configuration: <why>` for a body that is not an object.
+pub const ROUTE_NOT_AN_OBJECT: &str = "a route must be a JSON object";
+
+/// 504 with `?wait=all`: the change was made, but `late` did not apply `version` in time.
+pub fn wait_timed_out(version: u64, late: &[String]) -> String {
+    format!(
+        "Timed out waiting for nodes to apply version {version}: {}",
+        late.join(", ")
+    )
+}
+
 /// `"{prefix}: {why}"`, the shape of every 400 that names what is wrong.
 pub fn invalid(prefix: &str, why: impl std::fmt::Display) -> String {
     format!("{prefix}: {why}")
