@@ -88,15 +88,17 @@ fn json(status: StatusCode, value: impl Serialize) -> Reply {
     Ok((status, Json(value)).into_response())
 }
 
+/// `{key: value}`.
+fn keyed<T: Serialize>(key: &'static str, value: T) -> Json<Envelope<T>> {
+    Json(Envelope {
+        message: None,
+        entry: Some((key, value)),
+    })
+}
+
 /// 200 `{key: value}`.
 fn wrapped(key: &'static str, value: impl Serialize) -> Reply {
-    json(
-        StatusCode::OK,
-        Envelope {
-            message: None,
-            entry: Some((key, value)),
-        },
-    )
+    Ok(keyed(key, value).into_response())
 }
 
 /// 200 `{"message": message}`.
@@ -169,11 +171,7 @@ async fn wait_if_asked<C: ControlPlane>(c: &C, query: Option<&str>) -> Result<()
 }
 
 pub(crate) async fn list_routes<C: ControlPlane>(State(c): Control<C>) -> Response {
-    Json(Envelope {
-        message: None,
-        entry: Some(("routes", c.list_routes().await)),
-    })
-    .into_response()
+    keyed("routes", c.list_routes().await).into_response()
 }
 
 pub(crate) async fn get_route<C: ControlPlane>(
@@ -249,11 +247,7 @@ pub(crate) async fn delete_route<C: ControlPlane>(
 }
 
 pub(crate) async fn metrics_json<C: ControlPlane>(State(c): Control<C>) -> Response {
-    Json(Envelope {
-        message: None,
-        entry: Some(("metrics", c.metrics_json())),
-    })
-    .into_response()
+    keyed("metrics", c.metrics_json()).into_response()
 }
 
 pub(crate) async fn metrics_prometheus<C: ControlPlane>(State(c): Control<C>) -> Response {

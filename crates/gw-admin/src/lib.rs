@@ -1,5 +1,6 @@
-//! The admin HTTP API (routes, metrics, health) as an axum [`Router`] over a [`ControlPlane`]
-//! trait, behind a CIDR allow list and a bearer token ([`AccessControl`]).
+//! The admin HTTP API (routes, services, breakers, limits, tokens, users, metrics, health) as
+//! an axum [`Router`] over a [`ControlPlane`] trait, behind a CIDR allow list and a bearer
+//! token ([`AccessControl`]).
 //!
 //! The crate owns the HTTP contract (docs/admin-api.md) — paths, status codes, messages
 //! ([`messages`]), JSON shapes ([`model`]) — and nothing else: `gateway-bin` implements
@@ -15,7 +16,16 @@
 //! | `DELETE /admin/routes/{id}` | `{"message": "Route removed"}` · 404 `Route not found` |
 //! | `GET /admin/metrics` | `{"metrics": {...}}` |
 //! | `GET /admin/metrics/prometheus` · `GET /metrics` | Prometheus text, `text/plain; version=0.0.4` |
-//! | `GET /admin/health` | the health object |
+//! | `GET /admin/health` | [`model::Health`] |
+//! | `GET /admin/services` · `GET /admin/services/{name}` | `{"services": {...}}` ([`model::Services`]) · [`model::ServiceDetail`] · 404 `Service not found` |
+//! | `POST /admin/services/{name}/instances` | 201 `{"message": "Service instance registered", "instance": {...}}` · 400 `Invalid instance: <why>` |
+//! | `DELETE /admin/services/{name}/instances/{id}` | `{"message": "Service instance deregistered"}` · 404 `Service instance not found` |
+//! | `GET /admin/circuit-breakers` · `GET /admin/circuit-breakers/{service}` | `{"circuit_breakers": {...}}` · `{"circuit_breaker": {...}}` · 404 `Circuit breaker not found` |
+//! | `POST /admin/circuit-breakers/{service}/reset` | `{"message": "Circuit breaker reset successfully"}` |
+//! | `GET /admin/rate-limits` | `{"rate_limits": {...}}` ([`model::RateLimits`]) |
+//! | `POST /admin/tokens` · `POST /admin/tokens/revoke` | 201 [`model::Token`] · `{"message": "Token revoked"}` · 400 `Invalid request: <why>` |
+//! | `PUT` · `GET` · `DELETE /admin/users/{id}` | `{"user": {...}}` · `{"message": "User deleted"}` · 400 `Invalid user: <why>` · 404 `User not found` |
+//! | `POST /admin/api-keys` · `DELETE /admin/api-keys/{key_id}` | 201 [`model::ApiKey`] · `{"message": "API key revoked"}` · 404 `API key not found` |
 //! | unknown path · wrong method | 404 `Endpoint not found` · 405 `Method not allowed` (with `Allow`) |
 //!
 //! Every request, known path or not, first passes [`AccessControl`]: 403 `Access denied`
