@@ -8,47 +8,64 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::Router;
-use gw_admin::{admin_router, AccessControl, AdminError, ControlPlane, RouteChange};
+use gw_admin::model::{Health, Metrics, NodeStatus};
+use gw_admin::{admin_router, AccessControl, AdminError, ControlPlane, RouteChange, RouteDocument};
 use gw_core::ConnInfo;
 use http::{header, Request};
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use tower::ServiceExt;
 
 /// A fixed route table; writes are refused, metrics and health are constant. Every other
 /// trait method keeps its default body ("not available").
 struct ReadOnly {
-    routes: Vec<Value>,
+    routes: Vec<RouteDocument>,
 }
 
 impl ControlPlane for ReadOnly {
-    async fn list_routes(&self) -> Vec<Value> {
+    async fn list_routes(&self) -> Vec<RouteDocument> {
         self.routes.clone()
     }
-    async fn get_route(&self, id: &str) -> Option<Value> {
-        self.routes.iter().find(|r| r["id"] == id).cloned()
+    async fn get_route(&self, id: &str) -> Option<RouteDocument> {
+        self.routes.iter().find(|r| r.id() == Some(id)).cloned()
     }
-    async fn put_route(&self, _route: Value) -> Result<RouteChange, AdminError> {
+    async fn put_route(&self, _route: RouteDocument) -> Result<RouteChange, AdminError> {
         Err(AdminError::bad_request("read-only control plane"))
     }
     async fn delete_route(&self, _id: &str) -> Result<bool, AdminError> {
         Err(AdminError::bad_request("read-only control plane"))
     }
-    fn metrics_json(&self) -> Value {
-        json!({"timestamp": 0, "total_requests": 0, "status_codes": {}, "services": {}})
+    fn metrics_json(&self) -> Metrics {
+        Metrics {
+            timestamp: 0,
+            total_requests: 0,
+            status_codes: Default::default(),
+            services: Default::default(),
+        }
     }
     fn metrics_prometheus(&self) -> String {
         String::new()
     }
-    async fn health(&self) -> Value {
-        json!({"status": "healthy", "timestamp": 0, "version": "example", "services": {}, "circuit_breakers": {}})
+    async fn health(&self) -> Health {
+        Health {
+            status: NodeStatus::Healthy,
+            timestamp: 0,
+            version: "example".into(),
+            config_version: None,
+            node: None,
+            uptime_secs: None,
+            services: Default::default(),
+            circuit_breakers: Default::default(),
+        }
     }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let control = Arc::new(ReadOnly {
-        routes: vec![json!({"id": "users", "service": "user-service", "pattern": "^/api/users"})],
+        routes: vec![serde_json::from_value(
+            json!({"id": "users", "service": "user-service", "pattern": "^/api/users"}),
+        )?],
     });
     let admin_addr = "127.0.0.1:9901".parse()?;
     let access = AccessControl {

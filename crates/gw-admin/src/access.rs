@@ -8,11 +8,14 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use gw_core::messages::{ACCESS_DENIED, UNAUTHORIZED};
 use gw_core::{ConnInfo, RequestId};
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
 use http::header::{TRANSFER_ENCODING, WWW_AUTHENTICATE};
 use http::StatusCode;
 use ipnet::IpNet;
+
+use crate::messages::{HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED, UNSUPPORTED_MEDIA_TYPE};
 
 /// Who may use the admin API.
 ///
@@ -200,22 +203,22 @@ pub(crate) async fn enforce(
             let rid = req.extensions().get::<RequestId>();
             match refusal {
                 Refusal::Forbidden => {
-                    gw_core::error_response(StatusCode::FORBIDDEN, "Access denied", rid)
+                    gw_core::error_response(StatusCode::FORBIDDEN, ACCESS_DENIED, rid)
                 }
                 Refusal::Host => {
-                    gw_core::error_response(StatusCode::FORBIDDEN, "Host not allowed", rid)
+                    gw_core::error_response(StatusCode::FORBIDDEN, HOST_NOT_ALLOWED, rid)
                 }
                 Refusal::Origin => {
-                    gw_core::error_response(StatusCode::FORBIDDEN, "Origin not allowed", rid)
+                    gw_core::error_response(StatusCode::FORBIDDEN, ORIGIN_NOT_ALLOWED, rid)
                 }
                 Refusal::MediaType => gw_core::error_response(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "Unsupported media type",
+                    UNSUPPORTED_MEDIA_TYPE,
                     rid,
                 ),
                 Refusal::Unauthorized => {
                     let mut res =
-                        gw_core::error_response(StatusCode::UNAUTHORIZED, "Unauthorized", rid);
+                        gw_core::error_response(StatusCode::UNAUTHORIZED, UNAUTHORIZED, rid);
                     res.headers_mut()
                         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                     res

@@ -1,17 +1,23 @@
-//! The [`ControlPlane`] trait: what the admin API can see and change.
+//! The [`ControlPlane`] trait: what the admin API can see and change, in the types of
+//! [`crate::model`]; and [`AdminError`], a refusal from it.
 
 use std::future::Future;
 
+use gw_core::HttpError;
 use http::StatusCode;
-use serde_json::Value;
 
-/// A refusal from the control plane: the status and the message of the `{"error": ...}` body.
+use crate::model::{
+    ApiKey, ApiKeyInput, CircuitBreaker, CircuitBreakers, Health, Instance, InstanceInput, Metrics,
+    MintTokenRequest, RateLimits, RevokeTokenRequest, RouteDocument, ServiceDetail, Services,
+    Token, User, UserDocument,
+};
+
+/// A refusal from the control plane: the status and the message of the `{"error": ...}` body
+/// (see [`HttpError`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminError {
-    /// The answer's status.
-    pub status: StatusCode,
-    /// The answer's `error` message.
-    pub message: String,
+    status: StatusCode,
+    message: String,
 }
 
 impl AdminError {
@@ -40,7 +46,17 @@ impl AdminError {
 
     /// What an endpoint this control plane does not implement answers.
     pub fn not_implemented() -> Self {
-        Self::not_found("Endpoint not found")
+        Self::not_found(gw_core::messages::ENDPOINT_NOT_FOUND)
+    }
+}
+
+impl HttpError for AdminError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -58,12 +74,13 @@ type Answer<T> = Result<T, AdminError>;
 /// What the admin API can see and change.
 ///
 /// `gateway-bin` implements it over its live tables; the admin handlers only translate HTTP to
-/// these calls and back. Later features (services, breakers, users, tokens) add methods with a
-/// default body, so existing implementations keep compiling:
+/// these calls and back: they parse the bodies into the types of [`crate::model`] (a 400 for a
+/// body that does not fit never reaches the control plane) and serialize the answers. Later
+/// features add methods with a default body, so existing implementations keep compiling:
 ///
 /// ```text
-/// fn list_services(&self) -> impl Future<Output = Option<Value>> + Send {
-///     async { None } // the endpoint answers "not available" until implemented
+/// fn list_services(&self) -> impl Future<Output = Answer<Services>> + Send {
+///     async { Err(AdminError::not_implemented()) } // 404 `Endpoint not found`
 /// }
 /// ```
 ///
@@ -71,10 +88,10 @@ type Answer<T> = Result<T, AdminError>;
 /// admin listener runs on a multi-threaded runtime. Hold no lock across an `.await`.
 pub trait ControlPlane: Send + Sync + 'static {
     /// Every route, in table order.
-    fn list_routes(&self) -> impl Future<Output = Vec<Value>> + Send;
+    fn list_routes(&self) -> impl Future<Output = Vec<RouteDocument>> + Send;
 
     /// One route by id.
-    fn get_route(&self, id: &str) -> impl Future<Output = Option<Value>> + Send;
+    fn get_route(&self, id: &str) -> impl Future<Output = Option<RouteDocument>> + Send;
 
     /// Validate and add or replace (same id) a route.
     ///
@@ -83,20 +100,20 @@ pub trait ControlPlane: Send + Sync + 'static {
     /// reason); any other status (503 when the shared store is unreachable) is answered as is.
     fn put_route(
         &self,
-        route: Value,
+        route: RouteDocument,
     ) -> impl Future<Output = Result<RouteChange, AdminError>> + Send;
 
     /// Remove a route; `Ok(true)` when it existed. An `Err` leaves the table untouched.
     fn delete_route(&self, id: &str) -> impl Future<Output = Result<bool, AdminError>> + Send;
 
-    /// The inner metrics object `{timestamp, total_requests, status_codes, services}`.
-    fn metrics_json(&self) -> Value;
+    /// The object under `"metrics"` of `GET /admin/metrics`.
+    fn metrics_json(&self) -> Metrics;
 
     /// The Prometheus text exposition.
     fn metrics_prometheus(&self) -> String;
 
-    /// The whole `/admin/health` object `{status, timestamp, version, services, circuit_breakers}`.
-    fn health(&self) -> impl Future<Output = Value> + Send;
+    /// `GET /admin/health`.
+    fn health(&self) -> impl Future<Output = Health> + Send;
 
     /// The version of the configuration state this node runs; bumped by every admin write.
     fn config_version(&self) -> u64 {
@@ -113,13 +130,13 @@ pub trait ControlPlane: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// `GET /admin/services`: `{name: {total_instances, healthy_instances, health_ratio}}`.
-    fn list_services(&self) -> impl Future<Output = Answer<Value>> + Send {
+    /// `GET /admin/services`: every service by name.
+    fn list_services(&self) -> impl Future<Output = Answer<Services>> + Send {
         async { Err(AdminError::not_implemented()) }
     }
 
-    /// `GET /admin/services/{name}`: `{service, instances: [...]}`.
-    fn get_service(&self, name: &str) -> impl Future<Output = Answer<Value>> + Send {
+    /// `GET /admin/services/{name}`.
+    fn get_service(&self, name: &str) -> impl Future<Output = Answer<ServiceDetail>> + Send {
         let _ = name;
         async { Err(AdminError::not_implemented()) }
     }
@@ -128,8 +145,8 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn register_instance(
         &self,
         service: &str,
-        instance: Value,
-    ) -> impl Future<Output = Answer<Value>> + Send {
+        instance: InstanceInput,
+    ) -> impl Future<Output = Answer<Instance>> + Send {
         let _ = (service, instance);
         async { Err(AdminError::not_implemented()) }
     }
@@ -144,13 +161,16 @@ pub trait ControlPlane: Send + Sync + 'static {
         async { Err(AdminError::not_implemented()) }
     }
 
-    /// `GET /admin/circuit-breakers`: `{service: {...}}`.
-    fn list_circuit_breakers(&self) -> impl Future<Output = Answer<Value>> + Send {
+    /// `GET /admin/circuit-breakers`: every breaker by service.
+    fn list_circuit_breakers(&self) -> impl Future<Output = Answer<CircuitBreakers>> + Send {
         async { Err(AdminError::not_implemented()) }
     }
 
     /// `GET /admin/circuit-breakers/{service}`.
-    fn get_circuit_breaker(&self, service: &str) -> impl Future<Output = Answer<Value>> + Send {
+    fn get_circuit_breaker(
+        &self,
+        service: &str,
+    ) -> impl Future<Output = Answer<CircuitBreaker>> + Send {
         let _ = service;
         async { Err(AdminError::not_implemented()) }
     }
@@ -162,18 +182,24 @@ pub trait ControlPlane: Send + Sync + 'static {
     }
 
     /// `GET /admin/rate-limits`.
-    fn rate_limits(&self) -> impl Future<Output = Answer<Value>> + Send {
+    fn rate_limits(&self) -> impl Future<Output = Answer<RateLimits>> + Send {
         async { Err(AdminError::not_implemented()) }
     }
 
-    /// `POST /admin/tokens`: `{token, expires_at}` from `{user_id, username, role}`.
-    fn mint_token(&self, request: Value) -> impl Future<Output = Answer<Value>> + Send {
+    /// Whether `POST /admin/tokens` can mint at all; checked before the body is read, so a
+    /// gateway without a signing secret says so whatever the body.
+    fn minting_available(&self) -> Answer<()> {
+        Ok(())
+    }
+
+    /// `POST /admin/tokens`.
+    fn mint_token(&self, request: MintTokenRequest) -> impl Future<Output = Answer<Token>> + Send {
         let _ = request;
         async { Err(AdminError::not_implemented()) }
     }
 
-    /// `POST /admin/tokens/revoke` from `{"token": ...}`.
-    fn revoke_token(&self, request: Value) -> impl Future<Output = Answer<()>> + Send {
+    /// `POST /admin/tokens/revoke`.
+    fn revoke_token(&self, request: RevokeTokenRequest) -> impl Future<Output = Answer<()>> + Send {
         let _ = request;
         async { Err(AdminError::not_implemented()) }
     }
@@ -182,13 +208,14 @@ pub trait ControlPlane: Send + Sync + 'static {
     ///
     /// `user` is the body without `user_id`: a body may carry it (the record as
     /// `GET /admin/users/{id}` shows it), and the handler has checked that it equals `id`.
-    fn put_user(&self, id: &str, user: Value) -> impl Future<Output = Answer<Value>> + Send {
+    /// Every other key is the control plane's to judge ([`UserDocument::parse`]).
+    fn put_user(&self, id: &str, user: UserDocument) -> impl Future<Output = Answer<User>> + Send {
         let _ = (id, user);
         async { Err(AdminError::not_implemented()) }
     }
 
     /// `GET /admin/users/{id}`.
-    fn get_user(&self, id: &str) -> impl Future<Output = Answer<Value>> + Send {
+    fn get_user(&self, id: &str) -> impl Future<Output = Answer<User>> + Send {
         let _ = id;
         async { Err(AdminError::not_implemented()) }
     }
@@ -199,8 +226,8 @@ pub trait ControlPlane: Send + Sync + 'static {
         async { Err(AdminError::not_implemented()) }
     }
 
-    /// `POST /admin/api-keys`: `{key, key_id}` (the key is shown once).
-    fn create_api_key(&self, request: Value) -> impl Future<Output = Answer<Value>> + Send {
+    /// `POST /admin/api-keys` (the key is shown once).
+    fn create_api_key(&self, request: ApiKeyInput) -> impl Future<Output = Answer<ApiKey>> + Send {
         let _ = request;
         async { Err(AdminError::not_implemented()) }
     }
@@ -216,7 +243,7 @@ pub trait ControlPlane: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct RouteChange {
     /// The route as stored (normalised by the control plane).
-    pub route: Value,
+    pub route: RouteDocument,
     /// `true` when the id was new (`Route added`), `false` when it replaced one (`Route updated`).
     pub created: bool,
 }

@@ -1,22 +1,33 @@
-//! The admin endpoints: HTTP in, [`ControlPlane`] calls, SPEC JSON out.
+//! The admin endpoints: HTTP in, typed [`ControlPlane`] calls, the JSON of
+//! [`crate::model`] out.
+//!
+//! Every handler computes a [`Reply`]; [`ReqId::reply`] turns a refusal into the
+//! `{"error": ...}` answer with the request id. The steps they share (a path parameter, a JSON
+//! body, `?wait=all`, the envelopes around the values) are the helpers at the top.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use gw_core::RequestId;
+use gw_core::messages::{BODY_TOO_LARGE, ENDPOINT_NOT_FOUND, METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND};
+use gw_core::{HttpError, RequestId};
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::request::Parts;
 use http::StatusCode;
-use serde_json::{json, Value};
-
-use axum::extract::RawQuery;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use crate::control::{AdminError, ControlPlane, RouteChange};
+use crate::messages as m;
+use crate::model::{
+    parse_object, ApiKeyInput, InstanceInput, MintTokenRequest, RevokeTokenRequest, RouteDocument,
+    UserDocument,
+};
 
 /// The content type of the Prometheus text exposition format.
 pub(crate) const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -34,103 +45,209 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqId {
 }
 
 impl ReqId {
-    fn error(&self, status: StatusCode, message: &str) -> Response {
-        gw_core::error_response(status, message, self.0.as_ref())
+    /// The answer, or the refusal as `{"error": ..., "request_id": ...}`.
+    fn reply(&self, reply: Reply) -> Response {
+        reply.unwrap_or_else(|e| gw_core::error_into_response(&e, self.0.as_ref()))
     }
 }
 
+/// What a handler computes: the answer, or a refusal.
+type Reply = Result<Response, AdminError>;
+
 type Control<C> = State<Arc<C>>;
 
+/// A path parameter, or why it did not decode.
+type Param<T = String> = Result<Path<T>, PathRejection>;
+
+/// A request body, or why it could not be read.
+type RawBody = Result<Bytes, BytesRejection>;
+
+/// The JSON object `{"message": message}` and/or `{key: value}`: the envelopes the answers
+/// put their values in.
+struct Envelope<T> {
+    message: Option<&'static str>,
+    entry: Option<(&'static str, T)>,
+}
+
+impl<T: Serialize> Serialize for Envelope<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let len = usize::from(self.message.is_some()) + usize::from(self.entry.is_some());
+        let mut map = s.serialize_map(Some(len))?;
+        if let Some(message) = self.message {
+            map.serialize_entry("message", message)?;
+        }
+        if let Some((key, value)) = &self.entry {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// `value` as the JSON answer.
+fn json(status: StatusCode, value: impl Serialize) -> Reply {
+    Ok((status, Json(value)).into_response())
+}
+
+/// `{key: value}`.
+fn keyed<T: Serialize>(key: &'static str, value: T) -> Json<Envelope<T>> {
+    Json(Envelope {
+        message: None,
+        entry: Some((key, value)),
+    })
+}
+
+/// 200 `{key: value}`.
+fn wrapped(key: &'static str, value: impl Serialize) -> Reply {
+    Ok(keyed(key, value).into_response())
+}
+
+/// 200 `{"message": message}`.
+fn done(message: &'static str) -> Reply {
+    json(
+        StatusCode::OK,
+        Envelope::<()> {
+            message: Some(message),
+            entry: None,
+        },
+    )
+}
+
+/// 201 `{"message": message, key: value}`.
+fn created(message: &'static str, key: &'static str, value: impl Serialize) -> Reply {
+    json(
+        StatusCode::CREATED,
+        Envelope {
+            message: Some(message),
+            entry: Some((key, value)),
+        },
+    )
+}
+
+/// A path parameter that decodes (bad percent-encoding or not UTF-8 names nothing), or the
+/// endpoint's 404.
+fn param<T>(p: Param<T>, missing: &'static str) -> Result<T, AdminError> {
+    p.map(|Path(v)| v)
+        .map_err(|_| AdminError::not_found(missing))
+}
+
+/// A JSON body, or 413 / 400 `Invalid JSON`. Parsed by hand (the access layer already
+/// required `application/json`): the message is the contract, not axum's.
+fn json_body(body: RawBody) -> Result<Value, AdminError> {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(AdminError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                BODY_TOO_LARGE,
+            ));
+        }
+        Err(_) => return Err(AdminError::bad_request(m::INVALID_JSON)),
+    };
+    serde_json::from_slice(&body).map_err(|_| AdminError::bad_request(m::INVALID_JSON))
+}
+
+/// A JSON object body, or the 400 of [`json_body`] / `Invalid JSON: expected an object`.
+fn json_object(body: RawBody) -> Result<Map<String, Value>, AdminError> {
+    match json_body(body)? {
+        Value::Object(object) => Ok(object),
+        _ => Err(AdminError::bad_request(m::INVALID_JSON_NOT_AN_OBJECT)),
+    }
+}
+
+/// With `?wait=all`, returns only once every live node runs the configuration version this
+/// node now has; 504 naming the nodes that did not get there in time.
+async fn wait_if_asked<C: ControlPlane>(c: &C, query: Option<&str>) -> Result<(), AdminError> {
+    let wants = query.is_some_and(|q| q.split('&').any(|kv| kv == "wait=all"));
+    if !wants {
+        return Ok(());
+    }
+    let version = c.config_version();
+    c.wait_for_version(version).await.map_err(|late| {
+        AdminError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            m::wait_timed_out(version, &late),
+        )
+    })
+}
+
 pub(crate) async fn list_routes<C: ControlPlane>(State(c): Control<C>) -> Response {
-    Json(json!({ "routes": c.list_routes().await })).into_response()
+    keyed("routes", c.list_routes().await).into_response()
 }
 
 pub(crate) async fn get_route<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    id: Result<Path<String>, PathRejection>,
+    id: Param,
 ) -> Response {
-    // An id that does not decode (bad percent-encoding, not UTF-8) cannot name a route.
-    let route = match id {
-        Ok(Path(id)) => c.get_route(&id).await,
-        Err(_) => None,
-    };
-    match route {
-        Some(route) => Json(json!({ "route": route })).into_response(),
-        None => rid.error(StatusCode::NOT_FOUND, "Route not found"),
-    }
+    rid.reply(
+        async {
+            let id = param(id, ROUTE_NOT_FOUND)?;
+            let route = c.get_route(&id).await;
+            wrapped(
+                "route",
+                route.ok_or_else(|| AdminError::not_found(ROUTE_NOT_FOUND))?,
+            )
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn post_route<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
     RawQuery(query): RawQuery,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return rid.error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
-        }
-        Err(_) => return rid.error(StatusCode::BAD_REQUEST, "Invalid JSON"),
-    };
-    // Parsed by hand (the access layer already required `application/json`): the message is
-    // the contract, not axum's.
-    let Ok(route) = serde_json::from_slice::<Value>(&body) else {
-        return rid.error(StatusCode::BAD_REQUEST, "Invalid JSON");
-    };
-    if !route.is_object() {
-        return rid.error(
-            StatusCode::BAD_REQUEST,
-            "Invalid route configuration: a route must be a JSON object",
-        );
-    }
-    match c.put_route(route).await {
-        Ok(RouteChange { route, created }) => {
-            let message = if created {
-                "Route added"
-            } else {
-                "Route updated"
+    rid.reply(
+        async {
+            let Value::Object(route) = json_body(body)? else {
+                return Err(AdminError::bad_request(m::invalid(
+                    m::INVALID_ROUTE,
+                    m::ROUTE_NOT_AN_OBJECT,
+                )));
             };
-            if let Err(res) = wait_if_asked(&*c, &rid, query.as_deref()).await {
-                return res;
-            }
-            let body = json!({ "message": message, "route": route });
-            (StatusCode::CREATED, Json(body)).into_response()
+            let RouteChange { route, created } =
+                c.put_route(RouteDocument(route))
+                    .await
+                    .map_err(|e| match e.status() {
+                        StatusCode::BAD_REQUEST => {
+                            AdminError::bad_request(m::invalid(m::INVALID_ROUTE, e.message()))
+                        }
+                        _ => e,
+                    })?;
+            wait_if_asked(&*c, query.as_deref()).await?;
+            let message = if created {
+                m::ROUTE_ADDED
+            } else {
+                m::ROUTE_UPDATED
+            };
+            self::created(message, "route", route)
         }
-        Err(e) if e.status == StatusCode::BAD_REQUEST => rid.error(
-            StatusCode::BAD_REQUEST,
-            &format!("Invalid route configuration: {}", e.message),
-        ),
-        Err(e) => refused(&rid, e),
-    }
+        .await,
+    )
 }
 
 pub(crate) async fn delete_route<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
     RawQuery(query): RawQuery,
-    id: Result<Path<String>, PathRejection>,
+    id: Param,
 ) -> Response {
-    let removed = match id {
-        Ok(Path(id)) => match c.delete_route(&id).await {
-            Ok(removed) => removed,
-            Err(e) => return refused(&rid, e),
-        },
-        Err(_) => false,
-    };
-    if removed {
-        if let Err(res) = wait_if_asked(&*c, &rid, query.as_deref()).await {
-            return res;
+    rid.reply(
+        async {
+            let id = param(id, ROUTE_NOT_FOUND)?;
+            if !c.delete_route(&id).await? {
+                return Err(AdminError::not_found(ROUTE_NOT_FOUND));
+            }
+            wait_if_asked(&*c, query.as_deref()).await?;
+            done(m::ROUTE_REMOVED)
         }
-        Json(json!({ "message": "Route removed" })).into_response()
-    } else {
-        rid.error(StatusCode::NOT_FOUND, "Route not found")
-    }
+        .await,
+    )
 }
 
 pub(crate) async fn metrics_json<C: ControlPlane>(State(c): Control<C>) -> Response {
-    Json(json!({ "metrics": c.metrics_json() })).into_response()
+    keyed("metrics", c.metrics_json()).into_response()
 }
 
 pub(crate) async fn metrics_prometheus<C: ControlPlane>(State(c): Control<C>) -> Response {
@@ -143,302 +260,224 @@ pub(crate) async fn health<C: ControlPlane>(State(c): Control<C>) -> Response {
 }
 
 pub(crate) async fn not_found(rid: ReqId) -> Response {
-    rid.error(StatusCode::NOT_FOUND, "Endpoint not found")
+    rid.reply(Err(AdminError::not_found(ENDPOINT_NOT_FOUND)))
 }
 
 /// axum adds the `Allow` header listing the path's methods.
 pub(crate) async fn method_not_allowed(rid: ReqId) -> Response {
-    rid.error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
-}
-
-/// With `?wait=all`, answers only once every live node runs the configuration version this
-/// node now has; 504 naming the nodes that did not get there in time.
-#[allow(clippy::result_large_err)]
-async fn wait_if_asked<C: ControlPlane>(
-    c: &C,
-    rid: &ReqId,
-    query: Option<&str>,
-) -> Result<(), Response> {
-    let wants = query.is_some_and(|q| q.split('&').any(|kv| kv == "wait=all"));
-    if !wants {
-        return Ok(());
-    }
-    let version = c.config_version();
-    c.wait_for_version(version).await.map_err(|late| {
-        rid.error(
-            StatusCode::GATEWAY_TIMEOUT,
-            &format!(
-                "Timed out waiting for nodes to apply version {version}: {}",
-                late.join(", ")
-            ),
-        )
-    })
-}
-
-/// A JSON object body, or the SPEC's 400.
-#[allow(clippy::result_large_err)] // built once per admin request; boxing buys nothing here
-fn json_object(rid: &ReqId, body: Result<Bytes, BytesRejection>) -> Result<Value, Response> {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(rid.error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"));
-        }
-        Err(_) => return Err(rid.error(StatusCode::BAD_REQUEST, "Invalid JSON")),
-    };
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(rid.error(StatusCode::BAD_REQUEST, "Invalid JSON: expected an object")),
-        Err(_) => Err(rid.error(StatusCode::BAD_REQUEST, "Invalid JSON")),
-    }
-}
-
-fn refused(rid: &ReqId, e: AdminError) -> Response {
-    rid.error(e.status, &e.message)
-}
-
-fn answer(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
-}
-
-/// A path parameter that decodes, or the endpoint's 404.
-fn param(p: Result<Path<String>, PathRejection>) -> Option<String> {
-    p.ok().map(|Path(s)| s)
+    rid.reply(Err(AdminError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        METHOD_NOT_ALLOWED,
+    )))
 }
 
 pub(crate) async fn list_services<C: ControlPlane>(State(c): Control<C>, rid: ReqId) -> Response {
-    match c.list_services().await {
-        Ok(v) => answer(StatusCode::OK, json!({ "services": v })),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(async { wrapped("services", c.list_services().await?) }.await)
 }
 
 pub(crate) async fn get_service<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    name: Result<Path<String>, PathRejection>,
+    name: Param,
 ) -> Response {
-    let Some(name) = param(name) else {
-        return rid.error(StatusCode::NOT_FOUND, "Service not found");
-    };
-    match c.get_service(&name).await {
-        Ok(v) => answer(StatusCode::OK, v),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let name = param(name, m::SERVICE_NOT_FOUND)?;
+            json(StatusCode::OK, c.get_service(&name).await?)
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn register_instance<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
     RawQuery(query): RawQuery,
-    name: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    name: Param,
+    body: RawBody,
 ) -> Response {
-    let Some(name) = param(name) else {
-        return rid.error(StatusCode::NOT_FOUND, "Service not found");
-    };
-    let instance = match json_object(&rid, body) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
-    match c.register_instance(&name, instance).await {
-        Ok(instance) => {
-            if let Err(res) = wait_if_asked(&*c, &rid, query.as_deref()).await {
-                return res;
-            }
-            answer(
-                StatusCode::CREATED,
-                json!({ "message": "Service instance registered", "instance": instance }),
-            )
+    rid.reply(
+        async {
+            let name = param(name, m::SERVICE_NOT_FOUND)?;
+            let instance: InstanceInput = parse_object(json_object(body)?, m::INVALID_INSTANCE)?;
+            let instance = c.register_instance(&name, instance).await?;
+            wait_if_asked(&*c, query.as_deref()).await?;
+            created(m::INSTANCE_REGISTERED, "instance", instance)
         }
-        Err(e) => refused(&rid, e),
-    }
+        .await,
+    )
 }
 
 pub(crate) async fn deregister_instance<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
     RawQuery(query): RawQuery,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Param<(String, String)>,
 ) -> Response {
-    let Ok(Path((name, id))) = path else {
-        return rid.error(StatusCode::NOT_FOUND, "Service instance not found");
-    };
-    match c.deregister_instance(&name, &id).await {
-        Ok(()) => {
-            if let Err(res) = wait_if_asked(&*c, &rid, query.as_deref()).await {
-                return res;
-            }
-            answer(
-                StatusCode::OK,
-                json!({ "message": "Service instance deregistered" }),
-            )
+    rid.reply(
+        async {
+            let (name, id) = param(path, m::INSTANCE_NOT_FOUND)?;
+            c.deregister_instance(&name, &id).await?;
+            wait_if_asked(&*c, query.as_deref()).await?;
+            done(m::INSTANCE_DEREGISTERED)
         }
-        Err(e) => refused(&rid, e),
-    }
+        .await,
+    )
 }
 
 pub(crate) async fn list_circuit_breakers<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
 ) -> Response {
-    match c.list_circuit_breakers().await {
-        Ok(v) => answer(StatusCode::OK, json!({ "circuit_breakers": v })),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(async { wrapped("circuit_breakers", c.list_circuit_breakers().await?) }.await)
 }
 
 pub(crate) async fn get_circuit_breaker<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    service: Result<Path<String>, PathRejection>,
+    service: Param,
 ) -> Response {
-    let Some(service) = param(service) else {
-        return rid.error(StatusCode::NOT_FOUND, "Circuit breaker not found");
-    };
-    match c.get_circuit_breaker(&service).await {
-        Ok(v) => answer(StatusCode::OK, json!({ "circuit_breaker": v })),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let service = param(service, m::CIRCUIT_BREAKER_NOT_FOUND)?;
+            wrapped("circuit_breaker", c.get_circuit_breaker(&service).await?)
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn reset_circuit_breaker<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    service: Result<Path<String>, PathRejection>,
+    service: Param,
 ) -> Response {
-    let Some(service) = param(service) else {
-        return rid.error(StatusCode::NOT_FOUND, "Circuit breaker not found");
-    };
-    match c.reset_circuit_breaker(&service).await {
-        Ok(()) => answer(
-            StatusCode::OK,
-            json!({ "message": "Circuit breaker reset successfully" }),
-        ),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let service = param(service, m::CIRCUIT_BREAKER_NOT_FOUND)?;
+            c.reset_circuit_breaker(&service).await?;
+            done(m::CIRCUIT_BREAKER_RESET)
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn rate_limits<C: ControlPlane>(State(c): Control<C>, rid: ReqId) -> Response {
-    match c.rate_limits().await {
-        Ok(v) => answer(StatusCode::OK, json!({ "rate_limits": v })),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(async { wrapped("rate_limits", c.rate_limits().await?) }.await)
 }
 
 pub(crate) async fn mint_token<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Response {
-    let request = match json_object(&rid, body) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
-    match c.mint_token(request).await {
-        Ok(v) => answer(StatusCode::CREATED, v),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let body = json_object(body)?;
+            c.minting_available()?;
+            let request = MintTokenRequest::from_object(&body)?;
+            json(StatusCode::CREATED, c.mint_token(request).await?)
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn revoke_token<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Response {
-    let request = match json_object(&rid, body) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
-    match c.revoke_token(request).await {
-        Ok(()) => answer(StatusCode::OK, json!({ "message": "Token revoked" })),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let request = RevokeTokenRequest::from_object(&json_object(body)?)?;
+            c.revoke_token(request).await?;
+            done(m::TOKEN_REVOKED)
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn put_user<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    id: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    id: Param,
+    body: RawBody,
 ) -> Response {
-    let Some(id) = param(id) else {
-        return rid.error(StatusCode::NOT_FOUND, "User not found");
-    };
-    let mut user = match json_object(&rid, body) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
-    // The record as `GET` shows it carries its id: taken back when it is the path's own.
-    if let Some(given) = user.as_object_mut().and_then(|o| o.remove("user_id")) {
-        if given.as_str() != Some(id.as_str()) {
-            return rid.error(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "Invalid user: user_id {given} does not match the path's id {}",
-                    Value::String(id)
-                ),
-            );
+    rid.reply(
+        async {
+            let id = param(id, m::USER_NOT_FOUND)?;
+            let mut user = json_object(body)?;
+            // The record as `GET` shows it carries its id: taken back when it is the path's own.
+            if let Some(given) = user.remove("user_id") {
+                if given.as_str() != Some(id.as_str()) {
+                    return Err(AdminError::bad_request(m::invalid(
+                        m::INVALID_USER,
+                        format_args!(
+                            "user_id {given} does not match the path's id {}",
+                            Value::String(id)
+                        ),
+                    )));
+                }
+            }
+            wrapped("user", c.put_user(&id, UserDocument(user)).await?)
         }
-    }
-    match c.put_user(&id, user).await {
-        Ok(v) => answer(StatusCode::OK, json!({ "user": v })),
-        Err(e) => refused(&rid, e),
-    }
+        .await,
+    )
 }
 
 pub(crate) async fn get_user<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    id: Result<Path<String>, PathRejection>,
+    id: Param,
 ) -> Response {
-    let Some(id) = param(id) else {
-        return rid.error(StatusCode::NOT_FOUND, "User not found");
-    };
-    match c.get_user(&id).await {
-        Ok(v) => answer(StatusCode::OK, json!({ "user": v })),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let id = param(id, m::USER_NOT_FOUND)?;
+            wrapped("user", c.get_user(&id).await?)
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn delete_user<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    id: Result<Path<String>, PathRejection>,
+    id: Param,
 ) -> Response {
-    let Some(id) = param(id) else {
-        return rid.error(StatusCode::NOT_FOUND, "User not found");
-    };
-    match c.delete_user(&id).await {
-        Ok(()) => answer(StatusCode::OK, json!({ "message": "User deleted" })),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let id = param(id, m::USER_NOT_FOUND)?;
+            c.delete_user(&id).await?;
+            done(m::USER_DELETED)
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn create_api_key<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Response {
-    let request = match json_object(&rid, body) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
-    match c.create_api_key(request).await {
-        Ok(v) => answer(StatusCode::CREATED, v),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let request: ApiKeyInput = parse_object(json_object(body)?, m::INVALID_REQUEST)?;
+            json(StatusCode::CREATED, c.create_api_key(request).await?)
+        }
+        .await,
+    )
 }
 
 pub(crate) async fn delete_api_key<C: ControlPlane>(
     State(c): Control<C>,
     rid: ReqId,
-    key_id: Result<Path<String>, PathRejection>,
+    key_id: Param,
 ) -> Response {
-    let Some(key_id) = param(key_id) else {
-        return rid.error(StatusCode::NOT_FOUND, "API key not found");
-    };
-    match c.delete_api_key(&key_id).await {
-        Ok(()) => answer(StatusCode::OK, json!({ "message": "API key revoked" })),
-        Err(e) => refused(&rid, e),
-    }
+    rid.reply(
+        async {
+            let key_id = param(key_id, m::API_KEY_NOT_FOUND)?;
+            c.delete_api_key(&key_id).await?;
+            done(m::API_KEY_REVOKED)
+        }
+        .await,
+    )
 }

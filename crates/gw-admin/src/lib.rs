@@ -1,8 +1,10 @@
-//! The admin HTTP API (routes, metrics, health) as an axum [`Router`] over a [`ControlPlane`]
-//! trait, behind a CIDR allow list and a bearer token ([`AccessControl`]).
+//! The admin HTTP API (routes, services, breakers, limits, tokens, users, metrics, health) as
+//! an axum [`Router`] over a [`ControlPlane`] trait, behind a CIDR allow list and a bearer
+//! token ([`AccessControl`]).
 //!
-//! The crate owns the HTTP contract of SPEC §5 — paths, status codes, messages, JSON shapes —
-//! and nothing else: `gateway-bin` implements [`ControlPlane`] over its live tables and serves
+//! The crate owns the HTTP contract (docs/admin-api.md) — paths, status codes, messages
+//! ([`messages`]), JSON shapes ([`model`]) — and nothing else: `gateway-bin` implements
+//! [`ControlPlane`] over its live tables, mapping its values to the types of [`model`], and serves
 //! [`admin_router`] on the admin listener, inserting a [`gw_core::ConnInfo`] into each
 //! request's extensions.
 //!
@@ -14,7 +16,16 @@
 //! | `DELETE /admin/routes/{id}` | `{"message": "Route removed"}` · 404 `Route not found` |
 //! | `GET /admin/metrics` | `{"metrics": {...}}` |
 //! | `GET /admin/metrics/prometheus` · `GET /metrics` | Prometheus text, `text/plain; version=0.0.4` |
-//! | `GET /admin/health` | the health object |
+//! | `GET /admin/health` | [`model::Health`] |
+//! | `GET /admin/services` · `GET /admin/services/{name}` | `{"services": {...}}` ([`model::Services`]) · [`model::ServiceDetail`] · 404 `Service not found` |
+//! | `POST /admin/services/{name}/instances` | 201 `{"message": "Service instance registered", "instance": {...}}` · 400 `Invalid instance: <why>` |
+//! | `DELETE /admin/services/{name}/instances/{id}` | `{"message": "Service instance deregistered"}` · 404 `Service instance not found` |
+//! | `GET /admin/circuit-breakers` · `GET /admin/circuit-breakers/{service}` | `{"circuit_breakers": {...}}` · `{"circuit_breaker": {...}}` · 404 `Circuit breaker not found` |
+//! | `POST /admin/circuit-breakers/{service}/reset` | `{"message": "Circuit breaker reset successfully"}` |
+//! | `GET /admin/rate-limits` | `{"rate_limits": {...}}` ([`model::RateLimits`]) |
+//! | `POST /admin/tokens` · `POST /admin/tokens/revoke` | 201 [`model::Token`] · `{"message": "Token revoked"}` · 400 `Invalid request: <why>` |
+//! | `PUT` · `GET` · `DELETE /admin/users/{id}` | `{"user": {...}}` · `{"message": "User deleted"}` · 400 `Invalid user: <why>` · 404 `User not found` |
+//! | `POST /admin/api-keys` · `DELETE /admin/api-keys/{key_id}` | 201 [`model::ApiKey`] · `{"message": "API key revoked"}` · 404 `API key not found` |
 //! | unknown path · wrong method | 404 `Endpoint not found` · 405 `Method not allowed` (with `Allow`) |
 //!
 //! Every request, known path or not, first passes [`AccessControl`]: 403 `Access denied`
@@ -27,20 +38,27 @@
 //! ```
 //! use std::sync::Arc;
 //! use gw_admin::{admin_router, AccessControl, AdminError, ControlPlane, RouteChange};
-//! use serde_json::{json, Value};
+//! use gw_admin::model::{Health, Metrics, NodeStatus, RouteDocument};
 //!
 //! struct Empty;
 //!
 //! impl ControlPlane for Empty {
-//!     async fn list_routes(&self) -> Vec<Value> { Vec::new() }
-//!     async fn get_route(&self, _id: &str) -> Option<Value> { None }
-//!     async fn put_route(&self, _route: Value) -> Result<RouteChange, AdminError> {
+//!     async fn list_routes(&self) -> Vec<RouteDocument> { Vec::new() }
+//!     async fn get_route(&self, _id: &str) -> Option<RouteDocument> { None }
+//!     async fn put_route(&self, _route: RouteDocument) -> Result<RouteChange, AdminError> {
 //!         Err(AdminError::bad_request("read-only"))
 //!     }
 //!     async fn delete_route(&self, _id: &str) -> Result<bool, AdminError> { Ok(false) }
-//!     fn metrics_json(&self) -> Value { json!({}) }
+//!     fn metrics_json(&self) -> Metrics {
+//!         Metrics { timestamp: 0, total_requests: 0, status_codes: Default::default(),
+//!                   services: Default::default() }
+//!     }
 //!     fn metrics_prometheus(&self) -> String { String::new() }
-//!     async fn health(&self) -> Value { json!({"status": "healthy"}) }
+//!     async fn health(&self) -> Health {
+//!         Health { status: NodeStatus::Healthy, timestamp: 0, version: "0.1.0".into(),
+//!                  config_version: None, node: None, uptime_secs: None,
+//!                  services: Default::default(), circuit_breakers: Default::default() }
+//!     }
 //! }
 //!
 //! let access = AccessControl {
@@ -60,9 +78,12 @@ use axum::Router;
 mod access;
 mod control;
 mod handlers;
+pub mod messages;
+pub mod model;
 
 pub use access::AccessControl;
 pub use control::{AdminError, ControlPlane, RouteChange};
+pub use model::{RouteDocument, UserDocument};
 
 /// The whole admin API as an axum [`Router`], state applied, ready to serve.
 ///

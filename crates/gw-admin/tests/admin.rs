@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::Router;
-use gw_admin::{admin_router, AccessControl, AdminError, ControlPlane, RouteChange};
+use gw_admin::model::{Health, Metrics, User};
+use gw_admin::{
+    admin_router, AccessControl, AdminError, ControlPlane, RouteChange, RouteDocument, UserDocument,
+};
 use gw_core::ConnInfo;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -18,7 +21,7 @@ use tower::ServiceExt;
 #[derive(Debug, Default)]
 struct TestControl {
     routes: Mutex<Vec<Value>>,
-    users: Mutex<BTreeMap<String, Value>>,
+    users: Mutex<BTreeMap<String, User>>,
 }
 
 impl TestControl {
@@ -29,13 +32,18 @@ impl TestControl {
         })
     }
 
-    fn users(&self) -> BTreeMap<String, Value> {
+    fn users(&self) -> BTreeMap<String, User> {
         self.users.lock().unwrap().clone()
     }
 
     fn snapshot(&self) -> Vec<Value> {
         self.routes.lock().unwrap().clone()
     }
+}
+
+/// A route of the table as the admin API passes it.
+fn doc(route: Value) -> RouteDocument {
+    serde_json::from_value(route).expect("a route object")
 }
 
 fn validate(route: &Value) -> Result<String, String> {
@@ -50,15 +58,16 @@ fn validate(route: &Value) -> Result<String, String> {
 }
 
 impl ControlPlane for TestControl {
-    async fn list_routes(&self) -> Vec<Value> {
-        self.snapshot()
+    async fn list_routes(&self) -> Vec<RouteDocument> {
+        self.snapshot().into_iter().map(doc).collect()
     }
 
-    async fn get_route(&self, id: &str) -> Option<Value> {
-        self.snapshot().into_iter().find(|r| r["id"] == id)
+    async fn get_route(&self, id: &str) -> Option<RouteDocument> {
+        self.snapshot().into_iter().find(|r| r["id"] == id).map(doc)
     }
 
-    async fn put_route(&self, route: Value) -> Result<RouteChange, AdminError> {
+    async fn put_route(&self, route: RouteDocument) -> Result<RouteChange, AdminError> {
+        let route = route.into_value();
         let id = validate(&route).map_err(AdminError::bad_request)?;
         let mut routes = self.routes.lock().unwrap();
         let created = match routes.iter_mut().find(|r| r["id"] == id.as_str()) {
@@ -71,7 +80,10 @@ impl ControlPlane for TestControl {
                 true
             }
         };
-        Ok(RouteChange { route, created })
+        Ok(RouteChange {
+            route: doc(route),
+            created,
+        })
     }
 
     async fn delete_route(&self, id: &str) -> Result<bool, AdminError> {
@@ -81,29 +93,37 @@ impl ControlPlane for TestControl {
         Ok(routes.len() != before)
     }
 
-    fn metrics_json(&self) -> Value {
-        json!({"timestamp": 1, "total_requests": 7, "status_codes": {"200": 7}, "services": {}})
+    fn metrics_json(&self) -> Metrics {
+        let metrics = json!({"timestamp": 1, "total_requests": 7, "status_codes": {"200": 7}, "services": {}});
+        serde_json::from_value(metrics).unwrap()
     }
 
     fn metrics_prometheus(&self) -> String {
         "# TYPE gateway_requests_in_flight gauge\ngateway_requests_in_flight 0\n".into()
     }
 
-    async fn health(&self) -> Value {
-        json!({"status": "healthy", "timestamp": 1, "version": "0.1.0", "services": {}, "circuit_breakers": {}})
+    async fn health(&self) -> Health {
+        let health = json!({"status": "healthy", "timestamp": 1, "version": "0.1.0", "services": {}, "circuit_breakers": {}});
+        serde_json::from_value(health).unwrap()
     }
 
     /// Like the gateway's: every key but these is unknown (`user_id` included).
-    async fn put_user(&self, id: &str, user: Value) -> Result<Value, AdminError> {
+    async fn put_user(&self, id: &str, user: UserDocument) -> Result<User, AdminError> {
         const KEYS: [&str; 5] = ["username", "email", "role", "status", "permissions"];
-        let mut record = user.as_object().cloned().unwrap_or_default();
-        if let Some(key) = record.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        if let Some(key) = user.0.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(AdminError::bad_request(format!(
                 "Invalid user: unknown field `{key}`"
             )));
         }
-        record.insert("user_id".into(), json!(id));
-        let record = Value::Object(record);
+        let input = user.parse()?;
+        let record = User {
+            user_id: id.to_owned(),
+            username: input.username,
+            email: input.email,
+            role: input.role,
+            status: input.status.unwrap_or_else(|| "active".into()),
+            permissions: input.permissions,
+        };
         self.users
             .lock()
             .unwrap()
@@ -111,7 +131,7 @@ impl ControlPlane for TestControl {
         Ok(record)
     }
 
-    async fn get_user(&self, id: &str) -> Result<Value, AdminError> {
+    async fn get_user(&self, id: &str) -> Result<User, AdminError> {
         self.users
             .lock()
             .unwrap()
@@ -343,7 +363,7 @@ async fn metrics_and_health() {
     let res = send(&router, local(Method::GET, "/admin/health", "")).await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.headers[header::CONTENT_TYPE], "application/json");
-    assert_eq!(res.json(), control.health().await);
+    assert_eq!(res.json(), json!(control.health().await));
 }
 
 #[tokio::test]
