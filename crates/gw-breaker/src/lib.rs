@@ -67,6 +67,7 @@
 mod breaker;
 mod clock;
 mod config;
+mod error;
 mod layer;
 pub mod outlier;
 mod registry;
@@ -74,7 +75,8 @@ pub mod state;
 
 pub use breaker::{Breaker, BreakerPermit, STATE_GAUGE};
 pub use config::{BreakerConfig, BreakerOverride, OutlierConfig, OutlierOverride};
-pub use layer::{CircuitBreaker, CircuitBreakerLayer, ResponseFuture, OPEN_MESSAGE};
+pub use error::OPEN_MESSAGE;
+pub use layer::{CircuitBreaker, CircuitBreakerLayer, ResponseFuture};
 pub use outlier::{EjectFn, OutlierDetector};
 pub use registry::BreakerRegistry;
 pub use state::{Rejected, State};
