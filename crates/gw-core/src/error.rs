@@ -110,6 +110,9 @@ pub mod messages {
     pub const GATEWAY_TIMEOUT: &str = "Gateway timeout";
     /// 400: a request the edge or the proxy cannot judge (broken body, bad framing elsewhere).
     pub const BAD_REQUEST: &str = "Bad request";
+    /// 400: a request target that is neither origin-form nor an `http`/`https`
+    /// absolute-form (nor `*` for `OPTIONS`).
+    pub const INVALID_TARGET: &str = "Invalid request target";
     /// 400: the path has `..` above the root, a raw `\`, or an encoded slash when refused.
     pub const INVALID_PATH: &str = "Invalid request path";
     /// 400: HTTP/1.1 without `Host`.
