@@ -92,7 +92,7 @@ mod service;
 mod spec;
 mod table;
 
-pub use error::RouteError;
+pub use error::{DispatchError, RouteError};
 pub use gw_core::Body;
 pub use service::{ResponseFuture, Router};
 pub use spec::{PathMatcher, RouteSpec};
