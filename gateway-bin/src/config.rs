@@ -17,6 +17,7 @@ use figment::Figment;
 use gw_auth::{AuthMethod, JwtConfig, SecurityConfig};
 use gw_breaker::{BreakerConfig, BreakerOverride};
 use gw_core::strict::Checked;
+use gw_core::ConfigProblem;
 use gw_discovery::{ConsulConfig, HealthCheckConfig};
 use gw_proxy::{Instance, LoadBalancer, UpstreamProtocol};
 use gw_ratelimit::{Limit, RateLimitConfig};
@@ -401,33 +402,9 @@ pub struct HeaderRulesConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-/// One problem: where and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// `routes[2].service`, `server.listen`, … (empty for the file as a whole).
-    pub path: String,
-    /// Why.
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
+/// One problem: where (`routes[2].service`, `server.listen`, … empty for the file as a whole)
+/// and why. The gateway's name for the one shape every crate's `validate()` returns.
+pub type ConfigError = ConfigProblem;
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -571,10 +548,8 @@ impl Config {
         if let Err(e) = crate::logging::parse_filter(&self.log.level) {
             errors.push(ConfigError::new("log.level", e));
         }
-        let mut nested = |prefix: &str, problems: Vec<(String, String)>| {
-            for (path, why) in problems {
-                errors.push(ConfigError::new(format!("{prefix}.{path}"), why));
-            }
+        let mut nested = |prefix: &str, problems: Vec<ConfigProblem>| {
+            errors.extend(problems.into_iter().map(|p| p.under(prefix)));
         };
         nested("store", self.store.problems());
         if let Some(jwt) = &self.auth.jwt {
@@ -583,12 +558,7 @@ impl Config {
         nested("rate_limit", self.rate_limit.validate());
         nested("circuit_breaker", self.circuit_breaker.validate());
         if let Some(consul) = &self.discovery.consul {
-            if let Err(problems) = consul.validate() {
-                nested(
-                    "discovery.consul",
-                    problems.into_iter().map(|p| (p.path, p.message)).collect(),
-                );
-            }
+            nested("discovery.consul", consul.validate());
         }
         for (name, service) in &self.services {
             validate_service(name, service, &self.circuit_breaker, &mut errors);
@@ -596,16 +566,12 @@ impl Config {
         let mut ids = HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = format!("routes[{i}]");
-            for e in route.problems(&self.services, self.auth.jwt.is_some()) {
-                errors.push(ConfigError::new(
-                    if e.path.is_empty() {
-                        at.clone()
-                    } else {
-                        format!("{at}.{}", e.path)
-                    },
-                    e.message,
-                ));
-            }
+            errors.extend(
+                route
+                    .problems(&self.services, self.auth.jwt.is_some())
+                    .into_iter()
+                    .map(|p| p.under(&at)),
+            );
             if !route.id.is_empty() && !ids.insert(route.id.as_str()) {
                 errors.push(ConfigError::new(
                     format!("{at}.id"),
@@ -633,32 +599,26 @@ fn validate_service(
             "service name must not be empty",
         ));
     }
+    let at = format!("services.{name}");
     if let Some(hc) = &service.health_check {
-        if let Err(problems) = hc.validate() {
-            for p in problems {
-                errors.push(ConfigError::new(
-                    format!("services.{name}.health_check.{}", p.path),
-                    p.message,
-                ));
-            }
-        }
+        errors.extend(
+            hc.validate()
+                .into_iter()
+                .map(|p| p.under(&format!("{at}.health_check"))),
+        );
     }
     if let Some(o) = &service.circuit_breaker {
-        for (path, why) in o.apply(defaults).validate() {
-            errors.push(ConfigError::new(
-                format!("services.{name}.circuit_breaker.{path}"),
-                why,
-            ));
-        }
+        errors.extend(
+            o.apply(defaults)
+                .validate()
+                .into_iter()
+                .map(|p| p.under(&format!("{at}.circuit_breaker"))),
+        );
     }
     let mut ids = HashSet::new();
     for (j, inst) in service.instances.iter().enumerate() {
-        let at = format!("services.{name}.instances[{j}]");
-        errors.extend(
-            instance_problems(inst)
-                .into_iter()
-                .map(|e| ConfigError::new(format!("{at}.{}", e.path), e.message)),
-        );
+        let at = format!("{at}.instances[{j}]");
+        errors.extend(instance_problems(inst).into_iter().map(|p| p.under(&at)));
         if !inst.id.is_empty() && !ids.insert(inst.id.as_str()) {
             errors.push(ConfigError::new(
                 format!("{at}.id"),
@@ -672,9 +632,6 @@ fn validate_service(
 /// validation shared with the admin API, Consul and the shared store.
 pub fn instance_problems(inst: &Instance) -> Vec<ConfigError> {
     inst.problems()
-        .into_iter()
-        .map(|p| ConfigError::new(p.path, p.message))
-        .collect()
 }
 
 impl RouteConfig {
@@ -692,23 +649,10 @@ impl RouteConfig {
             ));
         }
         if let Some(limit) = &self.rate_limit {
-            if limit.requests_per_minute == 0 {
-                errors.push(ConfigError::new(
-                    "rate_limit.requests_per_minute",
-                    "must be greater than 0",
-                ));
-            }
-            if limit.burst == Some(0) {
-                errors.push(ConfigError::new(
-                    "rate_limit.burst",
-                    "must be greater than 0",
-                ));
-            }
+            errors.extend(limit.validate().into_iter().map(|p| p.under("rate_limit")));
         }
         if let Some(security) = &self.security {
-            for (path, why) in security.validate() {
-                errors.push(ConfigError::new(format!("security.{path}"), why));
-            }
+            errors.extend(security.validate().into_iter().map(|p| p.under("security")));
         }
         if self.id.is_empty() {
             errors.push(ConfigError::new("id", "must not be empty"));
