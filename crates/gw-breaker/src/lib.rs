@@ -1,6 +1,6 @@
 //! Per-service circuit breakers and per-instance outlier ejection, as a tower layer.
 //!
-//! - [`state::CircuitState`]: the pure state machine of SPEC §3/§7 (closed → open →
+//! - [`state::CircuitState`]: the pure state machine (docs/configuration.md, `[circuit_breaker]`: closed → open →
 //!   half-open → closed), time passed in explicitly. The rolling window is a ring of 10
 //!   bucketed counters of `window_secs / 10`, so a request costs O(1) and a breaker has a
 //!   fixed size however busy the service is.
@@ -31,7 +31,7 @@
 //!
 //! Why not tower's building blocks: tower has no circuit breaker, and its `load_shed` /
 //! `limit` layers decide in `poll_ready`, where a routed service cannot answer with the
-//! SPEC's JSON 503. Outlier ejection is Envoy's consecutive-5xx detector, reduced to what
+//! gateway's JSON 503. Outlier ejection is Envoy's consecutive-5xx detector, reduced to what
 //! the balancer needs (a set of ids).
 //!
 //! ```
