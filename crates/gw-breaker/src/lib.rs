@@ -1,9 +1,9 @@
 //! Per-service circuit breakers and per-instance outlier ejection, as a tower layer.
 //!
-//! - [`state::CircuitState`]: the pure state machine (docs/configuration.md, `[circuit_breaker]`: closed → open →
-//!   half-open → closed), time passed in explicitly. The rolling window is a ring of 10
-//!   bucketed counters of `window_secs / 10`, so a request costs O(1) and a breaker has a
-//!   fixed size however busy the service is.
+//! - [`state::CircuitState`]: the pure state machine (closed → open → half-open → closed;
+//!   docs/configuration.md, `[circuit_breaker]`), time passed in explicitly. The rolling
+//!   window is a ring of 10 bucketed counters of `window_secs / 10`, so a request costs O(1)
+//!   and a breaker has a fixed size however busy the service is.
 //! - [`Breaker`]: one service's machine behind a short `parking_lot` lock (never held across
 //!   an `.await`), with a clock and the `gateway_circuit_breaker_state{service}` gauge
 //!   (0 closed, 1 open, 2 half-open), set on every transition through a handle built once.
