@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use gw_core::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
 /// `[store] backend`.
@@ -50,23 +51,26 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Problems, with paths relative to `[store]`.
-    pub fn problems(&self) -> Vec<(String, String)> {
+    /// Problems, with paths relative to `[store]`; empty when valid.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
         if self.backend == Backend::Redis {
             use deadpool_redis::redis::IntoConnectionInfo;
             if let Err(e) = self.redis_url.as_str().into_connection_info() {
-                out.push((
-                    "redis_url".into(),
+                out.push(ConfigProblem::new(
+                    "redis_url",
                     format!("invalid URL \"{}\": {e}", self.redis_url),
                 ));
             }
         }
         if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
-            out.push(("timeout_ms".into(), "must be between 1 and 60000".into()));
+            out.push(ConfigProblem::new(
+                "timeout_ms",
+                "must be between 1 and 60000",
+            ));
         }
         if self.pool_size == 0 {
-            out.push(("pool_size".into(), "must be greater than 0".into()));
+            out.push(ConfigProblem::new("pool_size", "must be greater than 0"));
         }
         out
     }

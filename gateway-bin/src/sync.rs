@@ -318,16 +318,7 @@ impl SharedState {
 /// The problems of an instance read from the shared store, joined; `None` when it is valid.
 fn instance_problems(instance: &gw_discovery::Instance) -> Option<String> {
     let problems = instance.problems();
-    if problems.is_empty() {
-        return None;
-    }
-    Some(
-        problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
-    )
+    (!problems.is_empty()).then(|| gw_core::ConfigProblem::join(&problems))
 }
 
 fn is_tombstone(text: &str) -> bool {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use gw_core::ConfigProblem;
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -58,13 +59,13 @@ pub(crate) fn is_hmac(alg: Algorithm) -> bool {
 }
 
 impl JwtConfig {
-    /// Every problem of this configuration as `(relative path, why)`; empty when valid.
-    pub fn validate(&self) -> Vec<(String, String)> {
+    /// Every problem of this configuration, paths relative to `[auth.jwt]`; empty when valid.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         if self.algorithms.is_empty() {
-            errors.push((
-                "algorithms".to_owned(),
-                "at least one algorithm is required".to_owned(),
+            errors.push(ConfigProblem::new(
+                "algorithms",
+                "at least one algorithm is required",
             ));
         }
         let mut needs_secret = false;
@@ -73,7 +74,7 @@ impl JwtConfig {
             match Algorithm::from_str(name) {
                 Ok(alg) if is_hmac(alg) => needs_secret = true,
                 Ok(Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512) | Err(_) => {
-                    errors.push((
+                    errors.push(ConfigProblem::new(
                         format!("algorithms[{i}]"),
                         format!(
                             "unknown algorithm \"{name}\" (HS256/384/512, RS256/384/512, ES256/384, EdDSA)"
@@ -84,36 +85,33 @@ impl JwtConfig {
             }
         }
         if needs_secret && self.secret.as_deref().is_none_or(str::is_empty) {
-            errors.push((
-                "secret".to_owned(),
-                "an HS* algorithm is configured but no secret is set".to_owned(),
+            errors.push(ConfigProblem::new(
+                "secret",
+                "an HS* algorithm is configured but no secret is set",
             ));
         }
         if needs_public && self.public_key_file.is_none() && self.jwks_url.is_none() {
-            errors.push((
-                "public_key_file".to_owned(),
-                "an RS*/ES*/EdDSA algorithm needs public_key_file or jwks_url".to_owned(),
+            errors.push(ConfigProblem::new(
+                "public_key_file",
+                "an RS*/ES*/EdDSA algorithm needs public_key_file or jwks_url",
             ));
         }
         if let Some(url) = &self.jwks_url {
             if !url.starts_with("https://") && !url.starts_with("http://") {
-                errors.push((
-                    "jwks_url".to_owned(),
+                errors.push(ConfigProblem::new(
+                    "jwks_url",
                     format!("not an http:// or https:// URL: \"{url}\""),
                 ));
             }
         }
         if self.issuer.as_deref() == Some("") {
-            errors.push((
-                "issuer".to_owned(),
-                "must not be empty (leave it out to accept any issuer)".to_owned(),
+            errors.push(ConfigProblem::new(
+                "issuer",
+                "must not be empty (leave it out to accept any issuer)",
             ));
         }
         if self.expiration_secs == 0 {
-            errors.push((
-                "expiration_secs".to_owned(),
-                "must be at least 1".to_owned(),
-            ));
+            errors.push(ConfigProblem::new("expiration_secs", "must be at least 1"));
         }
         errors
     }
@@ -157,19 +155,19 @@ pub struct SecurityConfig {
 }
 
 impl SecurityConfig {
-    /// Every problem as `(relative path, why)`.
-    pub fn validate(&self) -> Vec<(String, String)> {
+    /// Every problem, paths relative to the route's `security`; empty when valid.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         match &self.resource_check {
             Some(ResourceCheck::OwnerKey(key)) if !key.contains("{id}") => {
-                errors.push((
-                    "resource_check.owner_key".to_owned(),
-                    "must contain \"{id}\"".to_owned(),
+                errors.push(ConfigProblem::new(
+                    "resource_check.owner_key",
+                    "must contain \"{id}\"",
                 ));
             }
-            Some(ResourceCheck::SelfSegment(0)) => errors.push((
-                "resource_check.self_segment".to_owned(),
-                "must be 1 or more (segments are counted from 1)".to_owned(),
+            Some(ResourceCheck::SelfSegment(0)) => errors.push(ConfigProblem::new(
+                "resource_check.self_segment",
+                "must be 1 or more (segments are counted from 1)",
             )),
             _ => {}
         }
@@ -303,14 +301,14 @@ mod tests {
     fn default_needs_secret_and_jwks_url_must_be_http_or_https() {
         let errs = JwtConfig::default().validate();
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].0, "secret");
+        assert_eq!(errs[0].path, "secret");
         let cfg = JwtConfig {
             algorithms: vec!["RS256".into(), "none".into()],
             jwks_url: Some("ftp://idp.example/jwks".into()),
             ..JwtConfig::default()
         };
         let errs = cfg.validate();
-        let paths: Vec<_> = errs.iter().map(|e| e.0.as_str()).collect();
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["algorithms[1]", "jwks_url"]);
         let https = JwtConfig {
             algorithms: vec!["RS256".into()],

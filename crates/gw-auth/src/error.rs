@@ -1,54 +1,56 @@
 //! Errors: [`AuthError`] (an HTTP answer), [`StoreError`], [`AuthConfigError`], [`AdminError`].
 
+use gw_core::{messages, ConfigProblem};
 use http::StatusCode;
 
-/// Why a request was refused; each variant is exactly one SPEC §3 answer.
+/// Why a request was refused; each variant is exactly one answer, its `Display` the
+/// answer's message (from [`gw_core::messages`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// 401: no `Authorization` header.
-    #[error("Missing authorization header")]
+    #[error("{}", messages::MISSING_AUTHORIZATION)]
     MissingAuthorization,
     /// 401: `Authorization` is not `Bearer <token>`.
-    #[error("Invalid authorization header format")]
+    #[error("{}", messages::INVALID_AUTHORIZATION_FORMAT)]
     InvalidAuthorizationFormat,
     /// 401: malformed token, bad signature, refused algorithm, unknown key, bad `nbf`/`aud`.
-    #[error("Invalid token")]
+    #[error("{}", messages::INVALID_TOKEN)]
     InvalidToken,
     /// 401: `exp` (plus leeway) is past.
-    #[error("Token expired")]
+    #[error("{}", messages::TOKEN_EXPIRED)]
     TokenExpired,
     /// 401: `iss` is not the configured issuer.
-    #[error("Invalid issuer")]
+    #[error("{}", messages::INVALID_ISSUER)]
     InvalidIssuer,
     /// 401: `blacklist:{jti}` exists.
-    #[error("Token has been revoked")]
+    #[error("{}", messages::TOKEN_REVOKED)]
     TokenRevoked,
     /// 401: `user:{sub}` does not exist (with `user_lookup`).
-    #[error("User not found")]
+    #[error("{}", messages::USER_NOT_FOUND)]
     UserNotFound,
     /// 401: the user's status is not `active`.
-    #[error("User account is not active")]
+    #[error("{}", messages::USER_NOT_ACTIVE)]
     UserInactive,
     /// 401: no `X-API-Key` header.
-    #[error("Missing API key")]
+    #[error("{}", messages::MISSING_API_KEY)]
     MissingApiKey,
     /// 401: no such key.
-    #[error("Invalid API key")]
+    #[error("{}", messages::INVALID_API_KEY)]
     InvalidApiKey,
     /// 401: the key's status is not `active`.
-    #[error("API key is not active")]
+    #[error("{}", messages::API_KEY_NOT_ACTIVE)]
     ApiKeyInactive,
     /// 401: the key's `expires_at` is past.
-    #[error("API key has expired")]
+    #[error("{}", messages::API_KEY_EXPIRED)]
     ApiKeyExpired,
     /// 403: role, permission or ownership check failed.
-    #[error("Access denied")]
+    #[error("{}", messages::ACCESS_DENIED)]
     AccessDenied,
     /// 403: `require_https` and the client used plain HTTP.
-    #[error("HTTPS required")]
+    #[error("{}", messages::HTTPS_REQUIRED)]
     HttpsRequired,
     /// 503: the store did not answer (down, timeout, corrupt record).
-    #[error("Service temporarily unavailable")]
+    #[error("{}", messages::SERVICE_UNAVAILABLE)]
     StoreUnavailable,
 }
 
@@ -89,21 +91,21 @@ impl gw_core::HttpError for AuthError {
     fn message(&self) -> &str {
         use AuthError::*;
         match self {
-            MissingAuthorization => "Missing authorization header",
-            InvalidAuthorizationFormat => "Invalid authorization header format",
-            InvalidToken => "Invalid token",
-            TokenExpired => "Token expired",
-            InvalidIssuer => "Invalid issuer",
-            TokenRevoked => "Token has been revoked",
-            UserNotFound => "User not found",
-            UserInactive => "User account is not active",
-            MissingApiKey => "Missing API key",
-            InvalidApiKey => "Invalid API key",
-            ApiKeyInactive => "API key is not active",
-            ApiKeyExpired => "API key has expired",
-            AccessDenied => "Access denied",
-            HttpsRequired => "HTTPS required",
-            StoreUnavailable => "Service temporarily unavailable",
+            MissingAuthorization => messages::MISSING_AUTHORIZATION,
+            InvalidAuthorizationFormat => messages::INVALID_AUTHORIZATION_FORMAT,
+            InvalidToken => messages::INVALID_TOKEN,
+            TokenExpired => messages::TOKEN_EXPIRED,
+            InvalidIssuer => messages::INVALID_ISSUER,
+            TokenRevoked => messages::TOKEN_REVOKED,
+            UserNotFound => messages::USER_NOT_FOUND,
+            UserInactive => messages::USER_NOT_ACTIVE,
+            MissingApiKey => messages::MISSING_API_KEY,
+            InvalidApiKey => messages::INVALID_API_KEY,
+            ApiKeyInactive => messages::API_KEY_NOT_ACTIVE,
+            ApiKeyExpired => messages::API_KEY_EXPIRED,
+            AccessDenied => messages::ACCESS_DENIED,
+            HttpsRequired => messages::HTTPS_REQUIRED,
+            StoreUnavailable => messages::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -139,8 +141,8 @@ impl From<StoreError> for AuthError {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
     /// [`JwtConfig::validate`](crate::JwtConfig::validate) found problems.
-    #[error("invalid auth.jwt configuration: {}", .0.iter().map(|(p, w)| format!("{p}: {w}")).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<(String, String)>),
+    #[error("invalid auth.jwt configuration: {}", ConfigProblem::join(.0))]
+    Invalid(Vec<ConfigProblem>),
     /// The public key file could not be read.
     #[error("cannot read public_key_file {path}: {source}")]
     KeyFile {

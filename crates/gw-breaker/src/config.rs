@@ -1,10 +1,11 @@
 //! Breaker and outlier-ejection configuration: `[circuit_breaker]` and a service's
 //! `circuit_breaker = { ... }` override.
 
+use gw_core::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
 /// `[circuit_breaker]`: when a service's breaker opens, how long it stays open, how it
-/// probes (SPEC §3, §7), plus per-instance outlier ejection.
+/// probes (docs/configuration.md), plus per-instance outlier ejection.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
@@ -48,13 +49,14 @@ impl Default for BreakerConfig {
 }
 
 impl BreakerConfig {
-    /// Every problem, as `(field path, message)`; empty when the configuration is valid.
+    /// Every problem; empty when the configuration is valid.
     ///
     /// Paths are relative (`failure_rate`, `outlier.max_ejection_percent`): the caller puts
-    /// its own prefix (`circuit_breaker.`, `services.x.circuit_breaker.`) in front.
-    pub fn validate(&self) -> Vec<(String, String)> {
+    /// its own prefix (`circuit_breaker`, `services.x.circuit_breaker`) in front with
+    /// [`ConfigProblem::under`].
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
-        let mut err = |path: &str, msg: &str| errors.push((path.to_owned(), msg.to_owned()));
+        let mut err = |path: &str, msg: &str| errors.push(ConfigProblem::new(path, msg));
         if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
             err("failure_rate", "must be greater than 0 and at most 1");
         }
@@ -270,7 +272,7 @@ mod tests {
                 panic_threshold_percent: 101,
             },
         };
-        let paths: Vec<String> = c.validate().into_iter().map(|(p, _)| p).collect();
+        let paths: Vec<String> = c.validate().into_iter().map(|p| p.path).collect();
         assert_eq!(
             paths,
             [
@@ -290,7 +292,7 @@ mod tests {
             failure_rate: f64::NAN,
             ..BreakerConfig::default()
         };
-        assert_eq!(nan.validate()[0].0, "failure_rate");
+        assert_eq!(nan.validate()[0].path, "failure_rate");
         let over = BreakerConfig {
             failure_rate: 1.5,
             ..BreakerConfig::default()

@@ -6,16 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use gw_core::{error_response_for, Body, FailedAttempts, NotForwarded, UpstreamInfo};
-use http::{Request, Response, StatusCode};
+use gw_core::{error_response_for, Body, FailedAttempts, HttpError, NotForwarded, UpstreamInfo};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::breaker::{Breaker, BreakerPermit};
 use crate::outlier::OutlierDetector;
-
-/// The SPEC's message for a request refused by an open (or saturated half-open) breaker.
-pub const OPEN_MESSAGE: &str = "Service temporarily unavailable";
 
 /// Guards a service with a [`Breaker`] and, optionally, feeds an [`OutlierDetector`].
 ///
@@ -101,12 +98,12 @@ where
                     outliers: self.outliers.clone(),
                 },
             },
-            Err(_) => ResponseFuture {
+            Err(rejected) => ResponseFuture {
                 kind: Kind::Rejected {
                     response: Some(error_response_for(
                         &req,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        OPEN_MESSAGE,
+                        rejected.status(),
+                        rejected.message(),
                     )),
                 },
             },

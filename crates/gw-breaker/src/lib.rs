@@ -1,9 +1,9 @@
 //! Per-service circuit breakers and per-instance outlier ejection, as a tower layer.
 //!
-//! - [`state::CircuitState`]: the pure state machine of SPEC §3/§7 (closed → open →
-//!   half-open → closed), time passed in explicitly. The rolling window is a ring of 10
-//!   bucketed counters of `window_secs / 10`, so a request costs O(1) and a breaker has a
-//!   fixed size however busy the service is.
+//! - [`state::CircuitState`]: the pure state machine (closed → open → half-open → closed;
+//!   docs/configuration.md, `[circuit_breaker]`), time passed in explicitly. The rolling
+//!   window is a ring of 10 bucketed counters of `window_secs / 10`, so a request costs O(1)
+//!   and a breaker has a fixed size however busy the service is.
 //! - [`Breaker`]: one service's machine behind a short `parking_lot` lock (never held across
 //!   an `.await`), with a clock and the `gateway_circuit_breaker_state{service}` gauge
 //!   (0 closed, 1 open, 2 half-open), set on every transition through a handle built once.
@@ -31,7 +31,7 @@
 //!
 //! Why not tower's building blocks: tower has no circuit breaker, and its `load_shed` /
 //! `limit` layers decide in `poll_ready`, where a routed service cannot answer with the
-//! SPEC's JSON 503. Outlier ejection is Envoy's consecutive-5xx detector, reduced to what
+//! gateway's JSON 503. Outlier ejection is Envoy's consecutive-5xx detector, reduced to what
 //! the balancer needs (a set of ids).
 //!
 //! ```
@@ -67,6 +67,7 @@
 mod breaker;
 mod clock;
 mod config;
+mod error;
 mod layer;
 pub mod outlier;
 mod registry;
@@ -74,7 +75,8 @@ pub mod state;
 
 pub use breaker::{Breaker, BreakerPermit, STATE_GAUGE};
 pub use config::{BreakerConfig, BreakerOverride, OutlierConfig, OutlierOverride};
-pub use layer::{CircuitBreaker, CircuitBreakerLayer, ResponseFuture, OPEN_MESSAGE};
+pub use error::OPEN_MESSAGE;
+pub use layer::{CircuitBreaker, CircuitBreakerLayer, ResponseFuture};
 pub use outlier::{EjectFn, OutlierDetector};
 pub use registry::BreakerRegistry;
 pub use state::{Rejected, State};

@@ -16,7 +16,7 @@ use crate::{Body, RequestId};
 pub trait HttpError: std::error::Error {
     /// The status code of the answer.
     fn status(&self) -> StatusCode;
-    /// The SPEC message of the answer (`"Bad gateway"`, …).
+    /// The message of the answer, one of [`messages`] (`"Bad gateway"`, …).
     fn message(&self) -> &str;
 }
 
@@ -110,6 +110,9 @@ pub mod messages {
     pub const GATEWAY_TIMEOUT: &str = "Gateway timeout";
     /// 400: a request the edge or the proxy cannot judge (broken body, bad framing elsewhere).
     pub const BAD_REQUEST: &str = "Bad request";
+    /// 400: a request target that is neither origin-form nor an `http`/`https`
+    /// absolute-form (nor `*` for `OPTIONS`).
+    pub const INVALID_TARGET: &str = "Invalid request target";
     /// 400: the path has `..` above the root, a raw `\`, or an encoded slash when refused.
     pub const INVALID_PATH: &str = "Invalid request path";
     /// 400: HTTP/1.1 without `Host`.
@@ -171,6 +174,19 @@ impl ConfigProblem {
         };
         self
     }
+
+    /// Every problem of `problems` on one line, `; ` between them (`id: must not be empty;
+    /// port: must be between 1 and 65535`): the text of a log line or of an admin answer.
+    pub fn join(problems: &[ConfigProblem]) -> String {
+        let mut text = String::new();
+        for (i, p) in problems.iter().enumerate() {
+            if i > 0 {
+                text.push_str("; ");
+            }
+            text.push_str(&p.to_string());
+        }
+        text
+    }
 }
 
 impl fmt::Display for ConfigProblem {
@@ -202,5 +218,10 @@ mod tests {
         );
         assert_eq!(ConfigProblem::new("", "x").under("server").path, "server");
         assert_eq!(p.clone().under(""), p);
+        assert_eq!(
+            ConfigProblem::join(&[p, ConfigProblem::new("", "empty")]),
+            "interval_secs: must be at least 1; empty"
+        );
+        assert_eq!(ConfigProblem::join(&[]), "");
     }
 }

@@ -1,37 +1,9 @@
 //! Plain configuration: `[services.NAME] health_check` and `[discovery.consul]`.
 
-use std::fmt;
 use std::time::Duration;
 
+use gw_core::ConfigProblem;
 use serde::{Deserialize, Serialize};
-
-/// One problem of a configuration value, with its path relative to that value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Dotted path relative to the value checked (`interval_secs`, `services[1]`).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl ConfigProblem {
-    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigProblem {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
 
 /// Active health checks of one service:
 /// `health_check = { path = "/health", interval_secs = 30, timeout_ms = 5000,
@@ -69,8 +41,8 @@ impl Default for HealthCheckConfig {
 }
 
 impl HealthCheckConfig {
-    /// Every problem, paths relative to the `health_check` table.
-    pub fn validate(&self) -> Result<(), Vec<ConfigProblem>> {
+    /// Every problem, paths relative to the `health_check` table; empty when valid.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         if !self.path.starts_with('/') || self.path.contains([' ', '#']) {
             problems.push(ConfigProblem::new(
@@ -100,11 +72,7 @@ impl HealthCheckConfig {
                 "must be greater than 0",
             ));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+        problems
     }
 
     /// `interval_secs` as a duration (at least 1 ms, whatever the value).
@@ -149,8 +117,8 @@ impl Default for ConsulConfig {
 }
 
 impl ConsulConfig {
-    /// Every problem, paths relative to the `discovery.consul` table.
-    pub fn validate(&self) -> Result<(), Vec<ConfigProblem>> {
+    /// Every problem, paths relative to the `discovery.consul` table; empty when valid.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         match self.url.parse::<http::Uri>() {
             Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {
@@ -181,11 +149,7 @@ impl ConsulConfig {
                 "must be between 1 and 600 (Consul caps blocking queries at 10 minutes)",
             ));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+        problems
     }
 }
 
@@ -199,7 +163,7 @@ mod tests {
         assert_eq!(c.path, "/health");
         assert_eq!(c.timeout_ms, 5000);
         assert_eq!(c.interval(), Duration::from_millis(50));
-        assert!(c.validate().is_ok());
+        assert!(c.validate().is_empty());
         assert!(serde_json::from_str::<HealthCheckConfig>(r#"{"bogus": 1}"#).is_err());
     }
 
@@ -212,12 +176,7 @@ mod tests {
             healthy_threshold: 0,
             unhealthy_threshold: 0,
         };
-        let paths: Vec<_> = c
-            .validate()
-            .unwrap_err()
-            .into_iter()
-            .map(|p| p.path)
-            .collect();
+        let paths: Vec<_> = c.validate().into_iter().map(|p| p.path).collect();
         assert_eq!(
             paths,
             [
@@ -232,7 +191,7 @@ mod tests {
             interval_secs: f64::NAN,
             ..Default::default()
         };
-        assert!(nan.validate().is_err());
+        assert!(!nan.validate().is_empty());
     }
 
     #[test]
@@ -240,14 +199,14 @@ mod tests {
         let c: ConsulConfig = serde_json::from_str(r#"{"url": "http://127.0.0.1:8500"}"#).unwrap();
         assert_eq!(c.wait_secs, 30);
         assert!(c.services.is_empty());
-        assert!(c.validate().is_ok());
+        assert!(c.validate().is_empty());
 
         let bad = ConsulConfig {
             url: "https://consul".into(),
             services: vec!["a".into(), String::new()],
             wait_secs: 0,
         };
-        let problems = bad.validate().unwrap_err();
+        let problems = bad.validate();
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["url", "services[1]", "wait_secs"]);
         assert!(problems[0]

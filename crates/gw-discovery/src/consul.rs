@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::client::HttpClient;
-use crate::{ConsulConfig, Instance, Registry, DEFAULT_WEIGHT};
+use crate::{ConfigProblem, ConsulConfig, Instance, Registry, DEFAULT_WEIGHT};
 
 /// First pause after a failed query; doubled on each failure in a row.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -338,11 +338,7 @@ fn parse_health(body: &[u8]) -> Result<Vec<Instance>, serde_json::Error> {
         };
         let problems = instance.problems();
         if !problems.is_empty() {
-            let why = problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let why = ConfigProblem::join(&problems);
             tracing::warn!(
                 addr = %instance.authority(),
                 instance = %instance.id,

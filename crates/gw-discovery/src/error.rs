@@ -10,14 +10,6 @@ pub enum RegisterError {
     #[error("Service not found: {0}")]
     UnknownService(String),
     /// The instance is malformed (the admin API answers 400).
-    #[error("Invalid instance: {}", join(.0))]
+    #[error("Invalid instance: {}", ConfigProblem::join(.0))]
     InvalidInstance(Vec<ConfigProblem>),
-}
-
-fn join(problems: &[ConfigProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -78,9 +78,11 @@ mod instance;
 mod registry;
 
 pub use checker::HealthChecker;
-pub use config::{ConfigProblem, ConsulConfig, HealthCheckConfig};
+pub use config::{ConsulConfig, HealthCheckConfig};
 pub use consul::ConsulWatcher;
 pub use error::RegisterError;
+/// The one shape of a configuration mistake, gw-core's (re-exported for existing users).
+pub use gw_core::ConfigProblem;
 pub use health::{HealthState, Status};
 pub use instance::{Instance, Source, DEFAULT_WEIGHT, MAX_WEIGHT, MIN_WEIGHT};
 pub use registry::{InstanceInfo, Registry, HEALTH_GAUGE};

@@ -259,7 +259,7 @@ impl Registry {
 
     /// Registers (or replaces, by id) an instance through the admin API.
     ///
-    /// The service must be declared in the configuration or discovered in Consul (SPEC §7).
+    /// The service must be declared in the configuration or discovered in Consul (docs/admin-api.md).
     pub fn register(&self, service: &str, instance: Instance) -> Result<Instance, RegisterError> {
         let problems = instance.problems();
         if !problems.is_empty() {

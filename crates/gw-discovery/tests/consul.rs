@@ -33,7 +33,7 @@ fn watch(consul: &FakeConsul, services: &[&str], registry: &Arc<Registry>) -> Ru
         services: services.iter().map(|s| s.to_string()).collect(),
         wait_secs: 30,
     };
-    config.validate().unwrap();
+    assert!(config.validate().is_empty());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(ConsulWatcher::new(config, registry.clone()).run(async {
         let _ = stopped.await;

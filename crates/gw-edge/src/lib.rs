@@ -51,6 +51,7 @@ pub mod path;
 
 use std::borrow::Cow;
 
+use gw_core::messages;
 use http::header::{HeaderName, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, StatusCode, Uri, Version};
@@ -204,17 +205,17 @@ impl EdgeError {
     /// The message of the answer.
     pub fn message(&self) -> &'static str {
         match self {
-            EdgeError::UriTooLong => "Request URI too long",
-            EdgeError::HeadTooLarge => "Request header fields too large",
-            EdgeError::Connect => "Method not allowed",
-            EdgeError::MissingHost => "Missing Host header",
-            EdgeError::MultipleHosts => "Multiple Host headers",
-            EdgeError::InvalidHost => "Invalid Host header",
-            EdgeError::HostMismatch => "Host header does not match the request target",
-            EdgeError::InvalidTarget => "Invalid request target",
-            EdgeError::Path(_) => "Invalid request path",
-            EdgeError::UnderscoreHeader => "Invalid header name",
-            EdgeError::Framing => "Invalid request framing",
+            EdgeError::UriTooLong => messages::URI_TOO_LONG,
+            EdgeError::HeadTooLarge => messages::HEADERS_TOO_LARGE,
+            EdgeError::Connect => messages::METHOD_NOT_ALLOWED,
+            EdgeError::MissingHost => messages::MISSING_HOST,
+            EdgeError::MultipleHosts => messages::MULTIPLE_HOSTS,
+            EdgeError::InvalidHost => messages::INVALID_HOST,
+            EdgeError::HostMismatch => messages::HOST_MISMATCH,
+            EdgeError::InvalidTarget => messages::INVALID_TARGET,
+            EdgeError::Path(_) => messages::INVALID_PATH,
+            EdgeError::UnderscoreHeader => messages::INVALID_HEADER_NAME,
+            EdgeError::Framing => messages::INVALID_FRAMING,
         }
     }
 }

@@ -32,7 +32,7 @@ impl Default for Timeouts {
     }
 }
 
-/// How a route retries (SPEC §3, §7).
+/// How a route retries (docs/configuration.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt; 0 disables retries.

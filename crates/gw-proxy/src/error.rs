@@ -1,6 +1,6 @@
 //! The proxy's errors and their HTTP answers.
 
-use gw_core::BoxError;
+use gw_core::{messages, BoxError};
 use http::StatusCode;
 
 /// Why the proxy answered itself instead of passing on the upstream's answer.
@@ -39,11 +39,11 @@ impl gw_core::HttpError for ProxyError {
 
     fn message(&self) -> &str {
         match self {
-            ProxyError::BadGateway(_) => "Bad gateway",
-            ProxyError::Timeout => "Gateway timeout",
-            ProxyError::NoHealthyUpstream => "No healthy upstream",
-            ProxyError::BodyTooLarge => "Request body too large",
-            ProxyError::ClientBody(_) => "Bad request",
+            ProxyError::BadGateway(_) => messages::BAD_GATEWAY,
+            ProxyError::Timeout => messages::GATEWAY_TIMEOUT,
+            ProxyError::NoHealthyUpstream => messages::NO_HEALTHY_UPSTREAM,
+            ProxyError::BodyTooLarge => messages::BODY_TOO_LARGE,
+            ProxyError::ClientBody(_) => messages::BAD_REQUEST,
         }
     }
 }

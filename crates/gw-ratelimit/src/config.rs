@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use gw_core::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
 /// Which algorithm a limit uses.
@@ -81,16 +82,21 @@ impl Limit {
         }
     }
 
-    fn validate(&self, path: &str, errors: &mut Vec<(String, String)>) {
+    /// Every problem of this limit, paths relative to it (`requests_per_minute`, `burst`);
+    /// empty when valid. The one check of a limit, wherever it is written (`[rate_limit]`
+    /// or a route's `rate_limit`).
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut errors = Vec::new();
         if self.requests_per_minute == 0 {
-            errors.push((
-                format!("{path}.requests_per_minute"),
-                "must be greater than 0".to_owned(),
+            errors.push(ConfigProblem::new(
+                "requests_per_minute",
+                "must be greater than 0",
             ));
         }
         if self.burst == Some(0) {
-            errors.push((format!("{path}.burst"), "must be greater than 0".to_owned()));
+            errors.push(ConfigProblem::new("burst", "must be greater than 0"));
         }
+        errors
     }
 }
 
@@ -111,9 +117,9 @@ pub struct RateLimitConfig {
 }
 
 impl RateLimitConfig {
-    /// Every problem as `(path, message)`, paths relative to `rate_limit`
-    /// (`("default.requests_per_minute", "must be greater than 0")`).
-    pub fn validate(&self) -> Vec<(String, String)> {
+    /// Every problem, paths relative to `rate_limit` (`default.requests_per_minute: must be
+    /// greater than 0`); empty when valid.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         for (name, limit) in [
             ("default", &self.default),
@@ -121,17 +127,20 @@ impl RateLimitConfig {
             ("per_ip", &self.per_ip),
         ] {
             if let Some(limit) = limit {
-                limit.validate(name, &mut errors);
+                errors.extend(limit.validate().into_iter().map(|p| p.under(name)));
             }
         }
         errors
     }
 
-    /// Checks a route's own `rate_limit` (path given by the caller, e.g. `routes[2].rate_limit`).
-    pub fn validate_route_limit(limit: &Limit, path: &str) -> Vec<(String, String)> {
-        let mut errors = Vec::new();
-        limit.validate(path, &mut errors);
-        errors
+    /// Checks a route's own `rate_limit`, paths under `path` (e.g. `routes[2].rate_limit`):
+    /// [`Limit::validate`] with a prefix.
+    pub fn validate_route_limit(limit: &Limit, path: &str) -> Vec<ConfigProblem> {
+        limit
+            .validate()
+            .into_iter()
+            .map(|p| p.under(path))
+            .collect()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The limiter's errors, each knowing its HTTP answer.
 
-use gw_core::HttpError;
+use gw_core::{messages, HttpError};
 use http::StatusCode;
 
 /// Why a request is not let through.
@@ -27,8 +27,8 @@ impl HttpError for RateLimitError {
 
     fn message(&self) -> &str {
         match self {
-            RateLimitError::Limited { .. } => "Rate limit exceeded",
-            RateLimitError::Unavailable => "Service temporarily unavailable",
+            RateLimitError::Limited { .. } => messages::RATE_LIMIT_EXCEEDED,
+            RateLimitError::Unavailable => messages::SERVICE_UNAVAILABLE,
         }
     }
 }

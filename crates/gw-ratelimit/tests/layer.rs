@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use gw_core::{Body, ClientAddr, ConnInfo, Identity, RequestId};
+use gw_core::{Body, ClientAddr, ConfigProblem, ConnInfo, Identity, RequestId};
 use gw_ratelimit::store::{BoxFuture, Decisions};
 use gw_ratelimit::{
     Algorithm, FailureMode, KeyedLimit, Limit, MemoryStore, RateLimitConfig, RateLimitLayer,
@@ -410,14 +410,8 @@ fn config_deserializes_and_validates() {
     assert_eq!(
         config.validate(),
         vec![
-            (
-                "global.requests_per_minute".to_owned(),
-                "must be greater than 0".to_owned()
-            ),
-            (
-                "per_ip.burst".to_owned(),
-                "must be greater than 0".to_owned()
-            ),
+            ConfigProblem::new("global.requests_per_minute", "must be greater than 0"),
+            ConfigProblem::new("per_ip.burst", "must be greater than 0"),
         ]
     );
     assert!(RateLimitConfig::default().validate().is_empty());

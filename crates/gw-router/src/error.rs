@@ -1,4 +1,8 @@
-//! [`RouteError`]: why a route or a route table was rejected.
+//! [`RouteError`]: why a route or a route table was rejected (and its
+//! [`ConfigProblem`]); [`DispatchError`]: the router's own answers (404, 405).
+
+use gw_core::{messages, ConfigProblem, HttpError};
+use http::StatusCode;
 
 /// Why a [`RouteSpec`](crate::RouteSpec) or a [`RouteTable`](crate::RouteTable) was rejected.
 ///
@@ -33,4 +37,83 @@ pub enum RouteError {
     /// Every pattern is valid on its own, but together they exceed the regex size limits.
     #[error("invalid pattern set: {0}")]
     PatternSet(#[source] regex::Error),
+}
+
+impl RouteError {
+    /// The key of the route this error is about, relative to the route (`id`, `service`,
+    /// `pattern`, `path`, `host`); empty for a problem of the table as a whole.
+    pub fn path(&self) -> &'static str {
+        match self {
+            RouteError::EmptyId | RouteError::DuplicateId(_) => "id",
+            RouteError::EmptyService => "service",
+            RouteError::InvalidPattern(_) => "pattern",
+            RouteError::InvalidPrefix(_) => "path",
+            RouteError::InvalidHost { .. } => "host",
+            RouteError::PatternSet(_) => "",
+        }
+    }
+}
+
+/// The one place a rejected route becomes a configuration problem: the key from
+/// [`RouteError::path`], the message from its `Display`.
+impl From<RouteError> for ConfigProblem {
+    fn from(e: RouteError) -> Self {
+        ConfigProblem::new(e.path(), e.to_string())
+    }
+}
+
+/// Why the router answered a request itself instead of calling a route's service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    /// No route matches host and path: 404.
+    #[error("{}", messages::ROUTE_NOT_FOUND)]
+    NotFound,
+    /// A route matches host and path but not the method: 405 (the answer carries `Allow`).
+    #[error("{}", messages::METHOD_NOT_ALLOWED)]
+    MethodNotAllowed,
+}
+
+impl HttpError for DispatchError {
+    fn status(&self) -> StatusCode {
+        match self {
+            DispatchError::NotFound => StatusCode::NOT_FOUND,
+            DispatchError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            DispatchError::NotFound => messages::ROUTE_NOT_FOUND,
+            DispatchError::MethodNotAllowed => messages::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_error_names_its_key() {
+        let p = ConfigProblem::from(RouteError::InvalidPrefix("api".into())).under("routes[2]");
+        assert_eq!(
+            p.to_string(),
+            "routes[2].path: invalid path prefix \"api\": must start with '/'"
+        );
+        assert_eq!(ConfigProblem::from(RouteError::EmptyId).path, "id");
+    }
+
+    #[test]
+    fn dispatch_errors_are_the_gateway_answers() {
+        assert_eq!(DispatchError::NotFound.status(), StatusCode::NOT_FOUND);
+        assert_eq!(DispatchError::NotFound.message(), "Route not found");
+        assert_eq!(
+            DispatchError::MethodNotAllowed.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            DispatchError::MethodNotAllowed.message(),
+            "Method not allowed"
+        );
+    }
 }

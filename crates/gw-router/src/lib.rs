@@ -8,7 +8,7 @@
 //! API or a reload swaps the routes without locks, while requests in flight finish on the
 //! snapshot they started with.
 //!
-//! # Matching (SPEC §2)
+//! # Matching
 //!
 //! A route matches when its host (if any) matches, its path matcher matches, and the method
 //! is one of its `methods` (or it has none).
@@ -92,7 +92,7 @@ mod service;
 mod spec;
 mod table;
 
-pub use error::RouteError;
+pub use error::{DispatchError, RouteError};
 pub use gw_core::Body;
 pub use service::{ResponseFuture, Router};
 pub use spec::{PathMatcher, RouteSpec};

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use arc_swap::ArcSwap;
-use gw_core::{error_response_for, Body, RouteTag};
+use gw_core::{error_response_for, Body, HttpError, RouteTag};
 use http::header::{ALLOW, HOST};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, Uri};
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
-use crate::{RouteMatch, RouteService, RouteTable};
+use crate::{DispatchError, RouteMatch, RouteService, RouteTable};
 
 /// Dispatches each request to the service of the route it matches.
 ///
@@ -109,18 +109,18 @@ impl Service<Request<Body>> for Router {
                 }
             }
             Err(Some(allow)) => {
-                let mut res =
-                    error_response_for(&req, StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+                let mut res = answer(&req, DispatchError::MethodNotAllowed);
                 res.headers_mut().insert(ALLOW, allow);
                 ResponseFuture::ready(res)
             }
-            Err(None) => ResponseFuture::ready(error_response_for(
-                &req,
-                StatusCode::NOT_FOUND,
-                "Route not found",
-            )),
+            Err(None) => ResponseFuture::ready(answer(&req, DispatchError::NotFound)),
         }
     }
+}
+
+/// The gateway's JSON answer for `err`, with the request's id.
+fn answer<B>(req: &Request<B>, err: DispatchError) -> Response<Body> {
+    error_response_for(req, err.status(), err.message())
 }
 
 /// The request's host: the `Host` header, else the URI's authority.
