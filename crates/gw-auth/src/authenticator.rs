@@ -477,7 +477,7 @@ impl Authenticator {
     }
 }
 
-/// Role, permission and ownership rules (SPEC §2). `owner` is the value of the owner key.
+/// Role, permission and ownership rules (docs/configuration.md, "Route authentication and authorization"). `owner` is the value of the owner key.
 fn authorize(
     id: &Identity,
     policy: &RoutePolicy,

@@ -18,11 +18,11 @@
 //!
 //! After authentication the [`gw_core::Identity`] is put into the request **and** response
 //! extensions, and `X-User-ID` / `X-User-Role` are set for the upstream; client-sent
-//! `X-User-*` headers are removed first, on every route. Refusals are the SPEC's JSON answers
+//! `X-User-*` headers are removed first, on every route. Refusals are the gateway's JSON answers (docs/http-answers.md)
 //! (401 with `WWW-Authenticate`, 403, 503 when the store is down).
 //!
 //! Why not tower-http's `ValidateRequestHeaderLayer`/`auth`: the gateway needs JWT/JWKS,
-//! revocation through a shared store, the SPEC's exact messages and an [`Identity`](gw_core::Identity)
+//! revocation through a shared store, the exact messages of docs/http-answers.md and an [`Identity`](gw_core::Identity)
 //! for the other layers.
 //!
 //! ```

@@ -19,8 +19,8 @@
 //!   `upstream_response_time`, `user_id`), handed through a bounded channel to a writer
 //!   thread; the request path never blocks on I/O.
 //!
-//! Why our own layers rather than tower-http's `request_id` / `trace`: the SPEC's id
-//! validation and the gw-core extension types, label values known in advance (no label
+//! Why our own layers rather than tower-http's `request_id` / `trace`: the id validation of
+//! docs/http-answers.md and the gw-core extension types, label values known in advance (no label
 //! allocation per request), and a log line that needs the route and upstream timings only the
 //! response extensions carry. They stack with tower-http's layers.
 //!

@@ -18,7 +18,7 @@ use tower::{Layer, Service};
 /// `x-gateway`.
 ///
 /// Why not tower-http's `SetRequestIdLayer`: it keeps any client value unchecked and stores its
-/// own extension type; the gateway needs the SPEC's validation and [`gw_core::RequestId`].
+/// own extension type; the gateway needs the id rules of docs/http-answers.md and [`gw_core::RequestId`].
 #[derive(Clone, Debug, Default)]
 pub struct RequestIdLayer;
 

@@ -11,7 +11,7 @@
 //!   and the stats for `GET /admin/rate-limits` ([`RateLimiter::stats`]).
 //! - **[`RateLimitLayer`]**: one per route, built from a [`RoutePolicy`].
 //!
-//! # Keys (SPEC §4)
+//! # Keys (docs/operations.md, "Store layout")
 //!
 //! The route limit counts `rate_limit:user:{user_id}:{route_id}` when the request carries a
 //! [`gw_core::Identity`], else `rate_limit:ip:{addr}:{route_id}` (the address from
@@ -49,8 +49,8 @@
 //! # Why not tower's `RateLimit`
 //!
 //! `tower::limit::RateLimit` is one fixed-window counter for a whole service, in one process.
-//! The gateway needs per-key, per-route limits, exact across nodes, with headers and the SPEC
-//! error body, so this crate has its own layer. It stacks with tower-http's layers.
+//! The gateway needs per-key, per-route limits, exact across nodes, with headers and the
+//! gateway's error body, so this crate has its own layer. It stacks with tower-http's layers.
 //!
 //! # Example
 //!

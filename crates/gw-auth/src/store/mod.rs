@@ -1,5 +1,5 @@
 //! Where users, API keys, revocations and ownership records live: [`AuthStore`], with
-//! [`MemoryAuthStore`] (one node) and [`RedisAuthStore`] (many nodes), same key layout (SPEC §4).
+//! [`MemoryAuthStore`] (one node) and [`RedisAuthStore`] (many nodes), same key layout (docs/operations.md, "Store layout").
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -96,7 +96,7 @@ pub struct LookupResult {
     pub owner: Option<String>,
 }
 
-/// Storage of auth state. Keys follow SPEC §4; implementations apply their key prefix to every
+/// Storage of auth state. Keys follow docs/operations.md, "Store layout"; implementations apply their key prefix to every
 /// key, `owner_key` included. Every method is bounded by the store's timeout.
 pub trait AuthStore: Debug + Send + Sync + 'static {
     /// Hot path: everything one request needs, in one round trip.

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::error::StoreError;
 
-/// Redis-backed store (deadpool connection pool; SPEC §4 keys behind `key_prefix`).
+/// Redis-backed store (deadpool connection pool; the keys of docs/operations.md, "Store layout", behind `key_prefix`).
 ///
 /// Every call is bounded by `timeout` (pool checkout included), so a dead Redis costs at most
 /// that long and becomes [`StoreError::Timeout`] / [`StoreError::Backend`], never a hang.
