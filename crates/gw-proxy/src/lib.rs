@@ -98,6 +98,7 @@
 //! # }
 //! ```
 
+mod balancer;
 mod body;
 mod client;
 mod config;
@@ -107,12 +108,13 @@ mod h1;
 mod proxy;
 mod upstream;
 
+pub use balancer::LoadBalancer;
 pub use client::Clients;
 pub use config::{ClientOptions, HeaderRules, ProxyConfig, RetryPolicy, Timeouts};
 pub use error::ProxyError;
 pub use forwarded::{client_addr, TrustedProxies};
 pub use proxy::{Proxy, ResponseFuture};
-pub use upstream::{Instance, LoadBalancer, Upstream, UpstreamProtocol};
+pub use upstream::{Instance, Upstream, UpstreamProtocol};
 
 // For the property tests and fuzz targets.
 #[doc(hidden)]

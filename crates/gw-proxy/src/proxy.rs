@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use hyper::upgrade::OnUpgrade;
 use smallvec::SmallVec;
 use tower::retry::budget::Budget;
 
+use crate::balancer::{self, Tried};
 use crate::body::{
     BodyLimitExceeded, ClientBodyError, InFlight, Progress, ReqBody, RespBody, UpstreamBody,
 };
@@ -33,7 +33,6 @@ use crate::forwarded::{
     AddedFields, Field, FieldValue, HOP_CONNECTION, REQ_EXPECT, REQ_ID_SAME, REQ_X_USER,
 };
 use crate::h1::{Conn, H1Error, H1Head};
-use crate::upstream::{hash_key, Tried};
 use crate::{Clients, LoadBalancer, ProxyConfig, ProxyError, Upstream, UpstreamProtocol};
 
 /// Bodies up to this size are buffered so that a retry can send them again.
@@ -229,14 +228,9 @@ impl Shared {
             // capacity it was first given (three), so it is not grown per request.
             let conn = parts.extensions.remove::<ConnInfo>();
             let identity = parts.extensions.get::<Identity>();
-            let key_hash =
-                (upstream.load_balancer() == LoadBalancer::ConsistentHash).then(|| {
-                    match (identity, client) {
-                        (Some(id), _) => hash_key(id.user_id.as_bytes()),
-                        (None, Some(c)) => hash_ip(c.ip),
-                        (None, None) => hash_key(b""),
-                    }
-                });
+            let key_hash = (upstream.load_balancer() == LoadBalancer::ConsistentHash).then(|| {
+                balancer::key(identity.map(|id| id.user_id.as_str()), client.map(|c| c.ip))
+            });
             // Without the listener's upgrade handle the handshake cannot be completed: forward
             // as a plain request.
             let upgrade = client_upgrade.is_some();
@@ -691,13 +685,6 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Ticking<'_, T> 
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-fn hash_ip(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(v4) => hash_key(&v4.octets()),
-        IpAddr::V6(v6) => hash_key(&v6.octets()),
     }
 }
 
