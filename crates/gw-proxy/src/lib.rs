@@ -105,7 +105,9 @@ mod config;
 mod error;
 mod forwarded;
 mod h1;
+mod pool;
 mod proxy;
+mod timer;
 mod upstream;
 
 pub use balancer::LoadBalancer;

@@ -27,12 +27,13 @@ use crate::balancer::{self, Tried};
 use crate::body::{
     BodyLimitExceeded, ClientBodyError, InFlight, Progress, ReqBody, RespBody, UpstreamBody,
 };
-use crate::client::{Deadlines, Elapsed, HttpClient, Outgoing, SendError};
+use crate::client::{Deadlines, HttpClient, Outgoing, SendError};
 use crate::forwarded::{
     has_token, scan_request, set_forwarded, strip_found_hop_by_hop, strip_hop_by_hop, Added,
     AddedFields, Field, FieldValue, HOP_CONNECTION, REQ_EXPECT, REQ_ID_SAME, REQ_X_USER,
 };
 use crate::h1::{Conn, H1Error, H1Head};
+use crate::timer::Elapsed;
 use crate::{Clients, LoadBalancer, ProxyConfig, ProxyError, Upstream, UpstreamProtocol};
 
 /// Bodies up to this size are buffered so that a retry can send them again.

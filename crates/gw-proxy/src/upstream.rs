@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use tower::retry::budget::TpsBudget;
 
 use crate::balancer::{Balancer, Candidate, LoadBalancer, Table, Tried};
-use crate::client::HostPool;
+use crate::h1::Conn;
+use crate::pool::HostPool;
 
 /// One instance of a service: the registry's type (gw-discovery), so that what the registry
 /// hands over is what the balancer takes.
@@ -42,7 +43,7 @@ pub(crate) struct Endpoint {
     pub(crate) in_flight: Arc<AtomicUsize>,
     /// Idle HTTP/1.1 connections to this instance (kept across swaps while the id and the
     /// address stay the same).
-    pub(crate) pool: Arc<HostPool>,
+    pub(crate) pool: Arc<HostPool<Conn>>,
 }
 
 impl Candidate for Endpoint {
