@@ -238,6 +238,8 @@ fn build(opts: &ClientOptions, protocol: UpstreamProtocol, connect: Duration) ->
 pub(crate) enum SendError {
     /// Connecting took longer than the connect timeout.
     ConnectTimeout,
+    /// Sending the request, or waiting for the answer's head, took longer than its timeout.
+    TimedOut,
     /// Resolving or connecting failed (refused, unreachable, no address).
     Connect(std::io::Error),
     /// The HTTP/1.1 exchange failed (reset, closed, malformed answer, request body error).
@@ -321,17 +323,19 @@ impl HttpClient {
         &self,
         ep: &Endpoint,
         req: Outgoing<'_>,
-        wait: &Deadlines<'_>,
-    ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
+        wait: Deadlines<'_>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let wait = &wait;
         match (self, req) {
             (HttpClient::Http1(c), Outgoing::H1(head, body)) => c.send(ep, head, body, wait).await,
             (HttpClient::Http2(c), Outgoing::H2(req)) => {
                 let sleep = pin!(tokio::time::sleep_until(wait.first(wait.start)));
                 let due = || wait.h2_due(&c.connects, c.connect, tokio::time::Instant::now());
-                let res = bound(sleep, pin!(c.client.request(req)), due).await?;
-                Ok(res
-                    .map(|r| r.map(UpstreamBody::H2))
-                    .map_err(SendError::Http2))
+                match bound(sleep, pin!(c.client.request(req)), due).await {
+                    Ok(Ok(res)) => Ok(res.map(UpstreamBody::H2)),
+                    Ok(Err(e)) => Err(SendError::Http2(e)),
+                    Err(Elapsed) => Err(SendError::TimedOut),
+                }
             }
             _ => unreachable!("a request is built for its client's protocol"),
         }
@@ -365,7 +369,7 @@ impl H1Client {
         head: H1Head<'_>,
         mut body: ReqBody,
         wait: &Deadlines<'_>,
-    ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let mut timer = None;
         // A pooled connection is ready when the request starts.
         let mut ready = wait.start;
@@ -382,7 +386,7 @@ impl H1Client {
                             ready = tokio::time::Instant::now();
                             (conn, false)
                         }
-                        Err(e) => return Ok(Err(e)),
+                        Err(e) => return Err(e),
                     }
                 }
             };
@@ -397,16 +401,16 @@ impl H1Client {
             match h1::send(conn, head, body, reused, slot, t.as_mut(), phases).await {
                 Ok(mut res) => {
                     res.body_mut().keep_timer(t);
-                    return Ok(Ok(res.map(UpstreamBody::H1)));
+                    return Ok(res.map(UpstreamBody::H1));
                 }
-                Err((H1Error::TimedOut, _)) => return Err(Elapsed),
+                Err((H1Error::TimedOut, _)) => return Err(SendError::TimedOut),
                 // A pooled connection the upstream had closed while idle: another one.
                 Err((_, Some(again))) => {
                     body = again;
                     timer = Some(t);
                     ready = tokio::time::Instant::now();
                 }
-                Err((e, None)) => return Ok(Err(SendError::Http1(e))),
+                Err((e, None)) => return Err(SendError::Http1(e)),
             }
         }
     }

@@ -7,11 +7,12 @@ use gw_core::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_GATEWAY_VERSION, X_REQUEST_ID,
     X_USER_ID, X_USER_ROLE,
 };
-use gw_core::{ClientAddr, ConnInfo};
+use gw_core::{ClientAddr, ConnInfo, Identity, RequestId};
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE,
     TRANSFER_ENCODING, UPGRADE,
 };
+use http::uri::Authority;
 use ipnet::IpNet;
 use smallvec::SmallVec;
 
@@ -461,6 +462,142 @@ fn names_field(token: &[u8]) -> bool {
         || token.eq_ignore_ascii_case(b"close")
         || token.eq_ignore_ascii_case(b"keep-alive")
         || token.eq_ignore_ascii_case(b"upgrade"))
+}
+
+/// What the gateway knows of a request, for the fields of its upstream request.
+pub(crate) struct Origin<'a> {
+    /// The listener's connection: the peer's address, and whether it is TLS.
+    pub(crate) conn: Option<&'a ConnInfo>,
+    /// The client as the listener determined it (used without `conn`).
+    pub(crate) client: Option<ClientAddr>,
+    /// Who the caller is, once authenticated.
+    pub(crate) identity: Option<&'a Identity>,
+    /// The gateway's id for the request.
+    pub(crate) request_id: Option<&'a RequestId>,
+    /// The URI's authority: the host of a request without `Host` (HTTP/2 clients).
+    pub(crate) authority: Option<&'a Authority>,
+}
+
+/// How the upstream request goes out.
+pub(crate) struct Outbound<'a> {
+    /// Peers whose `X-Forwarded-*` values are kept.
+    pub(crate) trusted: &'a TrustedProxies,
+    /// The `X-Gateway-Version` value.
+    pub(crate) version: &'a HeaderValue,
+    /// What the gateway sets goes into [`AddedFields`], written after the request's own
+    /// fields when the HTTP/1.1 head is encoded (no request header rules, which may name
+    /// those fields); else into the map.
+    pub(crate) direct: bool,
+    /// The upstream speaks HTTP/2: no `Host` (`:authority` is the instance's address).
+    pub(crate) h2: bool,
+    /// The request is a WebSocket handshake to pass on (`Connection: upgrade` is kept).
+    pub(crate) upgrade: bool,
+}
+
+/// The upstream request's fields, from the client's (see the crate's docs, "What is sent
+/// upstream"), all but the route's request header rules: hop-by-hop fields and client-sent
+/// `X-User-*` removed, `X-User-ID`/`-Role` from the identity, `X-Request-ID`,
+/// `X-Gateway-Version`, `Host` and `X-Forwarded-*` set, `Expect` removed. What the gateway
+/// sets goes into `fields` when `to.direct`, else into `headers`. `scan` is the request's
+/// [`scan_request`].
+#[inline]
+pub(crate) fn rewrite_request(
+    headers: &mut HeaderMap,
+    fields: &mut AddedFields,
+    scan: RequestScan,
+    from: &Origin<'_>,
+    to: &Outbound<'_>,
+) {
+    let present = scan.present;
+    let mut added = if to.direct {
+        Added::Fields { fields, present }
+    } else {
+        // Room for what is added below (request id, version, X-Forwarded-*), so the
+        // map grows at most once instead of once per insert.
+        headers.reserve(6);
+        Added::Map
+    };
+    let had_host = scan.host.is_some();
+    let original_host = scan.host.or_else(|| {
+        from.authority
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_found_hop_by_hop(headers, present, true, to.upgrade);
+    if present & REQ_X_USER != 0 {
+        remove_x_user(headers);
+    }
+    if let Some(id) = from.identity {
+        if let Ok(v) = HeaderValue::from_str(&id.user_id) {
+            added.set(headers, Field::UserId, FieldValue::Header(v));
+        }
+        if let Some(role) = id
+            .role
+            .as_deref()
+            .and_then(|r| HeaderValue::from_str(r).ok())
+        {
+            added.set(headers, Field::UserRole, FieldValue::Header(role));
+        }
+    }
+    if let Some(id) = from.request_id {
+        if present & REQ_ID_SAME == 0 || !to.direct {
+            let id = FieldValue::Header(id.header_value().clone());
+            added.set(headers, Field::RequestId, id);
+        }
+    }
+    let version = FieldValue::Header(to.version.clone());
+    added.set(headers, Field::GatewayVersion, version);
+    let (conn, client) = (from.conn, from.client);
+    let peer = conn.map(|c| c.peer.ip()).or(client.map(|c| c.ip));
+    let peer_trusted = conn.is_some_and(|c| to.trusted.contains(c.peer.ip()));
+    let tls = conn.map_or_else(|| client.is_some_and(|c| c.https), |c| c.tls);
+    // Host goes through unchanged; one taken out because `Connection` named it, or
+    // missing (HTTP/2 clients send `:authority`), is set from the original.
+    if let Some(h) = &original_host {
+        if (!had_host || present & HOP_CONNECTION != 0) && !headers.contains_key(HOST) {
+            headers.insert(HOST, h.clone());
+        }
+    }
+    set_forwarded(
+        headers,
+        &mut added,
+        peer,
+        tls,
+        peer_trusted,
+        original_host.as_ref(),
+    );
+    // The listener answers `Expect: 100-continue` itself when the body is first read.
+    if present & REQ_EXPECT != 0 {
+        headers.remove(EXPECT);
+    }
+    if to.h2 {
+        // HTTP/2 carries the authority in `:authority` (the instance's address, which the
+        // pool is keyed on); a differing Host is not allowed (RFC 9113 §8.3.1). The
+        // original host travels in X-Forwarded-Host.
+        headers.remove(HOST);
+    }
+}
+
+/// Removes every header whose name starts with `x-user-`.
+fn remove_x_user(headers: &mut HeaderMap) {
+    let mut found: SmallVec<[http::HeaderName; 2]> = SmallVec::new();
+    for name in headers.keys() {
+        if name.as_str().starts_with("x-user-") {
+            found.push(name.clone());
+        }
+    }
+    for name in found {
+        headers.remove(name);
+    }
+}
+
+/// Whether a request whose first `Upgrade` value is `websocket` is a WebSocket handshake.
+pub(crate) fn is_websocket(req: &http::request::Parts) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| has_token(v, b"upgrade"))
 }
 
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream request (SPEC §7).

@@ -308,7 +308,7 @@ pub(crate) async fn send(
                     && !answered
                     && replayable
                     && e.stale()
-                    && crate::proxy::idempotent(method);
+                    && crate::retry::idempotent(method);
                 return Err((e, retry.then_some(body)));
             }
         }
