@@ -12,7 +12,7 @@ use http::{Method, Request, Response, Uri, Version};
 
 use crate::body::{BodyLimitExceeded, ClientBodyError, InFlight, ReqBody, UpstreamBody};
 use crate::client::{Deadlines, HttpClient, Outgoing, SendError};
-use crate::forwarded::AddedFields;
+use crate::fields::AddedFields;
 use crate::h1::{H1Error, H1Head};
 use crate::payload::Payload;
 use crate::retry::Ending;

@@ -100,8 +100,9 @@
 //!
 //! # Layout
 //! Each module uses only those listed before it (no import loop):
-//! - `balancer`: which instance takes a request (pure); `forwarded`: the client's address
-//!   and the rules for the upstream request's fields; `config`, `error`; `timer`: deadlines
+//! - `balancer`: which instance takes a request (pure); `fields`: scanning, adding and
+//!   stripping fields; `forwarded`: the client's address and the rules for the upstream
+//!   request's fields; `config`, `error`; `timer`: deadlines
 //!   on a reused timer; `pool`: idle keep-alive connections per instance; `retry`: the retry
 //!   policy's decisions.
 //! - `body` and `h1`: request and answer bodies, the HTTP/1.1 exchange on one connection.
@@ -117,6 +118,7 @@ mod body;
 mod client;
 mod config;
 mod error;
+mod fields;
 mod forwarded;
 mod h1;
 mod payload;

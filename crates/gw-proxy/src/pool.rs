@@ -1,5 +1,5 @@
 //! The idle keep-alive connections to one instance: a lean pool, one per instance, for
-//! HTTP/1.1 (see [`client`](crate::client) for why not hyper-util's).
+//! HTTP/1.1 (the `client` module tells why not hyper-util's).
 //!
 //! Generic over the connection, so that the pool sits below the HTTP/1.1 exchange that
 //! checks connections out of it and gives them back: it only asks whether one is still

@@ -20,10 +20,8 @@ use crate::attempt::{self, Exchange};
 use crate::balancer;
 use crate::body::{InFlight, RespBody, UpstreamBody};
 use crate::client::HttpClient;
-use crate::forwarded::{
-    is_websocket, rewrite_request, scan_request, strip_hop_by_hop, AddedFields, Origin, Outbound,
-    RequestScan,
-};
+use crate::fields::{scan_request, strip_hop_by_hop, AddedFields, RequestScan};
+use crate::forwarded::{is_websocket, rewrite_request, Origin, Outbound};
 use crate::payload::{Payload, Reading};
 use crate::retry::{self, Ending, Retries};
 use crate::upgrade::tunnel;
