@@ -137,7 +137,10 @@ impl<'a> Exchange<'a> {
     #[inline]
     pub(crate) fn failure(&self, err: SendError) -> Failure {
         let progress = self.payload.progress();
-        if progress.is_some_and(|p| p.exceeded()) {
+        if matches!(err, SendError::TimedOut) {
+            // A phase's timeout is the answer whatever became of the body.
+            Failure::Final(ProxyError::Timeout)
+        } else if progress.is_some_and(|p| p.exceeded()) {
             Failure::Final(ProxyError::BodyTooLarge)
         } else if progress.is_some_and(|p| p.client_failed()) {
             // The client's fault, whatever the exchange's error says (HTTP/2 reports the

@@ -214,12 +214,14 @@ impl Shared {
     ) {
         let config = &*self.config;
         let h1 = self.upstream.protocol() == UpstreamProtocol::Http1;
+        // Before `ConnInfo` is taken out: without a `ClientAddr` extension, it tells the client.
+        let client = ClientAddr::of(&parts.extensions);
         // Taken out: with the answer's two entries the map then stays within the capacity it
         // was first given (three), so it is not grown per request.
         let conn = parts.extensions.remove::<ConnInfo>();
         let from = Origin {
             conn: conn.as_ref(),
-            client: ClientAddr::of(&parts.extensions),
+            client,
             identity: parts.extensions.get::<Identity>(),
             request_id,
             authority: parts.uri.authority(),
