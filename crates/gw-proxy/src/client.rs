@@ -10,13 +10,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,6 +27,8 @@ use tokio::time::Sleep;
 
 use crate::body::{later, Progress, ReqBody, UpstreamBody};
 use crate::h1::{self, Conn, H1Error, H1Head, Phases, PoolSlot};
+use crate::pool::Reusable;
+use crate::timer::{bound, Elapsed};
 use crate::upstream::Endpoint;
 use crate::{ClientOptions, UpstreamProtocol};
 
@@ -236,6 +238,8 @@ fn build(opts: &ClientOptions, protocol: UpstreamProtocol, connect: Duration) ->
 pub(crate) enum SendError {
     /// Connecting took longer than the connect timeout.
     ConnectTimeout,
+    /// Sending the request, or waiting for the answer's head, took longer than its timeout.
+    TimedOut,
     /// Resolving or connecting failed (refused, unreachable, no address).
     Connect(std::io::Error),
     /// The HTTP/1.1 exchange failed (reset, closed, malformed answer, request body error).
@@ -261,10 +265,6 @@ pub(crate) struct Deadlines<'a> {
     /// The streamed request body's progress (HTTP/2 learns from it when the upload ended).
     pub(crate) progress: Option<&'a Progress>,
 }
-
-/// A phase of the exchange did not end within its timeout.
-#[derive(Debug)]
-pub(crate) struct Elapsed;
 
 impl Deadlines<'_> {
     /// The earliest end of any phase of a request whose connection was ready at `ready`.
@@ -317,62 +317,25 @@ impl Deadlines<'_> {
     }
 }
 
-/// `fut`'s output, unless `sleep` fires at or after `due()` (asked each time it fires: an
-/// earlier deadline is moved on to it). Both are borrowed, pinned where they live: moving a
-/// request future into a wrapper would copy all of its state. `sleep` must not be set later
-/// than `due()`.
-fn bound<'a, F: Future>(
-    mut sleep: Pin<&'a mut Sleep>,
-    mut fut: Pin<&'a mut F>,
-    due: impl Fn() -> tokio::time::Instant + 'a,
-) -> impl Future<Output = Result<F::Output, Elapsed>> + 'a {
-    poll_fn(move |cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(out));
-        }
-        loop {
-            ready!(sleep.as_mut().poll(cx));
-            // Fired: at the deadline, or early (see `Deadlines::arm`).
-            let due = due();
-            if due > sleep.deadline() {
-                sleep.as_mut().reset(due);
-            } else {
-                return Poll::Ready(Err(Elapsed));
-            }
-        }
-    })
-}
-
-/// `fut`'s output, unless `due` passes first. `timer` is moved back to `due` when it is set
-/// later; set earlier, it is moved on when it fires.
-pub(crate) async fn within<F: Future>(
-    mut timer: Pin<&mut Sleep>,
-    due: tokio::time::Instant,
-    fut: F,
-) -> Result<F::Output, Elapsed> {
-    if timer.deadline() > due {
-        timer.as_mut().reset(due);
-    }
-    bound(timer, pin!(fut), move || due).await
-}
-
 impl HttpClient {
     /// Sends `req` to `ep` and waits for the answer's head, each phase within its timeout.
     pub(crate) async fn send(
         &self,
         ep: &Endpoint,
         req: Outgoing<'_>,
-        wait: &Deadlines<'_>,
-    ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
+        wait: Deadlines<'_>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let wait = &wait;
         match (self, req) {
             (HttpClient::Http1(c), Outgoing::H1(head, body)) => c.send(ep, head, body, wait).await,
             (HttpClient::Http2(c), Outgoing::H2(req)) => {
                 let sleep = pin!(tokio::time::sleep_until(wait.first(wait.start)));
                 let due = || wait.h2_due(&c.connects, c.connect, tokio::time::Instant::now());
-                let res = bound(sleep, pin!(c.client.request(req)), due).await?;
-                Ok(res
-                    .map(|r| r.map(UpstreamBody::H2))
-                    .map_err(SendError::Http2))
+                match bound(sleep, pin!(c.client.request(req)), due).await {
+                    Ok(Ok(res)) => Ok(res.map(UpstreamBody::H2)),
+                    Ok(Err(e)) => Err(SendError::Http2(e)),
+                    Err(Elapsed) => Err(SendError::TimedOut),
+                }
             }
             _ => unreachable!("a request is built for its client's protocol"),
         }
@@ -406,7 +369,7 @@ impl H1Client {
         head: H1Head<'_>,
         mut body: ReqBody,
         wait: &Deadlines<'_>,
-    ) -> Result<Result<Response<UpstreamBody>, SendError>, Elapsed> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let mut timer = None;
         // A pooled connection is ready when the request starts.
         let mut ready = wait.start;
@@ -423,7 +386,7 @@ impl H1Client {
                             ready = tokio::time::Instant::now();
                             (conn, false)
                         }
-                        Err(e) => return Ok(Err(e)),
+                        Err(e) => return Err(e),
                     }
                 }
             };
@@ -438,16 +401,16 @@ impl H1Client {
             match h1::send(conn, head, body, reused, slot, t.as_mut(), phases).await {
                 Ok(mut res) => {
                     res.body_mut().keep_timer(t);
-                    return Ok(Ok(res.map(UpstreamBody::H1)));
+                    return Ok(res.map(UpstreamBody::H1));
                 }
-                Err((H1Error::TimedOut, _)) => return Err(Elapsed),
+                Err((H1Error::TimedOut, _)) => return Err(SendError::TimedOut),
                 // A pooled connection the upstream had closed while idle: another one.
                 Err((_, Some(again))) => {
                     body = again;
                     timer = Some(t);
                     ready = tokio::time::Instant::now();
                 }
-                Err((e, None)) => return Ok(Err(SendError::Http1(e))),
+                Err((e, None)) => return Err(SendError::Http1(e)),
             }
         }
     }
@@ -498,67 +461,19 @@ impl H1Client {
     }
 }
 
-/// The idle HTTP/1.1 connections to one instance, most recently used last.
-#[derive(Default)]
-pub(crate) struct HostPool {
-    idle: Mutex<Vec<Idle>>,
-}
-
-struct Idle {
-    conn: Box<Conn>,
-    since: Instant,
-}
-
-impl fmt::Debug for HostPool {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostPool")
-            .field("idle", &self.idle.lock().len())
-            .finish()
-    }
-}
-
-impl HostPool {
-    /// The most recently used connection that is still open and idle for less than
-    /// `idle_timeout` at `now`; older ones are closed.
-    fn checkout(&self, now: Instant, idle_timeout: Duration) -> Option<Box<Conn>> {
-        let mut idle = self.idle.lock();
-        while let Some(entry) = idle.pop() {
-            if now.saturating_duration_since(entry.since) > idle_timeout {
-                // Everything below is older still.
-                idle.clear();
-                return None;
-            }
-            if entry.conn.usable() {
-                return Some(entry.conn);
-            }
-        }
-        None
-    }
-
-    /// Keeps `conn` for reuse (up to `max_idle`); the oldest entry is dropped when it has
-    /// expired, so connections that stopped being used do not stay forever, or, when the
-    /// list is full, closed (a closed one must not keep a live one out). Checkout finds the
-    /// other closed ones; asking a socket costs a waker registration, so it is not done on
-    /// every return.
-    pub(crate) fn put(&self, conn: Box<Conn>, max_idle: usize, idle_timeout: Duration) {
-        // One clock reading for both the expiry check and the new entry's time.
-        let now = Instant::now();
-        let mut idle = self.idle.lock();
-        let full = idle.len() >= max_idle;
-        if idle.first().is_some_and(|e| {
-            now.saturating_duration_since(e.since) > idle_timeout || (full && !e.conn.usable())
-        }) {
-            idle.remove(0);
-        }
-        if idle.len() < max_idle {
-            idle.push(Idle { conn, since: now });
-        }
+/// The HTTP/1.1 connection in its instance's [`HostPool`](crate::pool::HostPool).
+impl Reusable for Conn {
+    #[inline]
+    fn usable(&self) -> bool {
+        Conn::usable(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::HostPool;
+    use std::time::Instant;
     use tokio::net::{TcpListener, TcpStream};
 
     /// A connection to `listener` and the listener's end of it.
@@ -595,37 +510,6 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_timer_set_early_is_moved_on_to_the_phase_deadline() {
-        let t0 = TInstant::now();
-        // A pooled connection's timer, still on an earlier request's deadline.
-        let mut timer = Box::pin(tokio::time::sleep_until(t0 + ms(100)));
-        let out = within(timer.as_mut(), t0 + ms(500), tokio::time::sleep(ms(300))).await;
-        assert!(
-            out.is_ok(),
-            "the phase's own deadline holds, not the timer's"
-        );
-        assert_eq!(timer.deadline(), t0 + ms(500));
-
-        let t1 = TInstant::now();
-        let out = within(timer.as_mut(), t1 + ms(200), std::future::pending::<()>()).await;
-        assert!(out.is_err());
-        assert_eq!(
-            TInstant::now() - t1,
-            ms(200),
-            "moved back to an earlier phase end"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_phase_ends_at_its_deadline() {
-        let t0 = TInstant::now();
-        let mut timer = Box::pin(tokio::time::sleep_until(t0 + ms(50)));
-        let out = within(timer.as_mut(), t0 + ms(200), std::future::pending::<()>()).await;
-        assert!(out.is_err());
-        assert_eq!(TInstant::now() - t0, ms(200));
     }
 
     #[tokio::test(start_paused = true)]

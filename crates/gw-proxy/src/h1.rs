@@ -33,8 +33,9 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::body::{deadline, later, ReqBody};
-use crate::client::{within, Elapsed, HostPool};
 use crate::forwarded::{has_token, hop_by_hop_bit, names_other_fields, AddedFields, HOP_OTHER};
+use crate::pool::HostPool;
+use crate::timer::{within, Elapsed};
 
 /// Largest response head accepted (status line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -151,7 +152,7 @@ impl Conn {
 
 /// Where a response goes back to when its body was read to the end.
 pub(crate) struct PoolSlot {
-    pub(crate) pool: Arc<HostPool>,
+    pub(crate) pool: Arc<HostPool<Conn>>,
     pub(crate) max_idle: usize,
     pub(crate) idle_timeout: Duration,
 }
@@ -307,7 +308,7 @@ pub(crate) async fn send(
                     && !answered
                     && replayable
                     && e.stale()
-                    && crate::proxy::idempotent(method);
+                    && crate::retry::idempotent(method);
                 return Err((e, retry.then_some(body)));
             }
         }

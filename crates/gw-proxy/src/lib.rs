@@ -97,22 +97,45 @@
 //! println!("{}", res.status());
 //! # }
 //! ```
+//!
+//! # Layout
+//! Each module uses only those listed before it (no import loop):
+//! - `balancer`: which instance takes a request (pure); `fields`: scanning, adding and
+//!   stripping fields; `forwarded`: the client's address and the rules for the upstream
+//!   request's fields; `config`, `error`; `timer`: deadlines
+//!   on a reused timer; `pool`: idle keep-alive connections per instance; `retry`: the retry
+//!   policy's decisions.
+//! - `body` and `h1`: request and answer bodies, the HTTP/1.1 exchange on one connection.
+//! - `upstream`: services and their instances; `client`: connections and sending, per
+//!   protocol.
+//! - `payload`: the request body across attempts; `attempt`: one exchange with one
+//!   instance and what came of it; `upgrade`: WebSocket tunnels.
+//! - `proxy`: the [`Proxy`] service, whose `forward` runs these steps in order.
 
+mod attempt;
+mod balancer;
 mod body;
 mod client;
 mod config;
 mod error;
+mod fields;
 mod forwarded;
 mod h1;
+mod payload;
+mod pool;
 mod proxy;
+mod retry;
+mod timer;
+mod upgrade;
 mod upstream;
 
+pub use balancer::LoadBalancer;
 pub use client::Clients;
 pub use config::{ClientOptions, HeaderRules, ProxyConfig, RetryPolicy, Timeouts};
 pub use error::ProxyError;
 pub use forwarded::{client_addr, TrustedProxies};
 pub use proxy::{Proxy, ResponseFuture};
-pub use upstream::{Instance, LoadBalancer, Upstream, UpstreamProtocol};
+pub use upstream::{Instance, Upstream, UpstreamProtocol};
 
 // For the property tests and fuzz targets.
 #[doc(hidden)]

@@ -1,4 +1,6 @@
-//! Services, their instances and load balancing.
+//! Services and their instances: the set swapped at runtime, each instance's runtime state
+//! (in-flight count, idle connections), the balancing state built with each set (see
+//! [`balancer`](crate::balancer) for the choice itself) and the service's retry budget.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,26 +13,13 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tower::retry::budget::TpsBudget;
 
-use crate::client::HostPool;
+use crate::balancer::{Balancer, Candidate, LoadBalancer, Table, Tried};
+use crate::h1::Conn;
+use crate::pool::HostPool;
 
 /// One instance of a service: the registry's type (gw-discovery), so that what the registry
 /// hands over is what the balancer takes.
 pub use gw_discovery::Instance;
-
-/// How an instance is chosen for each request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoadBalancer {
-    /// Each instance in turn.
-    #[default]
-    RoundRobin,
-    /// Smooth weighted round robin, as nginx.
-    Weighted,
-    /// The instance with the fewest requests in flight (ties in turn).
-    LeastConn,
-    /// A hash ring keyed by the user id, else the client address.
-    ConsistentHash,
-}
 
 /// The protocol spoken to the instances of a service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -54,70 +43,41 @@ pub(crate) struct Endpoint {
     pub(crate) in_flight: Arc<AtomicUsize>,
     /// Idle HTTP/1.1 connections to this instance (kept across swaps while the id and the
     /// address stay the same).
-    pub(crate) pool: Arc<HostPool>,
+    pub(crate) pool: Arc<HostPool<Conn>>,
 }
 
-/// Points on the hash ring for an instance of weight 100, and the floor: the lightest
-/// instance of a service gets at least this many points (weights 1:2 give 160 and 320), so
-/// that small weights (1–10, as nginx users write them) still spread keys evenly.
-pub(crate) const RING_POINTS_FLOOR: u64 = 160;
+impl Candidate for Endpoint {
+    #[inline]
+    fn id(&self) -> &str {
+        &self.instance.id
+    }
 
-/// The most points a service's hash ring has (plus at most one per instance): when the floor
-/// would make the ring larger, every instance's points are scaled down in proportion (each
-/// keeps at least one). Bounds the memory and build time of a ring whatever the weights.
-pub(crate) const RING_MAX_POINTS: u64 = 65_536;
+    #[inline]
+    fn weight(&self) -> u32 {
+        self.instance.weight
+    }
+
+    #[inline]
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
 
 /// An immutable view of the instances, swapped as a whole.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) endpoints: Vec<Endpoint>,
-    /// Smooth weighted round robin `current` values, one per endpoint.
-    wrr: Mutex<Vec<i64>>,
-    total_weight: i64,
-    /// Sorted `(point, endpoint index)`; empty unless the service is `consistent_hash`.
-    ring: Vec<(u64, u32)>,
-}
-
-/// A set of endpoints already tried by this request, for any number of endpoints: a bit per
-/// index, the first 64 inline, the others in a heap vector allocated only when a retry lands
-/// on an index of 64 or more (a service that large, on a request that failed).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Tried {
-    low: u64,
-    high: Vec<u64>,
-}
-
-impl Tried {
-    pub(crate) fn insert(&mut self, i: usize) {
-        if i < 64 {
-            self.low |= 1 << i;
-            return;
-        }
-        let word = i / 64 - 1;
-        if self.high.len() <= word {
-            self.high.resize(word + 1, 0);
-        }
-        self.high[word] |= 1 << (i % 64);
-    }
-
-    fn contains(&self, i: usize) -> bool {
-        if i < 64 {
-            return self.low & (1 << i) != 0;
-        }
-        self.high
-            .get(i / 64 - 1)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
+    /// The balancer's state for these endpoints.
+    table: Table,
 }
 
 /// One upstream service: its instances (swappable at runtime), its balancer state, its retry
 /// budget.
 pub struct Upstream {
     name: String,
-    lb: LoadBalancer,
+    balancer: Balancer,
     protocol: UpstreamProtocol,
     snapshot: ArcSwap<Snapshot>,
-    rr: AtomicUsize,
     /// Serialises [`Upstream::set_instances`] so in-flight counters are carried over exactly.
     swap_lock: Mutex<()>,
     pub(crate) budget: TpsBudget,
@@ -127,7 +87,7 @@ impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upstream")
             .field("name", &self.name)
-            .field("load_balancer", &self.lb)
+            .field("load_balancer", &self.balancer.load_balancer())
             .field("protocol", &self.protocol)
             .field("instances", &self.snapshot.load().endpoints.len())
             .finish()
@@ -144,10 +104,9 @@ impl Upstream {
     ) -> Arc<Upstream> {
         Arc::new(Upstream {
             name: name.to_owned(),
-            lb,
+            balancer: Balancer::new(lb),
             protocol,
             snapshot: ArcSwap::from_pointee(Snapshot::build(instances, None, lb)),
-            rr: AtomicUsize::new(0),
             swap_lock: Mutex::new(()),
             budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
         })
@@ -160,7 +119,7 @@ impl Upstream {
 
     /// The balancing algorithm.
     pub fn load_balancer(&self) -> LoadBalancer {
-        self.lb
+        self.balancer.load_balancer()
     }
 
     /// The protocol spoken to the instances.
@@ -173,8 +132,11 @@ impl Upstream {
     pub fn set_instances(&self, instances: Vec<Instance>) {
         let _guard = self.swap_lock.lock();
         let old = self.snapshot.load_full();
-        self.snapshot
-            .store(Arc::new(Snapshot::build(instances, Some(&old), self.lb)));
+        self.snapshot.store(Arc::new(Snapshot::build(
+            instances,
+            Some(&old),
+            self.load_balancer(),
+        )));
     }
 
     /// The current instances.
@@ -192,58 +154,9 @@ impl Upstream {
     }
 
     /// Chooses an endpoint index, avoiding `tried` when another one is left.
+    #[inline]
     pub(crate) fn pick(&self, snap: &Snapshot, key: Option<u64>, tried: &Tried) -> Option<usize> {
-        let n = snap.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        if n == 1 {
-            return Some(0);
-        }
-        // When every endpoint was tried already, any is fine.
-        let none = Tried::default();
-        let tried = if (0..n).all(|i| tried.contains(i)) {
-            &none
-        } else {
-            tried
-        };
-        match self.lb {
-            LoadBalancer::RoundRobin => Some(self.round_robin(n, tried)),
-            LoadBalancer::Weighted => Some(
-                snap.weighted(tried)
-                    .unwrap_or_else(|| self.round_robin(n, tried)),
-            ),
-            LoadBalancer::LeastConn => {
-                let start = self.rr.fetch_add(1, Ordering::Relaxed);
-                let mut best: Option<(usize, usize)> = None;
-                for k in 0..n {
-                    let i = (start + k) % n;
-                    if tried.contains(i) {
-                        continue;
-                    }
-                    let load = snap.endpoints[i].in_flight.load(Ordering::Relaxed);
-                    if best.is_none_or(|(_, b)| load < b) {
-                        best = Some((i, load));
-                    }
-                }
-                best.map(|(i, _)| i)
-            }
-            LoadBalancer::ConsistentHash => match key {
-                Some(key) => snap
-                    .ring_lookup(key, tried)
-                    .or_else(|| Some(self.round_robin(n, tried))),
-                None => Some(self.round_robin(n, tried)),
-            },
-        }
-    }
-
-    fn round_robin(&self, n: usize, tried: &Tried) -> usize {
-        loop {
-            let i = self.rr.fetch_add(1, Ordering::Relaxed) % n;
-            if !tried.contains(i) {
-                return i;
-            }
-        }
+        self.balancer.pick(&snap.table, &snap.endpoints, key, tried)
     }
 }
 
@@ -276,89 +189,11 @@ impl Snapshot {
                 }
             })
             .collect();
-        let total_weight = endpoints.iter().map(|e| i64::from(e.instance.weight)).sum();
-        let mut ring = Vec::new();
-        let points = if lb == LoadBalancer::ConsistentHash {
-            let weights: Vec<u32> = endpoints.iter().map(|e| e.instance.weight).collect();
-            ring_points(&weights)
-        } else {
-            Vec::new()
-        };
-        ring.reserve_exact(points.iter().sum::<u64>() as usize);
-        for ((idx, e), &vnodes) in endpoints.iter().enumerate().zip(&points) {
-            for v in 0..vnodes {
-                let mut h = Fnv::new();
-                h.write(e.instance.id.as_bytes());
-                h.write(b"#");
-                h.write(&v.to_le_bytes());
-                ring.push((mix(h.0), idx as u32));
-            }
-        }
-        ring.sort_unstable();
         Snapshot {
-            wrr: Mutex::new(vec![0; endpoints.len()]),
+            table: Table::build(lb, &endpoints),
             endpoints,
-            total_weight,
-            ring,
         }
     }
-
-    /// nginx's smooth weighted round robin: every `current += weight`, pick the largest,
-    /// subtract the total from it.
-    fn weighted(&self, tried: &Tried) -> Option<usize> {
-        if self.total_weight <= 0 {
-            return None;
-        }
-        let mut current = self.wrr.lock();
-        let mut best: Option<usize> = None;
-        for (i, e) in self.endpoints.iter().enumerate() {
-            let w = i64::from(e.instance.weight);
-            current[i] += w;
-            if w > 0 && !tried.contains(i) && best.is_none_or(|b| current[i] > current[b]) {
-                best = Some(i);
-            }
-        }
-        let b = best?;
-        current[b] -= self.total_weight;
-        Some(b)
-    }
-
-    fn ring_lookup(&self, point: u64, tried: &Tried) -> Option<usize> {
-        if self.ring.is_empty() {
-            return None;
-        }
-        let start = self.ring.partition_point(|&(p, _)| p < point);
-        let len = self.ring.len();
-        (0..len)
-            .map(|k| self.ring[(start + k) % len].1 as usize)
-            .find(|&i| !tried.contains(i))
-    }
-}
-
-/// The number of ring points of each instance, from the weights (0 counts as 1).
-///
-/// Weight 100 gives [`RING_POINTS_FLOOR`] points; when the lightest weight is below 100 the
-/// scale grows so that it still gets the floor; when the total would pass
-/// [`RING_MAX_POINTS`], the points are scaled down to fit (each instance at least 1).
-fn ring_points(weights: &[u32]) -> Vec<u64> {
-    let Some(min) = weights.iter().map(|&w| u128::from(w.max(1))).min() else {
-        return Vec::new();
-    };
-    let total: u128 = weights.iter().map(|&w| u128::from(w.max(1))).sum();
-    // Points per unit of weight, as num / den.
-    let floor = u128::from(RING_POINTS_FLOOR);
-    let (mut num, mut den) = if min < 100 {
-        (floor, min)
-    } else {
-        (floor, 100)
-    };
-    if total * num / den > u128::from(RING_MAX_POINTS) {
-        (num, den) = (u128::from(RING_MAX_POINTS), total);
-    }
-    weights
-        .iter()
-        .map(|&w| ((u128::from(w.max(1)) * num / den) as u64).max(1))
-        .collect()
 }
 
 fn format_authority(host: &str, port: u16) -> String {
@@ -369,37 +204,10 @@ fn format_authority(host: &str, port: u16) -> String {
     }
 }
 
-/// FNV-1a, 64 bit: stable across processes and releases (the ring must not move on restart).
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// splitmix64's finaliser: spreads FNV's output over the whole ring.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-pub(crate) fn hash_key(key: &[u8]) -> u64 {
-    let mut h = Fnv::new();
-    h.write(key);
-    mix(h.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balancer::{hash_key, RING_MAX_POINTS};
 
     fn inst(id: &str, weight: u32) -> Instance {
         Instance {
@@ -510,22 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn ring_points_floor_and_cap() {
-        assert_eq!(ring_points(&[100, 100]), [160, 160]);
-        assert_eq!(ring_points(&[1, 2]), [160, 320]);
-        assert_eq!(ring_points(&[50, 100]), [160, 320]);
-        assert_eq!(ring_points(&[0]), [160]);
-        assert!(ring_points(&[]).is_empty());
-        // Heavy weights: capped, in proportion, each instance at least one point.
-        let p = ring_points(&[u32::MAX, u32::MAX, 1]);
-        assert!(p.iter().sum::<u64>() <= RING_MAX_POINTS + 3, "{p:?}");
-        assert_eq!(p[0], p[1]);
-        assert_eq!(p[2], 1);
-        let p = ring_points(&[crate::upstream::Instance::new("a", "h", 1).weight; 1000]);
-        assert!(p.iter().sum::<u64>() <= RING_MAX_POINTS + 1000, "{p:?}");
-    }
-
-    #[test]
     fn ring_size_is_capped_and_only_built_for_consistent_hash() {
         let huge = vec![inst("a", u32::MAX), inst("b", u32::MAX), inst("c", 1)];
         let up = Upstream::new(
@@ -534,20 +326,20 @@ mod tests {
             UpstreamProtocol::Http1,
             huge.clone(),
         );
-        let len = up.snapshot().ring.len() as u64;
+        let len = up.snapshot().table.ring_len() as u64;
         assert!(
             (RING_MAX_POINTS - 3..=RING_MAX_POINTS + 3).contains(&len),
             "{len}"
         );
         up.set_instances(huge.clone());
-        assert!(up.snapshot().ring.len() as u64 <= RING_MAX_POINTS + 3);
+        assert!(up.snapshot().table.ring_len() as u64 <= RING_MAX_POINTS + 3);
         for lb in [
             LoadBalancer::RoundRobin,
             LoadBalancer::Weighted,
             LoadBalancer::LeastConn,
         ] {
             let up = Upstream::new("s", lb, UpstreamProtocol::Http1, huge.clone());
-            assert!(up.snapshot().ring.is_empty(), "{lb:?}");
+            assert_eq!(up.snapshot().table.ring_len(), 0, "{lb:?}");
         }
     }
 
