@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use deadpool_redis::Pool;
-use gw_auth::{AuthLayer, AuthStore, Authenticator, JwtConfig, MemoryAuthStore, RedisAuthStore};
+use gw_auth::{
+    AuthLayer, AuthStore, Authenticator, JwksOptions, JwtConfig, MemoryAuthStore, RedisAuthStore,
+};
 use gw_breaker::BreakerRegistry;
 use gw_core::Body;
 use gw_discovery::Registry;
@@ -282,6 +284,9 @@ impl App {
             Some(&current),
         )
         .await?;
+        if !Arc::ptr_eq(&features.auth, &current.auth) {
+            spawn_jwks_refresh(&features.auth);
+        }
         let admin_routes: Vec<RouteEntry> = st
             .routes
             .iter()
@@ -509,6 +514,9 @@ impl App {
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = Vec::new();
+        // Detached: it ends with its authenticator (a reload that builds a new one starts
+        // that one's refresh).
+        spawn_jwks_refresh(&self.inner.features.load().auth);
         let registry = self.inner.registry.clone();
         tasks.push(tokio::spawn(
             gw_discovery::HealthChecker::new(registry.clone()).run(stopped(stop.clone())),
@@ -724,7 +732,8 @@ async fn build_features(
                 secret: Some(random_secret()),
                 ..JwtConfig::default()
             });
-            Authenticator::new(jwt, auth_store.clone())
+            // Its periodic JWKS refresh is spawned by the gateway (start and reload), not here.
+            Authenticator::with_options_unstarted(jwt, auth_store.clone(), JwksOptions::default())
                 .await
                 .map_err(|e| unknown("auth.jwt", e.to_string()))?
         }
@@ -739,6 +748,13 @@ async fn build_features(
         limiter,
         rate_limit: config.rate_limit.clone(),
     })
+}
+
+/// Starts `auth`'s periodic JWKS refresh (with a `jwks_url`); it ends once `auth` is dropped.
+fn spawn_jwks_refresh(auth: &Arc<Authenticator>) {
+    if let Some(refresh) = auth.jwks_refresh() {
+        tokio::spawn(refresh);
+    }
 }
 
 fn random_secret() -> String {
