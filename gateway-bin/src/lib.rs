@@ -29,6 +29,7 @@ mod app;
 pub mod config;
 mod control;
 mod fast_h1;
+mod listener;
 pub mod logging;
 mod server;
 pub mod store;
