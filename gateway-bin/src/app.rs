@@ -7,30 +7,24 @@
 //! the current snapshot.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use deadpool_redis::Pool;
-use gw_auth::{
-    AuthLayer, AuthStore, Authenticator, JwksOptions, JwtConfig, MemoryAuthStore, RedisAuthStore,
-};
+use gw_auth::{AuthStore, Authenticator, JwksOptions, JwtConfig, MemoryAuthStore, RedisAuthStore};
 use gw_breaker::BreakerRegistry;
-use gw_core::Body;
 use gw_discovery::Registry;
 use gw_monitor::Metrics;
-use gw_proxy::{Clients, HeaderRules, Proxy, ProxyConfig, RetryPolicy, TrustedProxies, Upstream};
-use gw_ratelimit::{RateLimitConfig, RateLimitLayer, RateLimiter};
-use gw_router::{PathMatcher, RouteService, RouteSpec, RouteTable};
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use gw_proxy::{Clients, TrustedProxies, Upstream};
+use gw_ratelimit::{RateLimitConfig, RateLimiter};
+use gw_router::{RouteService, RouteTable};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
-use tower::util::BoxCloneSyncService;
-use tower::ServiceBuilder;
 
-use crate::config::{Config, ConfigError, ConfigErrors, HeaderRulesConfig, RouteConfig};
+use crate::assemble::route_spec;
+use crate::config::{Config, ConfigError, ConfigErrors, RouteConfig};
 use crate::sync::{self, SharedState};
 
 /// Where a route came from: the file is re-read on reload, admin routes live on top of it.
@@ -414,84 +408,6 @@ impl App {
         up.set_instances(eligible);
     }
 
-    /// Builds one route's stack, outermost first: route metrics → auth → rate limit →
-    /// circuit breaker → proxy (SPEC §3's order of checks).
-    pub(crate) fn build_route(&self, config: &Config, rc: &RouteConfig) -> RouteService {
-        let upstream = self
-            .inner
-            .upstreams
-            .load()
-            .get(&rc.service)
-            .cloned()
-            .unwrap_or_else(|| {
-                Upstream::new(
-                    &rc.service,
-                    Default::default(),
-                    Default::default(),
-                    Vec::new(),
-                )
-            });
-        let proxy_config = Arc::new(ProxyConfig {
-            timeouts: rc.timeouts(),
-            retry: rc.retry.as_ref().map(|r| RetryPolicy {
-                times: r.times,
-                delay: Duration::from_secs_f64(r.delay),
-            }),
-            request_headers: header_rules(rc.headers.as_ref().map(|h| &h.request)),
-            response_headers: header_rules(rc.headers.as_ref().map(|h| &h.response)),
-            max_body_bytes: config.server.max_body_bytes,
-            trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
-        });
-        let proxy = Proxy::new(upstream, self.inner.clients.clone(), proxy_config);
-
-        let breaker_config = match config
-            .services
-            .get(&rc.service)
-            .and_then(|s| s.circuit_breaker.as_ref())
-        {
-            Some(o) => o.apply(&config.circuit_breaker),
-            None => config.circuit_breaker.clone(),
-        };
-        let breaker = breaker_config
-            .enabled
-            .then(|| self.inner.breakers.layer(&rc.service, &breaker_config));
-
-        let features = self.inner.features.load();
-        let limit_policy = gw_ratelimit::RoutePolicy::from_config(
-            rc.id.as_str(),
-            rc.rate_limit,
-            &features.rate_limit,
-        );
-        let limit = limit_policy
-            .is_limited()
-            .then(|| RateLimitLayer::new(features.limiter.clone(), limit_policy));
-
-        let security = rc.security.clone().unwrap_or_default();
-        let auth =
-            (rc.auth_required || security != gw_auth::SecurityConfig::default()).then(|| {
-                AuthLayer::new(
-                    features.auth.clone(),
-                    gw_auth::RoutePolicy {
-                        auth_required: rc.auth_required,
-                        method: rc.auth,
-                        security,
-                    },
-                )
-            });
-
-        let route_metrics = self.inner.metrics.route(&rc.id, &rc.service);
-        let stack = ServiceBuilder::new()
-            .map_response(move |mut res: Response<Body>| {
-                res.extensions_mut().insert(route_metrics);
-                res
-            })
-            .option_layer(auth)
-            .option_layer(limit)
-            .option_layer(breaker)
-            .service(proxy);
-        BoxCloneSyncService::new(stack)
-    }
-
     /// Publishes the current route list as a new table snapshot.
     pub(crate) fn publish(&self, st: &WriteState) -> Result<(), String> {
         let entries = st
@@ -778,72 +694,3 @@ fn edge_settings(config: &Config) -> EdgeSettings {
         policy: config.server.edge_policy(),
     }
 }
-
-fn header_rules(cfg: Option<&HeaderRulesConfig>) -> HeaderRules {
-    let Some(cfg) = cfg else {
-        return HeaderRules::default();
-    };
-    // Validated before we get here; invalid entries cannot occur.
-    HeaderRules {
-        add: cfg
-            .add
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    HeaderName::from_bytes(k.as_bytes()).ok()?,
-                    HeaderValue::from_str(v).ok()?,
-                ))
-            })
-            .collect(),
-        remove: cfg
-            .remove
-            .iter()
-            .filter_map(|k| HeaderName::from_bytes(k.as_bytes()).ok())
-            .collect(),
-    }
-}
-
-/// The router's view of a route.
-pub(crate) fn route_spec(rc: &RouteConfig) -> RouteSpec {
-    let matcher = match (&rc.pattern, &rc.path) {
-        (Some(p), _) => PathMatcher::Pattern(p.clone()),
-        (None, Some(p)) => PathMatcher::Prefix {
-            path: p.clone(),
-            strip_prefix: rc.strip_prefix,
-        },
-        (None, None) => PathMatcher::Prefix {
-            path: "/".into(),
-            strip_prefix: false,
-        },
-    };
-    RouteSpec {
-        id: rc.id.clone(),
-        service: rc.service.clone(),
-        matcher,
-        methods: rc
-            .methods
-            .iter()
-            .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-            .collect(),
-        host: rc.host.clone(),
-        priority: rc.priority,
-    }
-}
-
-/// `GET /health` on the proxy listener, answered before routing.
-pub(crate) fn health_response() -> Response<Body> {
-    let mut res = Response::new(Body::from(r#"{"status":"healthy"}"#));
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
-}
-
-/// Whether a request is the proxy listener's own health check.
-pub(crate) fn is_health_check<B>(req: &Request<B>) -> bool {
-    req.uri().path() == "/health" && matches!(*req.method(), Method::GET | Method::HEAD)
-}
-
-/// Type of the whole per-request stack, as the listener calls it.
-pub(crate) type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;

@@ -26,6 +26,7 @@
 //! ```
 
 mod app;
+mod assemble;
 pub mod config;
 mod control;
 mod fast_h1;

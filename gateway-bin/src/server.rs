@@ -1,27 +1,19 @@
-//! Listeners (proxy, TLS, admin), the edge of the request path, graceful shutdown and reload.
+//! The [`Gateway`]: builds the live state and the request path (`assemble`), starts the
+//! background tasks and the listeners (`listener`), reloads, and shuts down gracefully.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future;
 use gw_admin::{admin_router, AccessControl};
-use gw_core::{Body, ClientAddr, ConnInfo};
-use gw_monitor::{AccessLog, AccessLogLayer, Metrics, MetricsLayer, RequestIdLayer};
-use gw_monitor::{MetricsService, SetRequestId};
-use gw_router::ResponseFuture as RouterFuture;
-use gw_router::Router;
-use http::{Request, Response};
-use std::future::Ready;
-use std::task::{Context, Poll};
+use gw_core::ConnInfo;
+use gw_monitor::{AccessLog, Metrics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tower::util::{BoxCloneSyncService, Either};
-use tower::{Service, ServiceBuilder, ServiceExt};
 
-use crate::app::{health_response, is_health_check, App, EdgeService};
+use crate::app::App;
+use crate::assemble;
 use crate::config::{Config, ConfigErrors, ADMIN_MAX_CONNECTIONS};
 use crate::control::Control;
 use crate::fast_h1;
@@ -82,7 +74,7 @@ impl Gateway {
                 Some(AccessLog::file(std::path::Path::new(path)).map_err(StartError::AccessLog)?)
             }
         };
-        let edge = edge_service(&app, &metrics, access_log);
+        let edge = assemble::edge_service(&app, &metrics, access_log);
 
         let (stop, stop_rx) = watch::channel(false);
         // Health checks, Consul, breaker ticks, limiter sweeps, sync with other nodes.
@@ -95,38 +87,10 @@ impl Gateway {
             headers: config.server.max_headers,
         };
 
-        // Per connection: a function from request to answer, which first records who the
-        // client is (after trusted proxies).
+        // Per connection: the function from request to answer (see `assemble`).
         let make_proxy = {
             let app = app.clone();
-            move |conn: ConnInfo| {
-                let app = app.clone();
-                let edge = edge.clone();
-                move |mut req: Request<Body>| {
-                    let settings = app.edge();
-                    let client =
-                        gw_proxy::client_addr(&conn, req.headers(), &settings.trusted_proxies);
-                    // The one canonical request: what the router matches, every layer checks
-                    // and the upstream gets. A refusal is answered at the end of the edge
-                    // layers (`EdgeRoutes`), so that it has a request id and is counted.
-                    if let Err(e) = gw_edge::canonicalize(&mut req, &settings.policy) {
-                        req.extensions_mut().insert(gw_edge::Rejected(e));
-                    }
-                    if req.version() < http::Version::HTTP_11 {
-                        gw_edge::default_host(&mut req, conn.local);
-                    }
-                    drop(settings);
-                    let ext = req.extensions_mut();
-                    ext.insert(conn);
-                    // Readers fall back to the connection (`ClientAddr::of`): only a client
-                    // that differs from it (trusted proxies, a mapped IPv6 peer) is stored.
-                    if client != ClientAddr::of_conn(&conn) {
-                        ext.insert(client);
-                    }
-                    // Every layer of the edge is always ready: call it directly.
-                    edge.clone().call(req)
-                }
-            }
+            move |conn: ConnInfo| assemble::proxy_connection(&app, &edge, conn)
         };
 
         let proxy_listener = bind(config.server.listen).await?;
@@ -170,20 +134,7 @@ impl Gateway {
         tasks.push(tokio::spawn(serve(
             admin_listener,
             None,
-            move |conn: ConnInfo| {
-                let admin = admin.clone();
-                move |mut req: Request<Body>| {
-                    // A head the listener refused (414 / 431) is answered as on the proxy
-                    // listener, not routed.
-                    if let Some(gw_edge::Rejected(e)) = req.extensions().get::<gw_edge::Rejected>()
-                    {
-                        let res = gw_edge::rejection(&req, *e);
-                        return future::Either::Left(std::future::ready(Ok(res)));
-                    }
-                    req.extensions_mut().insert(conn);
-                    future::Either::Right(admin.clone().oneshot(req))
-                }
-            },
+            move |conn: ConnInfo| assemble::admin_connection(&admin, conn),
             stop_rx,
             shutdown_timeout,
             idle_timeout,
@@ -243,56 +194,5 @@ impl Gateway {
         for task in self.tasks {
             let _ = tokio::time::timeout(bound, task).await;
         }
-    }
-}
-
-/// The edge stack as the listener calls it. Without an access log (the fast path) it is a
-/// concrete type, so a request costs no boxed future and no boxed service clone here.
-type Edge = Either<SetRequestId<MetricsService<EdgeRoutes>>, EdgeService>;
-
-/// RequestId → Metrics → AccessLog → (`/health` | Router): built once, cloned per request.
-fn edge_service(app: &App, metrics: &Metrics, access_log: Option<AccessLog>) -> Edge {
-    let inner = EdgeRoutes {
-        // Each route's stack puts its `&'static RouteMetrics` (route and service names included)
-        // into the answer, and the metrics and the access log read that: no `RouteTag`.
-        router: Router::new(app.table()).tag_responses(false),
-    };
-    let base = ServiceBuilder::new()
-        .layer(RequestIdLayer)
-        .layer(MetricsLayer::new(metrics.clone()));
-    match access_log {
-        None => Either::Left(base.service(inner)),
-        Some(log) => Either::Right(BoxCloneSyncService::new(
-            base.map_response(|res: Response<_>| res.map(Body::new))
-                .layer(AccessLogLayer::new(log))
-                .service(inner),
-        )),
-    }
-}
-
-/// A request the edge refused answered here, `GET|HEAD /health` too, everything else through
-/// the [`Router`].
-#[derive(Clone, Debug)]
-struct EdgeRoutes {
-    router: Router,
-}
-
-impl Service<Request<Body>> for EdgeRoutes {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = future::Either<Ready<Result<Response<Body>, Infallible>>, RouterFuture>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        if let Some(gw_edge::Rejected(e)) = req.extensions().get::<gw_edge::Rejected>() {
-            return future::Either::Left(std::future::ready(Ok(gw_edge::rejection(&req, *e))));
-        }
-        if is_health_check(&req) {
-            return future::Either::Left(std::future::ready(Ok(health_response())));
-        }
-        future::Either::Right(self.router.call(req))
     }
 }
