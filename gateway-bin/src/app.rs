@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use deadpool_redis::Pool;
@@ -21,11 +20,11 @@ use gw_proxy::{Clients, TrustedProxies, Upstream};
 use gw_ratelimit::{RateLimitConfig, RateLimiter};
 use gw_router::{RouteService, RouteTable};
 use parking_lot::Mutex;
-use tokio::task::JoinHandle;
 
 use crate::assemble::route_spec;
 use crate::config::{Config, ConfigError, ConfigErrors, RouteConfig};
-use crate::sync::{self, SharedState};
+use crate::sync::SharedState;
+use crate::tasks;
 
 /// Where a route came from: the file is re-read on reload, admin routes live on top of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,7 +278,7 @@ impl App {
         )
         .await?;
         if !Arc::ptr_eq(&features.auth, &current.auth) {
-            spawn_jwks_refresh(&features.auth);
+            tasks::spawn_jwks_refresh(&features.auth);
         }
         let admin_routes: Vec<RouteEntry> = st
             .routes
@@ -418,78 +417,6 @@ impl App {
         let table = RouteTable::new(entries).map_err(|e| e.to_string())?;
         self.inner.table.store(Arc::new(table));
         Ok(())
-    }
-
-    /// Starts the background work: health checks, Consul, breaker ticks, limiter sweeps,
-    /// pushing registry changes to the balancers, and (with Redis) the sync with other nodes.
-    pub(crate) fn spawn_background(
-        &self,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Vec<JoinHandle<()>> {
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let mut tasks = Vec::new();
-        // Detached: it ends with its authenticator (a reload that builds a new one starts
-        // that one's refresh).
-        spawn_jwks_refresh(&self.inner.features.load().auth);
-        let registry = self.inner.registry.clone();
-        tasks.push(tokio::spawn(
-            gw_discovery::HealthChecker::new(registry.clone()).run(stopped(stop.clone())),
-        ));
-        // Consul, when configured (read once: a change of [discovery.consul] needs a restart).
-        let consul = self
-            .inner
-            .state
-            .try_lock()
-            .ok()
-            .and_then(|st| st.config.discovery.consul.clone());
-        if let Some(consul) = consul {
-            tasks.push(tokio::spawn(
-                gw_discovery::ConsulWatcher::new(consul, registry.clone())
-                    .run(stopped(stop.clone())),
-            ));
-        }
-        // Registry changes (health, Consul, admin) → balancers.
-        let app = self.clone();
-        let mut changes = registry.subscribe();
-        let mut stop_rx = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    r = changes.changed() => if r.is_err() { return },
-                    _ = stop_rx.wait_for(|s| *s) => return,
-                }
-                app.push_all_instances();
-            }
-        }));
-        // Breaker ticks (half-open transitions, end of ejections), limiter sweeps and the
-        // metrics exporter's upkeep.
-        let app = self.clone();
-        let mut stop_rx = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut n: u64 = 0;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {},
-                    _ = stop_rx.wait_for(|s| *s) => return,
-                }
-                app.inner.breakers.tick();
-                // Histograms other crates record through the `metrics` facade (gw-monitor
-                // starts no thread of its own for this).
-                app.inner.metrics.run_upkeep();
-                n += 1;
-                if n.is_multiple_of(10) {
-                    app.inner.features.load().limiter.sweep();
-                }
-            }
-        }));
-        if self.inner.shared.is_some() {
-            tasks.extend(sync::spawn(self.clone(), stop));
-        }
-        tasks
     }
 
     // ---- writes shared by the admin API and the sync with other nodes ----
@@ -664,13 +591,6 @@ async fn build_features(
         limiter,
         rate_limit: config.rate_limit.clone(),
     })
-}
-
-/// Starts `auth`'s periodic JWKS refresh (with a `jwks_url`); it ends once `auth` is dropped.
-fn spawn_jwks_refresh(auth: &Arc<Authenticator>) {
-    if let Some(refresh) = auth.jwks_refresh() {
-        tokio::spawn(refresh);
-    }
 }
 
 fn random_secret() -> String {

@@ -35,6 +35,7 @@ pub mod logging;
 mod server;
 pub mod store;
 mod sync;
+mod tasks;
 
 pub use app::App;
 pub use config::{Config, ConfigError, ConfigErrors};

@@ -18,6 +18,7 @@ use crate::config::{Config, ConfigErrors, ADMIN_MAX_CONNECTIONS};
 use crate::control::Control;
 use crate::fast_h1;
 use crate::listener::{bind, local, serve, tls_acceptor};
+use crate::tasks;
 
 /// What `fast_h1` takes from the listener (it names them `crate::server::…`).
 pub(crate) use crate::listener::{hyper_service, Activity, Counted, Waiting};
@@ -78,7 +79,7 @@ impl Gateway {
 
         let (stop, stop_rx) = watch::channel(false);
         // Health checks, Consul, breaker ticks, limiter sweeps, sync with other nodes.
-        let mut tasks = app.spawn_background(stop_rx.clone());
+        let mut tasks = tasks::spawn(&app, stop_rx.clone());
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
         let idle_timeout = Duration::from_secs(config.server.idle_timeout_secs);
         let limits = fast_h1::HeadLimits {

@@ -21,10 +21,7 @@ use deadpool_redis::redis::{self, AsyncCommands};
 use deadpool_redis::Pool;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::app::App;
 use crate::config::RouteConfig;
 
 /// A node is live when its heartbeat is at most this old.
@@ -233,7 +230,8 @@ impl SharedState {
         .await
     }
 
-    async fn version(&self) -> Result<u64, String> {
+    /// The version counter of the shared store.
+    pub(crate) async fn version(&self) -> Result<u64, String> {
         self.bounded(async {
             let mut conn = self.conn().await?;
             let v: Option<u64> = conn
@@ -259,7 +257,8 @@ impl SharedState {
         .await
     }
 
-    async fn leave(&self) {
+    /// Removes this node's heartbeat (it leaves the cluster).
+    pub(crate) async fn leave(&self) {
         let _ = self
             .bounded(async {
                 let mut conn = self.conn().await?;
@@ -270,6 +269,27 @@ impl SharedState {
                 Ok(())
             })
             .await;
+    }
+
+    /// Subscribes to the changes channel on a connection of its own and sends on `kick` once
+    /// subscribed (whatever was missed is picked up by one refresh) and for every message;
+    /// returns when the subscription is lost.
+    pub(crate) async fn follow_changes(
+        &self,
+        kick: &tokio::sync::mpsc::Sender<()>,
+    ) -> Result<(), String> {
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| e.to_string())?;
+        let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
+        pubsub
+            .subscribe(self.key("changes"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = kick.try_send(());
+        let mut messages = pubsub.on_message();
+        while messages.next().await.is_some() {
+            let _ = kick.try_send(());
+        }
+        Err("subscription closed".into())
     }
 
     /// Live nodes still below `version`.
@@ -334,83 +354,4 @@ fn is_tombstone(text: &str) -> bool {
     serde_json::from_str::<Value>(text)
         .map(|v| v.get("deleted") == Some(&Value::Bool(true)))
         .unwrap_or(false)
-}
-
-/// The subscriber (changes announced by other nodes) and the poller (version check and
-/// heartbeat every second, the safety net for missed messages).
-pub(crate) fn spawn(app: App, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let Some(shared) = app.shared().cloned() else {
-        return Vec::new();
-    };
-    let (kick_tx, mut kick_rx) = tokio::sync::mpsc::channel::<()>(1);
-
-    // Subscriber: one dedicated connection, re-dialled with a backoff.
-    let sub_shared = shared.clone();
-    let mut sub_stop = stop.clone();
-    let subscriber = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let run = async {
-                let client =
-                    redis::Client::open(sub_shared.url.as_str()).map_err(|e| e.to_string())?;
-                let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
-                pubsub
-                    .subscribe(sub_shared.key("changes"))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // Connected: whatever was missed is picked up by one refresh.
-                let _ = kick_tx.try_send(());
-                let mut messages = pubsub.on_message();
-                while messages.next().await.is_some() {
-                    let _ = kick_tx.try_send(());
-                }
-                Err::<(), String>("subscription closed".into())
-            };
-            tokio::select! {
-                r = run => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "shared-config subscription lost; retrying");
-                    }
-                }
-                _ = sub_stop.wait_for(|s| *s) => return,
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {},
-                _ = sub_stop.wait_for(|s| *s) => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    });
-
-    let mut poll_stop = stop;
-    let poller = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut first = true;
-        loop {
-            let kicked = tokio::select! {
-                _ = tick.tick() => Some(false),
-                k = kick_rx.recv() => Some(k.is_some()),
-                _ = poll_stop.wait_for(|s| *s) => None,
-            };
-            let Some(kicked) = kicked else {
-                shared.leave().await;
-                return;
-            };
-            let result = if kicked || first {
-                app.refresh_shared(first).await
-            } else {
-                match shared.version().await {
-                    Ok(v) if v > app.config_version() => app.refresh_shared(false).await,
-                    Ok(_) => shared.heartbeat(app.config_version()).await,
-                    Err(e) => Err(e),
-                }
-            };
-            match result {
-                Ok(()) => first = false,
-                Err(e) => tracing::debug!(error = %e, "shared configuration not reachable"),
-            }
-        }
-    });
-    vec![subscriber, poller]
 }
