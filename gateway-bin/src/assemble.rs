@@ -17,7 +17,7 @@
 //!                      else gw-admin's router over `Control` (control.rs)
 //! ```
 //!
-//! The route table itself (which routes, published how) is `app.rs`'s; this file only says
+//! The route table itself (which routes, published how) is `state/`'s; this file only says
 //! what one route and the edge are made of. Nothing here is boxed or allocated per request
 //! beyond what the layers do themselves: the edge is a concrete type unless an access log is
 //! configured (see [`Edge`]).
@@ -41,8 +41,8 @@ use http::{HeaderName, HeaderValue, Method, Request, Response};
 use tower::util::{BoxCloneSyncService, Either, Oneshot};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use crate::app::App;
 use crate::config::{Config, HeaderRulesConfig, RouteConfig};
+use crate::state::App;
 
 // ---- connection → edge ----
 

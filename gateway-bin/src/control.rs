@@ -8,8 +8,8 @@ use gw_auth::{ApiKeyInput, UserInput};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::app::{App, RouteEntry};
 use crate::config::RouteConfig;
+use crate::state::{App, RouteEntry};
 use crate::sync;
 
 fn epoch_secs() -> u64 {

@@ -25,7 +25,6 @@
 //! # Ok(()) }
 //! ```
 
-mod app;
 mod assemble;
 pub mod config;
 mod control;
@@ -33,11 +32,12 @@ mod fast_h1;
 mod listener;
 pub mod logging;
 mod server;
+mod state;
 pub mod store;
 mod sync;
 mod tasks;
 
-pub use app::App;
 pub use config::{Config, ConfigError, ConfigErrors};
 pub use control::Control;
 pub use server::{Gateway, StartError};
+pub use state::App;

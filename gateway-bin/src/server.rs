@@ -12,12 +12,12 @@ use gw_monitor::{AccessLog, Metrics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::App;
 use crate::assemble;
 use crate::config::{Config, ConfigErrors, ADMIN_MAX_CONNECTIONS};
 use crate::control::Control;
 use crate::fast_h1;
 use crate::listener::{bind, local, serve, tls_acceptor};
+use crate::state::App;
 use crate::tasks;
 
 /// What `fast_h1` takes from the listener (it names them `crate::server::…`).

@@ -19,7 +19,7 @@ use gw_auth::Authenticator;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::app::App;
+use crate::state::App;
 use crate::sync::SharedState;
 
 /// Starts the background work of `app` (see the module's list); returns the tasks to await at

@@ -1,10 +1,21 @@
-//! Assembly: turns the configuration into per-route stacks and a route table, keeps the state
-//! that outlives a rebuild (upstreams and their pools, breakers, limiter and auth stores,
-//! the service registry, metric handles), and implements the admin API's [`ControlPlane`].
+//! The live state: [`App`] holds the route table snapshot the request path reads, the edge
+//! settings and the reloadable features (authenticator, limiter), and the state that outlives
+//! a rebuild (upstreams and their pools, breakers, limiter and auth stores, the service
+//! registry, metric handles, the shared store's handle). Built once by [`App::new`], changed by
+//! [`App::reload`], the admin API (control.rs) and the sync with other nodes.
 //!
-//! Writers (admin API, reload, changes from other nodes) serialise on one async mutex and
-//! publish a new immutable [`RouteTable`] through `ArcSwap`; the request path only ever loads
-//! the current snapshot.
+//! Writers (admin API, reload, changes from other nodes) serialise on one async mutex
+//! ([`WriteState`]) and publish a new immutable [`RouteTable`] through `ArcSwap`; the request
+//! path only ever loads the current snapshot.
+//!
+//! - [`routes`]: publish, put and delete a route, apply the shared store's routes.
+//! - [`upstreams`]: services → upstreams, and the instances each balancer is given.
+//!
+//! What a route's stack is made of is `assemble.rs`'s; the tasks that keep this state fresh
+//! are `tasks.rs`'s.
+
+mod routes;
+mod upstreams;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +32,6 @@ use gw_ratelimit::{RateLimitConfig, RateLimiter};
 use gw_router::{RouteService, RouteTable};
 use parking_lot::Mutex;
 
-use crate::assemble::route_spec;
 use crate::config::{Config, ConfigError, ConfigErrors, RouteConfig};
 use crate::sync::SharedState;
 use crate::tasks;
@@ -313,249 +323,6 @@ impl App {
         }
         self.inner.edge.store(Arc::new(edge_settings(&config)));
         Ok(())
-    }
-
-    /// Declares the configuration's services to the registry and keeps one upstream (and so
-    /// its pools and balancer state) per service while its balancer and protocol stay.
-    pub(crate) fn apply_services(&self, config: &Config, old: Option<&Config>) {
-        let current = self.inner.upstreams.load_full();
-        let mut next = HashMap::with_capacity(config.services.len());
-        for (name, sc) in &config.services {
-            let up = match current.get(name) {
-                Some(up)
-                    if up.load_balancer() == sc.load_balancer && up.protocol() == sc.protocol =>
-                {
-                    up.clone()
-                }
-                _ => Upstream::new(name, sc.load_balancer, sc.protocol, Vec::new()),
-            };
-            next.insert(name.clone(), up);
-            let statics = sc.instances.clone();
-            self.inner
-                .registry
-                .set_static(name, statics, sc.health_check.clone());
-        }
-        if let Some(old) = old {
-            for name in old.services.keys() {
-                if !config.services.contains_key(name) {
-                    self.inner.registry.remove_service(name);
-                    self.inner.breakers.remove(name);
-                }
-            }
-        }
-        self.inner.upstreams.store(Arc::new(next));
-        self.push_all_instances();
-    }
-
-    /// Gives every upstream its eligible instances: healthy and not ejected.
-    pub(crate) fn push_all_instances(&self) {
-        let names: Vec<String> = self.inner.upstreams.load().keys().cloned().collect();
-        for name in names {
-            let ids: Vec<String> = self
-                .inner
-                .registry
-                .instances(&name)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| i.instance.id)
-                .collect();
-            self.inner.breakers.set_instances(&name, &ids);
-            self.push_instances(&name);
-        }
-    }
-
-    /// Gives one upstream its eligible instances (called on health, registry and ejection
-    /// changes; never per request): the healthy ones less the ejected ones, unless fewer than
-    /// the service's `outlier.panic_threshold_percent` of the healthy ones (or none) would be
-    /// left, in which case ejections are ignored. The healthy set is also handed to the
-    /// outlier detector, as the base of `max_ejection_percent`.
-    pub(crate) fn push_instances(&self, service: &str) {
-        let Some(up) = self.inner.upstreams.load().get(service).cloned() else {
-            return;
-        };
-        let ejected = self
-            .inner
-            .ejected
-            .lock()
-            .get(service)
-            .cloned()
-            .unwrap_or_default();
-        let healthy = self.inner.registry.healthy(service);
-        let ids: Vec<String> = healthy.iter().map(|i| i.id.clone()).collect();
-        // Ejection is counted against the healthy instances; below the panic threshold
-        // (or with none left) ejections are ignored rather than answering 503.
-        let panic = self.inner.breakers.set_healthy(service, &ids);
-        let eligible: Vec<gw_proxy::Instance> = healthy
-            .iter()
-            .filter(|i| !ejected.contains(&i.id))
-            .cloned()
-            .collect();
-        let eligible = if !healthy.is_empty()
-            && (eligible.is_empty()
-                || (eligible.len() as u64) * 100 < (healthy.len() as u64) * u64::from(panic))
-        {
-            tracing::warn!(
-                service,
-                healthy = healthy.len(),
-                ejected = healthy.len() - eligible.len(),
-                "outlier panic threshold reached: ejections ignored"
-            );
-            healthy
-        } else {
-            eligible
-        };
-        up.set_instances(eligible);
-    }
-
-    /// Publishes the current route list as a new table snapshot.
-    pub(crate) fn publish(&self, st: &WriteState) -> Result<(), String> {
-        let entries = st
-            .routes
-            .iter()
-            .map(|e| (route_spec(&e.config), e.service.clone()))
-            .collect();
-        let table = RouteTable::new(entries).map_err(|e| e.to_string())?;
-        self.inner.table.store(Arc::new(table));
-        Ok(())
-    }
-
-    // ---- writes shared by the admin API and the sync with other nodes ----
-
-    /// Adds or replaces an admin route under the writers' lock; returns whether it was new.
-    pub(crate) fn put_route_locked(
-        &self,
-        st: &mut WriteState,
-        rc: RouteConfig,
-    ) -> Result<bool, String> {
-        let problems = rc.problems(&st.config.services, st.config.auth.jwt.is_some());
-        if !problems.is_empty() {
-            return Err(problems
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "));
-        }
-        let service = self.build_route(&st.config, &rc);
-        let entry = RouteEntry {
-            config: rc.clone(),
-            service,
-            origin: Origin::Admin,
-        };
-        let position = st.routes.iter().position(|e| e.config.id == rc.id);
-        let previous = match position {
-            Some(i) => Some(std::mem::replace(&mut st.routes[i], entry)),
-            None => {
-                st.routes.push(entry);
-                None
-            }
-        };
-        if let Err(e) = self.publish(st) {
-            // Put the list back as it was; the live table was never replaced.
-            match (position, previous) {
-                (Some(i), Some(prev)) => st.routes[i] = prev,
-                _ => {
-                    st.routes.pop();
-                }
-            }
-            return Err(e);
-        }
-        Ok(position.is_none())
-    }
-
-    pub(crate) fn delete_route_locked(&self, st: &mut WriteState, id: &str) -> bool {
-        let Some(i) = st.routes.iter().position(|e| e.config.id == id) else {
-            return false;
-        };
-        let removed = st.routes.remove(i);
-        if self.publish(st).is_err() {
-            st.routes.insert(i, removed);
-            return false;
-        }
-        true
-    }
-
-    /// Loads the shared store and applies it when it is newer than what this node runs (or,
-    /// with `force`, at least as new). Holds the writers' lock from the load to the apply, so
-    /// a local admin write can never be overwritten by an older snapshot.
-    pub(crate) async fn refresh_shared(&self, force: bool) -> Result<(), String> {
-        let Some(shared) = self.shared().cloned() else {
-            return Ok(());
-        };
-        {
-            let mut st = self.inner.state.lock().await;
-            let snapshot = shared.load().await?;
-            let local = self.config_version();
-            if snapshot.version > local || (force && snapshot.version >= local) {
-                self.apply_shared_routes(&mut st, snapshot.routes, snapshot.deleted_routes);
-                self.apply_shared_instances(snapshot.instances);
-                self.set_version(snapshot.version.max(local));
-                tracing::debug!(
-                    version = snapshot.version,
-                    "applied the shared configuration"
-                );
-            }
-        }
-        shared.heartbeat(self.config_version()).await
-    }
-
-    /// Makes the admin overlay equal to `routes` (in order) minus `deleted` file routes: what
-    /// another node wrote to the shared store.
-    fn apply_shared_routes(
-        &self,
-        st: &mut WriteState,
-        routes: Vec<RouteConfig>,
-        deleted: Vec<String>,
-    ) {
-        let file: Vec<RouteConfig> = st.config.routes.clone();
-        let mut next: Vec<RouteEntry> = Vec::new();
-        for rc in &file {
-            if deleted.contains(&rc.id) || routes.iter().any(|r| r.id == rc.id) {
-                continue;
-            }
-            let existing = st
-                .routes
-                .iter()
-                .find(|e| e.origin == Origin::File && e.config == *rc)
-                .cloned();
-            next.push(existing.unwrap_or_else(|| RouteEntry {
-                service: self.build_route(&st.config, rc),
-                config: rc.clone(),
-                origin: Origin::File,
-            }));
-        }
-        for rc in routes {
-            if !rc
-                .problems(&st.config.services, st.config.auth.jwt.is_some())
-                .is_empty()
-            {
-                tracing::warn!(route = %rc.id, "route from the shared store does not fit this node's configuration; skipped");
-                continue;
-            }
-            let existing = st
-                .routes
-                .iter()
-                .find(|e| e.origin == Origin::Admin && e.config == rc)
-                .cloned();
-            next.push(existing.unwrap_or_else(|| RouteEntry {
-                service: self.build_route(&st.config, &rc),
-                config: rc,
-                origin: Origin::Admin,
-            }));
-        }
-        let previous = std::mem::replace(&mut st.routes, next);
-        if let Err(e) = self.publish(st) {
-            tracing::error!(error = %e, "routes from the shared store refused");
-            st.routes = previous;
-        }
-    }
-
-    /// Replaces the admin-registered instances with what the shared store holds.
-    pub(crate) fn apply_shared_instances(&self, instances: Vec<(String, gw_discovery::Instance)>) {
-        let rejected = self.inner.registry.set_admin(instances);
-        for (service, inst) in rejected {
-            tracing::warn!(service, instance = %inst.id, "instance from the shared store names an unknown service; skipped");
-        }
-        self.push_all_instances();
     }
 }
 
