@@ -27,6 +27,27 @@ use crate::config::RouteConfig;
 /// A node is live when its heartbeat is at most this old.
 const LIVE_MS: u64 = 3_000;
 
+/// Why a call to the shared store failed. The text is what the log lines and the admin API's
+/// `Store unavailable: …` answers show.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    /// The call took longer than `store.timeout_ms`.
+    #[error("timed out")]
+    TimedOut,
+    /// No connection from the pool.
+    #[error("{0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// Redis refused the call or the connection failed.
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+    /// A route or an instance could not be serialised.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// The changes subscription ended.
+    #[error("subscription closed")]
+    SubscriptionClosed,
+}
+
 /// One admin write to the shared state.
 #[derive(Debug)]
 pub(crate) enum Change {
@@ -120,26 +141,26 @@ impl SharedState {
         format!("{}gw:{name}", self.prefix)
     }
 
-    async fn bounded<T, F>(&self, f: F) -> Result<T, String>
+    async fn bounded<T, F>(&self, f: F) -> Result<T, SyncError>
     where
-        F: std::future::Future<Output = Result<T, String>>,
+        F: std::future::Future<Output = Result<T, SyncError>>,
     {
         tokio::time::timeout(self.timeout, f)
             .await
-            .map_err(|_| "timed out".to_string())?
+            .map_err(|_| SyncError::TimedOut)?
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, String> {
-        self.pool.get().await.map_err(|e| e.to_string())
+    async fn conn(&self) -> Result<deadpool_redis::Connection, SyncError> {
+        Ok(self.pool.get().await?)
     }
 
     /// Writes one change atomically with a new version and announces it; returns the version.
-    pub(crate) async fn write(&self, change: Change) -> Result<u64, String> {
+    pub(crate) async fn write(&self, change: Change) -> Result<u64, SyncError> {
         let (hash, field, value, order) = match &change {
             Change::PutRoute { route, .. } => (
                 "routes",
                 route.id.clone(),
-                serde_json::to_string(route).map_err(|e| e.to_string())?,
+                serde_json::to_string(route)?,
                 "order",
             ),
             Change::DeleteRoute { id } => (
@@ -151,7 +172,7 @@ impl SharedState {
             Change::PutInstance { service, instance } => (
                 "instances",
                 format!("{service}\n{}", instance.id),
-                serde_json::to_string(instance).map_err(|e| e.to_string())?,
+                serde_json::to_string(instance)?,
                 "",
             ),
             Change::DeleteInstance { service, id } => (
@@ -172,15 +193,14 @@ impl SharedState {
                 .arg(value)
                 .arg(order)
                 .invoke_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             Ok(v)
         })
         .await
     }
 
     /// The whole shared state.
-    pub(crate) async fn load(&self) -> Result<Snapshot, String> {
+    pub(crate) async fn load(&self) -> Result<Snapshot, SyncError> {
         self.bounded(async {
             let mut conn = self.conn().await?;
             let (version, routes, order, instances): StoreContents = redis::pipe()
@@ -189,8 +209,7 @@ impl SharedState {
                 .hgetall(self.key("route_order"))
                 .hgetall(self.key("instances"))
                 .query_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let mut live: Vec<(u64, RouteConfig)> = Vec::new();
             let mut deleted = Vec::new();
             for (id, text) in routes {
@@ -231,27 +250,21 @@ impl SharedState {
     }
 
     /// The version counter of the shared store.
-    pub(crate) async fn version(&self) -> Result<u64, String> {
+    pub(crate) async fn version(&self) -> Result<u64, SyncError> {
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let v: Option<u64> = conn
-                .get(self.key("version"))
-                .await
-                .map_err(|e| e.to_string())?;
+            let v: Option<u64> = conn.get(self.key("version")).await?;
             Ok(v.unwrap_or(0))
         })
         .await
     }
 
     /// Reports the version this node runs.
-    pub(crate) async fn heartbeat(&self, version: u64) -> Result<(), String> {
+    pub(crate) async fn heartbeat(&self, version: u64) -> Result<(), SyncError> {
         let value = json!({ "version": version, "seen_ms": now_ms() }).to_string();
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let _: () = conn
-                .hset(self.key("nodes"), &self.node, value)
-                .await
-                .map_err(|e| e.to_string())?;
+            let _: () = conn.hset(self.key("nodes"), &self.node, value).await?;
             Ok(())
         })
         .await
@@ -262,10 +275,7 @@ impl SharedState {
         let _ = self
             .bounded(async {
                 let mut conn = self.conn().await?;
-                let _: () = conn
-                    .hdel(self.key("nodes"), &self.node)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let _: () = conn.hdel(self.key("nodes"), &self.node).await?;
                 Ok(())
             })
             .await;
@@ -277,29 +287,24 @@ impl SharedState {
     pub(crate) async fn follow_changes(
         &self,
         kick: &tokio::sync::mpsc::Sender<()>,
-    ) -> Result<(), String> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| e.to_string())?;
-        let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
-        pubsub
-            .subscribe(self.key("changes"))
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(), SyncError> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(self.key("changes")).await?;
         let _ = kick.try_send(());
         let mut messages = pubsub.on_message();
         while messages.next().await.is_some() {
             let _ = kick.try_send(());
         }
-        Err("subscription closed".into())
+        Err(SyncError::SubscriptionClosed)
     }
 
     /// Live nodes still below `version`.
-    async fn laggards(&self, version: u64) -> Result<Vec<String>, String> {
+    async fn laggards(&self, version: u64) -> Result<Vec<String>, SyncError> {
         let nodes: HashMap<String, String> = self
             .bounded(async {
                 let mut conn = self.conn().await?;
-                conn.hgetall(self.key("nodes"))
-                    .await
-                    .map_err(|e| e.to_string())
+                Ok(conn.hgetall(self.key("nodes")).await?)
             })
             .await?;
         let now = now_ms();

@@ -9,6 +9,7 @@ use gw_router::RouteTable;
 use super::{App, Origin, RouteEntry, WriteState};
 use crate::assemble::route_spec;
 use crate::config::RouteConfig;
+use crate::sync::SyncError;
 
 impl App {
     /// Publishes the current route list as a new table snapshot.
@@ -79,7 +80,7 @@ impl App {
     /// Loads the shared store and applies it when it is newer than what this node runs (or,
     /// with `force`, at least as new). Holds the writers' lock from the load to the apply, so
     /// a local admin write can never be overwritten by an older snapshot.
-    pub(crate) async fn refresh_shared(&self, force: bool) -> Result<(), String> {
+    pub(crate) async fn refresh_shared(&self, force: bool) -> Result<(), SyncError> {
         let Some(shared) = self.shared().cloned() else {
             return Ok(());
         };
