@@ -1,20 +1,21 @@
 //! The request path, assembled: what a request goes through, top to bottom.
 //!
 //! ```text
-//! connection         listener/ (accept, connection limit, sniffing, TLS, deadlines),
-//!                    fast_h1.rs (plain HTTP/1.1), hyper (HTTP/2, TLS)
-//!  └ proxy_connection  who the client is (trusted proxies), the one canonical request
-//!                      (gw_edge::canonicalize; a refusal travels as `Rejected`), Host of an
-//!                      HTTP/1.0 request, ConnInfo; then calls the edge, built once:
-//!  └ edge_service      RequestId → Metrics → AccessLog (when configured) → EdgeRoutes
-//!     └ EdgeRoutes     the edge's refusal answered (gw_edge::rejection) | GET|HEAD /health
-//!                      (health_response) | the Router (gw-router, over the live RouteTable)
-//!        └ build_route one stack per route: route metrics → Auth (gw-auth) → RateLimit
-//!                      (gw-ratelimit) → CircuitBreaker (gw-breaker) → Proxy (gw-proxy:
-//!                      balancer, pools, retries, header rules)
+//! connection          listener/ (accept, connection limit, sniffing, TLS, deadlines),
+//!                     fast_h1.rs (plain HTTP/1.1), hyper (HTTP/2, TLS)
+//!  └ proxy_connection who the client is (trusted proxies), the one canonical request
+//!                     (gw_edge::canonicalize; a refusal travels as `Rejected`), Host of an
+//!                     HTTP/1.0 request, ConnInfo; then calls the edge, built once:
+//!  └ edge_service     RequestId → Metrics → AccessLog (when configured) → EdgeRoutes
+//!   └ EdgeRoutes      the edge's refusal answered (gw_edge::rejection) | GET|HEAD /health
+//!                     (health_response) | the Router (gw-router, over the live RouteTable,
+//!                     each route matched as its `route_spec` says)
+//!    └ build_route    one stack per route: route metrics → Auth (gw-auth) → RateLimit
+//!                     (gw-ratelimit) → CircuitBreaker (gw-breaker) → Proxy (gw-proxy:
+//!                     balancer, pools, retries, header rules)
 //!
-//! admin listener       admin_connection: a refusal of the listener's head codec answered,
-//!                      else gw-admin's router over `Control` (control.rs)
+//! admin listener      admin_connection: a refusal of the listener's head codec answered,
+//!                     else gw-admin's router over `Control` (control.rs)
 //! ```
 //!
 //! The route table itself (which routes, published how) is `state/`'s; this file only says
@@ -81,40 +82,14 @@ pub(crate) fn proxy_connection(
     }
 }
 
-/// An admin answer: the listener's refusal at once, or the admin router's.
-pub(crate) type AdminFuture<A> =
-    future::Either<Ready<Result<Response<Body>, Infallible>>, Oneshot<A, Request<Body>>>;
-
-/// One admin connection's function from request to answer: a head the listener refused
-/// (414 / 431) is answered as on the proxy listener, not routed; everything else goes to the
-/// admin router.
-pub(crate) fn admin_connection<A>(
-    admin: &A,
-    conn: ConnInfo,
-) -> impl Fn(Request<Body>) -> AdminFuture<A> + Send + Sync + 'static
-where
-    A: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-    let admin = admin.clone();
-    move |mut req: Request<Body>| {
-        if let Some(gw_edge::Rejected(e)) = req.extensions().get::<gw_edge::Rejected>() {
-            let res = gw_edge::rejection(&req, *e);
-            return future::Either::Left(std::future::ready(Ok(res)));
-        }
-        req.extensions_mut().insert(conn);
-        future::Either::Right(admin.clone().oneshot(req))
-    }
-}
-
 // ---- edge layers ----
 
 /// The edge stack as the listener calls it. Without an access log (the fast path) it is a
 /// concrete type, so a request costs no boxed future and no boxed service clone here.
 pub(crate) type Edge = Either<SetRequestId<MetricsService<EdgeRoutes>>, EdgeService>;
+
+/// The edge boxed: its form when an access log is configured (see [`Edge`]).
+pub(crate) type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// RequestId → Metrics → AccessLog → (`/health` | Router): built once, cloned per request.
 pub(crate) fn edge_service(app: &App, metrics: &Metrics, access_log: Option<AccessLog>) -> Edge {
@@ -161,6 +136,21 @@ impl Service<Request<Body>> for EdgeRoutes {
         }
         future::Either::Right(self.router.call(req))
     }
+}
+
+/// `GET /health` on the proxy listener, answered before routing.
+fn health_response() -> Response<Body> {
+    let mut res = Response::new(Body::from(r#"{"status":"healthy"}"#));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// Whether a request is the proxy listener's own health check.
+fn is_health_check<B>(req: &Request<B>) -> bool {
+    req.uri().path() == "/health" && matches!(*req.method(), Method::GET | Method::HEAD)
 }
 
 // ---- router → route stack ----
@@ -296,20 +286,33 @@ pub(crate) fn route_spec(rc: &RouteConfig) -> RouteSpec {
     }
 }
 
-/// `GET /health` on the proxy listener, answered before routing.
-pub(crate) fn health_response() -> Response<Body> {
-    let mut res = Response::new(Body::from(r#"{"status":"healthy"}"#));
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
-}
+// ---- the admin listener ----
 
-/// Whether a request is the proxy listener's own health check.
-pub(crate) fn is_health_check<B>(req: &Request<B>) -> bool {
-    req.uri().path() == "/health" && matches!(*req.method(), Method::GET | Method::HEAD)
-}
+/// An admin answer: the listener's refusal at once, or the admin router's.
+pub(crate) type AdminFuture<A> =
+    future::Either<Ready<Result<Response<Body>, Infallible>>, Oneshot<A, Request<Body>>>;
 
-/// Type of the whole per-request stack, as the listener calls it.
-pub(crate) type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+/// One admin connection's function from request to answer: a head the listener refused
+/// (414 / 431) is answered as on the proxy listener, not routed; everything else goes to the
+/// admin router.
+pub(crate) fn admin_connection<A>(
+    admin: &A,
+    conn: ConnInfo,
+) -> impl Fn(Request<Body>) -> AdminFuture<A> + Send + Sync + 'static
+where
+    A: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let admin = admin.clone();
+    move |mut req: Request<Body>| {
+        if let Some(gw_edge::Rejected(e)) = req.extensions().get::<gw_edge::Rejected>() {
+            let res = gw_edge::rejection(&req, *e);
+            return future::Either::Left(std::future::ready(Ok(res)));
+        }
+        req.extensions_mut().insert(conn);
+        future::Either::Right(admin.clone().oneshot(req))
+    }
+}

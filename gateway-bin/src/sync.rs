@@ -6,6 +6,10 @@
 //! a node that starts later (or was cut off) loads the current state. Each node reports the
 //! version it runs in a heartbeat hash, which is what `?wait=all` reads.
 //!
+//! This file is the store client ([`SharedState`], errors as [`SyncError`]); the subscriber
+//! and the poller that keep a node current are `tasks.rs`'s, applying a snapshot is
+//! `state/routes.rs`'s (`App::refresh_shared`).
+//!
 //! Keys (after `key_prefix`):
 //! - `gw:version`: the configuration version (INCR per change).
 //! - `gw:routes`: route id → route JSON, or `{"deleted":true}` (a deleted file route).

@@ -24,7 +24,7 @@ use crate::fast_h1;
 /// How connections are served: plain TCP goes to the gateway's own HTTP/1.1 loop (or hyper's
 /// HTTP/2 server when the client opens with the h2 preface); TLS connections go through
 /// hyper-util's auto builder (ALPN or preface). Every path runs under the idle watchdog of
-/// [`graceful`](super::deadline::graceful).
+/// [`graceful`].
 pub(super) struct Builders {
     pub(super) idle: Duration,
     pub(super) limits: fast_h1::HeadLimits,

@@ -43,6 +43,7 @@ pub(crate) enum Origin {
     Admin,
 }
 
+/// One route: its configuration, its built stack, and where it came from.
 #[derive(Clone)]
 pub(crate) struct RouteEntry {
     pub(crate) config: RouteConfig,
@@ -81,6 +82,7 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// What every clone of [`App`] shares.
 pub(crate) struct Inner {
     pub(crate) table: Arc<ArcSwap<RouteTable>>,
     pub(crate) edge: ArcSwap<EdgeSettings>,
@@ -106,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) state: tokio::sync::Mutex<WriteState>,
 }
 
+/// What writers change under the lock: the configuration file applied and the route list
+/// (file and admin routes, in table order).
 pub(crate) struct WriteState {
     pub(crate) config: Config,
     pub(crate) routes: Vec<RouteEntry>,
@@ -120,7 +124,9 @@ fn unknown(path: &str, message: impl Into<String>) -> ConfigErrors {
 
 impl App {
     /// Builds the state for `config` (already validated). Creating the Redis pool dials
-    /// nothing: the gateway starts while Redis is unreachable.
+    /// nothing: the gateway starts while Redis is unreachable. Spawns nothing either: the
+    /// background tasks (health checks, sync, JWKS refresh, …) are started by
+    /// [`Gateway::start`](crate::Gateway::start).
     pub async fn new(config: Config, metrics: Metrics) -> Result<App, ConfigErrors> {
         let pool: Option<Pool> = config.store.pool().map_err(|e| unknown("store", e))?;
         let prefix = config.store.key_prefix.clone();
