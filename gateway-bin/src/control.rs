@@ -12,8 +12,8 @@ use http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::app::{App, RouteEntry};
 use crate::config::RouteConfig;
+use crate::state::{App, RouteEntry};
 use crate::sync;
 
 fn epoch_secs() -> u64 {

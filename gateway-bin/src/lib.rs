@@ -1,5 +1,16 @@
 //! The gateway: configuration, assembly of the per-route stacks, listeners, reload, shutdown.
 //!
+//! Its files, by role:
+//! - `server.rs`: [`Gateway`]: start (state, tasks, listeners), reload, shutdown.
+//! - `assemble.rs`: the request path, top to bottom: per connection, the edge layers, the
+//!   router, each route's stack (read this one to follow a request).
+//! - `listener/`: accept loop, connection limit, sniffing, TLS, connection deadlines, hyper
+//!   glue; `fast_h1.rs`: the plain HTTP/1.1 loop.
+//! - `state/`: the live [`App`] snapshot, reload, the writers' lock over routes and instances.
+//! - `tasks.rs`: every background task, started by [`Gateway::start`].
+//! - `sync.rs`: the shared store (Redis) for many nodes; `store.rs`: `[store]` and the pool.
+//! - `control.rs`: the admin API over the state; `config.rs`: the configuration.
+//!
 //! The `gateway` binary is a thin shell over this library; the integration tests and
 //! `cargo xtask demo` start the same [`Gateway`] in-process.
 //!
@@ -25,16 +36,19 @@
 //! # Ok(()) }
 //! ```
 
-mod app;
+mod assemble;
 pub mod config;
 mod control;
 mod fast_h1;
+mod listener;
 pub mod logging;
 mod server;
+mod state;
 pub mod store;
 mod sync;
+mod tasks;
 
-pub use app::App;
 pub use config::{Config, ConfigError, ConfigErrors};
 pub use control::Control;
 pub use server::{Gateway, StartError};
+pub use state::App;

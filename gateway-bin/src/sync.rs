@@ -6,6 +6,10 @@
 //! a node that starts later (or was cut off) loads the current state. Each node reports the
 //! version it runs in a heartbeat hash, which is what `?wait=all` reads.
 //!
+//! This file is the store client ([`SharedState`], errors as [`SyncError`]); the subscriber
+//! and the poller that keep a node current are `tasks.rs`'s, applying a snapshot is
+//! `state/routes.rs`'s (`App::refresh_shared`).
+//!
 //! Keys (after `key_prefix`):
 //! - `gw:version`: the configuration version (INCR per change).
 //! - `gw:routes`: route id → route JSON, or `{"deleted":true}` (a deleted file route).
@@ -21,14 +25,32 @@ use deadpool_redis::redis::{self, AsyncCommands};
 use deadpool_redis::Pool;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::app::App;
 use crate::config::RouteConfig;
 
 /// A node is live when its heartbeat is at most this old.
 const LIVE_MS: u64 = 3_000;
+
+/// Why a call to the shared store failed. The text is what the log lines and the admin API's
+/// `Store unavailable: …` answers show.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    /// The call took longer than `store.timeout_ms`.
+    #[error("timed out")]
+    TimedOut,
+    /// No connection from the pool.
+    #[error("{0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// Redis refused the call or the connection failed.
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+    /// A route or an instance could not be serialised.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// The changes subscription ended.
+    #[error("subscription closed")]
+    SubscriptionClosed,
+}
 
 /// One admin write to the shared state.
 #[derive(Debug)]
@@ -123,26 +145,26 @@ impl SharedState {
         format!("{}gw:{name}", self.prefix)
     }
 
-    async fn bounded<T, F>(&self, f: F) -> Result<T, String>
+    async fn bounded<T, F>(&self, f: F) -> Result<T, SyncError>
     where
-        F: std::future::Future<Output = Result<T, String>>,
+        F: std::future::Future<Output = Result<T, SyncError>>,
     {
         tokio::time::timeout(self.timeout, f)
             .await
-            .map_err(|_| "timed out".to_string())?
+            .map_err(|_| SyncError::TimedOut)?
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, String> {
-        self.pool.get().await.map_err(|e| e.to_string())
+    async fn conn(&self) -> Result<deadpool_redis::Connection, SyncError> {
+        Ok(self.pool.get().await?)
     }
 
     /// Writes one change atomically with a new version and announces it; returns the version.
-    pub(crate) async fn write(&self, change: Change) -> Result<u64, String> {
+    pub(crate) async fn write(&self, change: Change) -> Result<u64, SyncError> {
         let (hash, field, value, order) = match &change {
             Change::PutRoute { route, .. } => (
                 "routes",
                 route.id.clone(),
-                serde_json::to_string(route).map_err(|e| e.to_string())?,
+                serde_json::to_string(route)?,
                 "order",
             ),
             Change::DeleteRoute { id } => (
@@ -154,7 +176,7 @@ impl SharedState {
             Change::PutInstance { service, instance } => (
                 "instances",
                 format!("{service}\n{}", instance.id),
-                serde_json::to_string(instance).map_err(|e| e.to_string())?,
+                serde_json::to_string(instance)?,
                 "",
             ),
             Change::DeleteInstance { service, id } => (
@@ -175,15 +197,14 @@ impl SharedState {
                 .arg(value)
                 .arg(order)
                 .invoke_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             Ok(v)
         })
         .await
     }
 
     /// The whole shared state.
-    pub(crate) async fn load(&self) -> Result<Snapshot, String> {
+    pub(crate) async fn load(&self) -> Result<Snapshot, SyncError> {
         self.bounded(async {
             let mut conn = self.conn().await?;
             let (version, routes, order, instances): StoreContents = redis::pipe()
@@ -192,8 +213,7 @@ impl SharedState {
                 .hgetall(self.key("route_order"))
                 .hgetall(self.key("instances"))
                 .query_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let mut live: Vec<(u64, RouteConfig)> = Vec::new();
             let mut deleted = Vec::new();
             for (id, text) in routes {
@@ -233,53 +253,62 @@ impl SharedState {
         .await
     }
 
-    async fn version(&self) -> Result<u64, String> {
+    /// The version counter of the shared store.
+    pub(crate) async fn version(&self) -> Result<u64, SyncError> {
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let v: Option<u64> = conn
-                .get(self.key("version"))
-                .await
-                .map_err(|e| e.to_string())?;
+            let v: Option<u64> = conn.get(self.key("version")).await?;
             Ok(v.unwrap_or(0))
         })
         .await
     }
 
     /// Reports the version this node runs.
-    pub(crate) async fn heartbeat(&self, version: u64) -> Result<(), String> {
+    pub(crate) async fn heartbeat(&self, version: u64) -> Result<(), SyncError> {
         let value = json!({ "version": version, "seen_ms": now_ms() }).to_string();
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let _: () = conn
-                .hset(self.key("nodes"), &self.node, value)
-                .await
-                .map_err(|e| e.to_string())?;
+            let _: () = conn.hset(self.key("nodes"), &self.node, value).await?;
             Ok(())
         })
         .await
     }
 
-    async fn leave(&self) {
+    /// Removes this node's heartbeat (it leaves the cluster).
+    pub(crate) async fn leave(&self) {
         let _ = self
             .bounded(async {
                 let mut conn = self.conn().await?;
-                let _: () = conn
-                    .hdel(self.key("nodes"), &self.node)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let _: () = conn.hdel(self.key("nodes"), &self.node).await?;
                 Ok(())
             })
             .await;
     }
 
+    /// Subscribes to the changes channel on a connection of its own and sends on `kick` once
+    /// subscribed (whatever was missed is picked up by one refresh) and for every message;
+    /// returns when the subscription is lost.
+    pub(crate) async fn follow_changes(
+        &self,
+        kick: &tokio::sync::mpsc::Sender<()>,
+    ) -> Result<(), SyncError> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(self.key("changes")).await?;
+        let _ = kick.try_send(());
+        let mut messages = pubsub.on_message();
+        while messages.next().await.is_some() {
+            let _ = kick.try_send(());
+        }
+        Err(SyncError::SubscriptionClosed)
+    }
+
     /// Live nodes still below `version`.
-    async fn laggards(&self, version: u64) -> Result<Vec<String>, String> {
+    async fn laggards(&self, version: u64) -> Result<Vec<String>, SyncError> {
         let nodes: HashMap<String, String> = self
             .bounded(async {
                 let mut conn = self.conn().await?;
-                conn.hgetall(self.key("nodes"))
-                    .await
-                    .map_err(|e| e.to_string())
+                Ok(conn.hgetall(self.key("nodes")).await?)
             })
             .await?;
         let now = now_ms();
@@ -325,83 +354,4 @@ fn is_tombstone(text: &str) -> bool {
     serde_json::from_str::<Value>(text)
         .map(|v| v.get("deleted") == Some(&Value::Bool(true)))
         .unwrap_or(false)
-}
-
-/// The subscriber (changes announced by other nodes) and the poller (version check and
-/// heartbeat every second, the safety net for missed messages).
-pub(crate) fn spawn(app: App, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let Some(shared) = app.shared().cloned() else {
-        return Vec::new();
-    };
-    let (kick_tx, mut kick_rx) = tokio::sync::mpsc::channel::<()>(1);
-
-    // Subscriber: one dedicated connection, re-dialled with a backoff.
-    let sub_shared = shared.clone();
-    let mut sub_stop = stop.clone();
-    let subscriber = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let run = async {
-                let client =
-                    redis::Client::open(sub_shared.url.as_str()).map_err(|e| e.to_string())?;
-                let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
-                pubsub
-                    .subscribe(sub_shared.key("changes"))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // Connected: whatever was missed is picked up by one refresh.
-                let _ = kick_tx.try_send(());
-                let mut messages = pubsub.on_message();
-                while messages.next().await.is_some() {
-                    let _ = kick_tx.try_send(());
-                }
-                Err::<(), String>("subscription closed".into())
-            };
-            tokio::select! {
-                r = run => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "shared-config subscription lost; retrying");
-                    }
-                }
-                _ = sub_stop.wait_for(|s| *s) => return,
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {},
-                _ = sub_stop.wait_for(|s| *s) => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    });
-
-    let mut poll_stop = stop;
-    let poller = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut first = true;
-        loop {
-            let kicked = tokio::select! {
-                _ = tick.tick() => Some(false),
-                k = kick_rx.recv() => Some(k.is_some()),
-                _ = poll_stop.wait_for(|s| *s) => None,
-            };
-            let Some(kicked) = kicked else {
-                shared.leave().await;
-                return;
-            };
-            let result = if kicked || first {
-                app.refresh_shared(first).await
-            } else {
-                match shared.version().await {
-                    Ok(v) if v > app.config_version() => app.refresh_shared(false).await,
-                    Ok(_) => shared.heartbeat(app.config_version()).await,
-                    Err(e) => Err(e),
-                }
-            };
-            match result {
-                Ok(()) => first = false,
-                Err(e) => tracing::debug!(error = %e, "shared configuration not reachable"),
-            }
-        }
-    });
-    vec![subscriber, poller]
 }

@@ -1,6 +1,7 @@
 //! [`Authenticator`]: verifier + store + configuration, shared by every route's layer, and the
 //! admin-facing operations (mint, revoke, users, API keys).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,7 +30,9 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Refreshes the JWKS every `max-age` (bounded) for as long as the authenticator lives.
+/// Refreshes the JWKS every `max-age` (bounded) for as long as the authenticator lives: it
+/// holds only a weak reference, so dropping the last `Arc<Authenticator>` ends it at its next
+/// wake-up.
 async fn refresh_jwks_periodically(auth: std::sync::Weak<Authenticator>) {
     loop {
         let Some(delay) = auth.upgrade().and_then(|a| a.verifier.jwks_refresh_delay()) else {
@@ -175,7 +178,9 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
 
 impl Authenticator {
     /// Builds the verifier (reads `public_key_file`; tries a first JWKS fetch, whose failure
-    /// does not prevent startup) over `store`.
+    /// does not prevent startup) over `store`. With a `jwks_url`, the periodic JWKS refresh
+    /// ([`jwks_refresh`](Self::jwks_refresh)) is spawned on the current tokio runtime; use
+    /// [`with_options_unstarted`](Self::with_options_unstarted) to run it yourself.
     pub async fn new(
         config: JwtConfig,
         store: Arc<dyn AuthStore>,
@@ -184,7 +189,25 @@ impl Authenticator {
     }
 
     /// [`new`](Self::new) with explicit JWKS cache knobs (refresh interval, fetch timeout).
+    /// Spawns the periodic JWKS refresh, as [`new`](Self::new) does.
     pub async fn with_options(
+        config: JwtConfig,
+        store: Arc<dyn AuthStore>,
+        jwks: JwksOptions,
+    ) -> Result<Arc<Self>, AuthConfigError> {
+        let auth = Self::with_options_unstarted(config, store, jwks).await?;
+        if let Some(refresh) = auth.jwks_refresh() {
+            tokio::spawn(refresh);
+        }
+        Ok(auth)
+    }
+
+    /// [`with_options`](Self::with_options) without spawning anything: an embedder that
+    /// starts its background work in one place (the gateway does, at start and on reload)
+    /// runs [`jwks_refresh`](Self::jwks_refresh) itself. Until it does, keys are still
+    /// fetched on an unknown `kid` (at most once per `min_refresh_interval`), never on a
+    /// schedule.
+    pub async fn with_options_unstarted(
         config: JwtConfig,
         store: Arc<dyn AuthStore>,
         jwks: JwksOptions,
@@ -199,16 +222,24 @@ impl Authenticator {
             (Some(alg), Some(secret)) => Some((alg, EncodingKey::from_secret(secret.as_bytes()))),
             _ => None,
         };
-        let auth = Arc::new(Self {
+        Ok(Arc::new(Self {
             config,
             verifier,
             store,
             mint,
-        });
-        if auth.verifier.jwks_refresh_delay().is_some() {
-            tokio::spawn(refresh_jwks_periodically(Arc::downgrade(&auth)));
-        }
-        Ok(auth)
+        }))
+    }
+
+    /// The periodic JWKS refresh, to spawn on a tokio runtime: `None` without a `jwks_url`
+    /// (nothing to refresh). It refetches the key set every `Cache-Control: max-age` of the
+    /// last answer (bounded by [`JwksOptions`]), keeps the old keys when a fetch fails, and
+    /// ends by itself once the authenticator is dropped (it holds only a weak reference).
+    /// [`new`](Self::new) and [`with_options`](Self::with_options) spawn it already; run it
+    /// once per authenticator.
+    pub fn jwks_refresh(self: &Arc<Self>) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.verifier
+            .jwks_refresh_delay()
+            .map(|_| refresh_jwks_periodically(Arc::downgrade(self)))
     }
 
     /// The configuration.

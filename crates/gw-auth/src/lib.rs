@@ -16,6 +16,12 @@
 //! - One store round trip per authenticated request (revocation, user and owner fetched in
 //!   one pipeline); none at all on routes without `auth_required`.
 //!
+//! - **Background work**: with a `jwks_url`, [`Authenticator::new`] and
+//!   [`Authenticator::with_options`] spawn the periodic JWKS refresh on the current tokio
+//!   runtime; [`Authenticator::with_options_unstarted`] spawns nothing and leaves
+//!   [`Authenticator::jwks_refresh`] (a future that ends when the authenticator is dropped)
+//!   to the embedder, for one that starts all its tasks in one place.
+//!
 //! After authentication the [`gw_core::Identity`] is put into the request **and** response
 //! extensions, and `X-User-ID` / `X-User-Role` are set for the upstream; client-sent
 //! `X-User-*` headers are removed first, on every route. Refusals are the gateway's JSON answers (docs/http-answers.md)
