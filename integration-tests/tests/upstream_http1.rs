@@ -129,6 +129,7 @@ async fn serve(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>
         let r = script(&head);
         for (i, piece) in r.pieces.iter().enumerate() {
             if i > 0 {
+                // The script's pieces arrive apart on purpose (what the tests are about).
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             if stream.write_all(piece).await.is_err() {
@@ -268,6 +269,8 @@ async fn idle_connection_closed_by_the_upstream_is_replaced() {
         let res = gw.get("/a").await;
         assert_eq!(res.status(), 200, "request {i}");
         assert_eq!(res.text().await.unwrap(), "ok");
+        // The scenario under test: the pooled connection sits idle while the upstream's
+        // close reaches the gateway; nothing outside the pool shows that moment.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(up.connections(), 3);

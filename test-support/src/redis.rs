@@ -1,6 +1,7 @@
 //! Redis for the tests: `GW_TEST_REDIS_URL`, else 127.0.0.1:6379 when it answers, else a
 //! `redis-server` from PATH started on an ephemeral port (and one line saying what to install
-//! when there is none). Each test takes its own key prefix.
+//! when there is none). Each test takes its own key prefix ([`unique_prefix`]); a test that
+//! stops Redis on purpose starts its own ([`OwnRedis`]).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -111,9 +112,9 @@ pub fn pool(url: &str) -> Pool {
         .expect("redis pool")
 }
 
-/// A key prefix no other test uses.
+/// A key prefix no other test uses: `test:{test}:{random}:`.
 pub fn unique_prefix(test: &str) -> String {
-    format!("test:it:{test}:{:016x}:", fastrand::u64(..))
+    format!("test:{test}:{:016x}:", fastrand::u64(..))
 }
 
 /// The shared test Redis, found (or started) once per test process.

@@ -4,16 +4,10 @@
 //!
 //! ```no_run
 //! # async fn t() {
-//! use integration_tests::raw::{raw_exchange, RecordingUpstream};
-//! use integration_tests::TestGateway;
+//! use test_support::raw::{raw_exchange, RecordingUpstream};
 //! let up = RecordingUpstream::start().await;
-//! let gw = TestGateway::builder()
-//!     .service_addrs("rec", &[up.addr])
-//!     .route("id = \"all\"\npath = \"/\"\nservice = \"rec\"")
-//!     .start()
-//!     .await;
 //! let answer = raw_exchange(
-//!     gw.gateway.proxy_addr(),
+//!     up.addr,
 //!     b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 //! )
 //! .await;
@@ -26,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -588,6 +582,24 @@ impl RawResponse {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_slice())
     }
+
+    /// The first value of header `name` (case-insensitive) as text (`None` when absent or
+    /// not UTF-8).
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The body as JSON; panics, showing the body, when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("JSON body ({e}): {:?}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 /// What a connection received, split into responses.
@@ -834,6 +846,66 @@ pub async fn raw_exchange_with(addr: SocketAddr, bytes: &[u8], how: &Exchange) -
     answer.write_error = written.err().map(|e| e.to_string());
     answer.read_error = read_error;
     answer
+}
+
+/// Writes `bytes` on a new connection to `addr` and returns the first response, read within
+/// `limit`; panics, saying what came instead, when no whole response did.
+pub async fn first_response(addr: SocketAddr, bytes: &[u8], limit: Duration) -> RawResponse {
+    let how = Exchange {
+        deadline: limit,
+        stop_after: Some(1),
+        ..Exchange::default()
+    };
+    let answer = raw_exchange_with(addr, bytes, &how).await;
+    match answer.responses.first() {
+        Some(response) => response.clone(),
+        None => panic!("no whole response within {limit:?}: {}", answer.summary()),
+    }
+}
+
+/// Reads one response off `stream` within `limit`; panics, saying what came instead, when the
+/// connection ends or the time passes before a whole response arrived.
+pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> RawResponse {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut wire = Vec::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let answer = RawAnswer::parse(&wire, false, &[]);
+        if let Some(response) = answer.responses.into_iter().next() {
+            return response;
+        }
+        if let Some(m) = answer.malformed {
+            panic!("not a response ({m}): {:?}", String::from_utf8_lossy(&wire));
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no whole response within {limit:?}"))
+            .unwrap_or(0);
+        assert!(
+            n > 0,
+            "connection closed before a whole response: {:?}",
+            String::from_utf8_lossy(&wire)
+        );
+        wire.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads `io` until the peer closes it (end of stream or an error) or `limit` passes; returns
+/// every byte read and, when it closed, how long that took (`None`: still open).
+pub async fn read_until_closed<T: AsyncRead + Unpin>(
+    io: &mut T,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let start = tokio::time::Instant::now();
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match tokio::time::timeout_at(start + limit, io.read(&mut buf)).await {
+            Err(_) => return (all, None),
+            Ok(Ok(0)) | Ok(Err(_)) => return (all, Some(start.elapsed())),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 #[cfg(test)]
