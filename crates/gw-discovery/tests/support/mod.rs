@@ -1,71 +1,23 @@
 //! Test servers on 127.0.0.1:0: health endpoints whose answer can be switched, and a small
 //! Consul that speaks `/v1/catalog/services` and `/v1/health/service/{name}` with blocking
-//! queries. Plus `eventually`.
+//! queries (served by the workspace's test-support crate).
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use test_support::{serve_on, Protocol, Serving};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`.
-pub async fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Serves HTTP/1.1 with `f` on `listener` until the returned set is dropped or aborted
-/// (which also closes every open connection).
-fn serve<F, Fut>(listener: TcpListener, f: F) -> JoinSet<()>
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let mut set = JoinSet::new();
-    set.spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let f = f.clone();
-            let svc = service_fn(move |req| {
-                let fut = f(req);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            conns.spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-            while conns.try_join_next().is_some() {}
-        }
-    });
-    set
-}
 
 fn respond(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::builder()
@@ -84,7 +36,7 @@ pub struct HealthServer {
     hits: Arc<AtomicUsize>,
     oks: Arc<AtomicUsize>,
     fails: Arc<AtomicUsize>,
-    _task: JoinSet<()>,
+    _task: Serving,
 }
 
 impl HealthServer {
@@ -103,7 +55,7 @@ impl HealthServer {
             oks.clone(),
             fails.clone(),
         );
-        let task = serve(listener, move |req: Request<Incoming>| {
+        let task = serve_on(listener, Protocol::Http1, move |req: Request<Incoming>| {
             let (s, h, n, o, f) = (s.clone(), h.clone(), n.clone(), o.clone(), f.clone());
             async move {
                 n.fetch_add(1, Ordering::SeqCst);
@@ -224,7 +176,7 @@ struct ConsulShared {
 pub struct FakeConsul {
     pub addr: SocketAddr,
     shared: Arc<ConsulShared>,
-    task: Mutex<Option<JoinSet<()>>>,
+    task: Mutex<Option<Serving>>,
 }
 
 impl FakeConsul {
@@ -251,7 +203,9 @@ impl FakeConsul {
 
     fn listen(&self, listener: TcpListener) {
         let shared = self.shared.clone();
-        let set = serve(listener, move |req| handle(shared.clone(), req));
+        let set = serve_on(listener, Protocol::Http1, move |req| {
+            handle(shared.clone(), req)
+        });
         *self.task.lock() = Some(set);
     }
 
