@@ -1,9 +1,9 @@
 //! What the workspace's tests share, so that each is written once: servers on `127.0.0.1:0`
-//! ([`upstream`]), Redis on demand ([`redis`]), bounded polls instead of sleeps ([`wait`]),
-//! paused-time helpers ([`time`]), background tasks with a stop signal ([`task`]), HTTP/1.1
-//! as raw bytes ([`raw`]), HS256 tokens ([`jwt`]), the proptest configuration ([`prop`]),
-//! and, behind the `gateway` feature, the gateway in-process ([`GatewayBuilder`],
-//! [`TestGateway`]).
+//! ([`upstream`]), Redis on demand ([`redis`]), bounded polls instead of sleeps ([`wait`],
+//! which also run on tokio's paused clock), background tasks with a stop signal ([`task`]),
+//! HTTP/1.1 as raw bytes ([`raw`]), HS256 tokens ([`jwt`]), the proptest configuration
+//! ([`prop`]), and, behind the `gateway` feature, the gateway in-process
+//! ([`GatewayBuilder`], [`TestGateway`]).
 //!
 //! The gw-* crates' tests use it without the `gateway` feature, so none of them pulls in
 //! gateway-bin; the end-to-end suite (integration-tests) turns it on.
@@ -15,7 +15,6 @@ pub mod prop;
 pub mod raw;
 pub mod redis;
 pub mod task;
-pub mod time;
 pub mod upstream;
 pub mod wait;
 

@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_redis::{Config, Pool, Runtime};
 
@@ -48,14 +48,10 @@ impl OwnRedis {
             port,
             child: Some(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ping(&me.url()) {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {port} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            crate::wait_until_blocking(Duration::from_secs(10), || ping(&me.url())),
+            "redis-server on {port} did not start"
+        );
         me
     }
 

@@ -561,6 +561,7 @@ async fn sweeper_task_evicts_idle_entries_and_ends_with_the_limiter() {
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     assert_eq!(store.len(), 0, "the sweeper ran after the window passed");
     drop(lim);
+    // Paused time again: one more tick, which finds the limiter gone.
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     assert!(
         task.is_finished(),
