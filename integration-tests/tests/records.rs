@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use integration_tests::raw::first_response;
 use integration_tests::{eventually, redis, TestGateway, Upstream};
-use serde_json::Value;
 
 /// Generous bound on waits for a condition (never asserted as a duration).
 const WAIT: Duration = Duration::from_secs(10);
@@ -19,13 +18,7 @@ async fn raw(addr: std::net::SocketAddr, request: String) -> (u16, String) {
 }
 
 async fn service_instances(gw: &TestGateway, name: &str) -> Vec<String> {
-    let res = gw
-        .client
-        .get(gw.admin_url(&format!("/admin/services/{name}")))
-        .send()
-        .await
-        .expect("admin request");
-    let body: Value = res.json().await.unwrap_or(Value::Null);
+    let (_, body) = gw.admin_get(&format!("/admin/services/{name}")).await;
     body["instances"]
         .as_array()
         .map(|a| {

@@ -210,6 +210,18 @@ impl TestGateway {
         self.admin(reqwest::Method::GET, path, None).await
     }
 
+    /// GET on the admin listener, whatever the status: the body, which must be JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin request")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
     /// POST `body` as JSON on the admin listener: the status and the JSON body.
     pub async fn admin_post(
         &self,
