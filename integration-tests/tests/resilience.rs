@@ -2,20 +2,19 @@
 //! reset, per-service overrides, gauge), outlier ejection, active health checks, instances
 //! registered through the admin API, and Consul discovery against a fake agent.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use integration_tests::consul::{ConsulEntry, FakeConsul};
 use integration_tests::{eventually, serve_on, Protocol, Serving, TestGateway, Upstream};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 // ---------------------------------------------------------------- helpers
 
@@ -704,129 +703,13 @@ async fn admin_health_has_services_breakers_and_config_version() {
 
 // ---------------------------------------------------------------- Consul
 
-/// One entry of the fake catalog.
-#[derive(Clone, Debug)]
-struct ConsulEntry {
-    id: String,
-    port: u16,
-    passing: bool,
-}
-
-/// A minimal Consul agent: `/v1/catalog/services` and `/v1/health/service/{name}` with
-/// `X-Consul-Index` and blocking queries (an answer waits for a newer index up to `wait`).
-struct FakeConsul {
-    addr: SocketAddr,
-    entries: Arc<Mutex<HashMap<String, Vec<ConsulEntry>>>>,
-    index: Arc<watch::Sender<u64>>,
-    _serving: Serving,
-}
-
-impl FakeConsul {
-    async fn start() -> FakeConsul {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let entries: Arc<Mutex<HashMap<String, Vec<ConsulEntry>>>> = Arc::default();
-        let index = Arc::new(watch::channel(1u64).0);
-        let (e, i) = (entries.clone(), index.clone());
-        let serving = serve_on(listener, Protocol::Auto, move |req: Request<Incoming>| {
-            let (e, i) = (e.clone(), i.clone());
-            async move { consul_answer(&e, &i, req).await }
-        });
-        FakeConsul {
-            addr,
-            entries,
-            index,
-            _serving: serving,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Replaces the entries of `service` and moves the index on.
-    fn set(&self, service: &str, entries: Vec<ConsulEntry>) {
-        self.entries
-            .lock()
-            .expect("lock")
-            .insert(service.to_string(), entries);
-        self.index.send_modify(|v| *v += 1);
-    }
-}
-
+/// An instance of the fake catalog at `127.0.0.1:port`.
 fn entry(id: &str, port: u16, passing: bool) -> ConsulEntry {
     ConsulEntry {
-        id: id.to_string(),
-        port,
+        address: "127.0.0.1".into(),
         passing,
+        ..ConsulEntry::new(id, port)
     }
-}
-
-async fn consul_answer(
-    entries: &Mutex<HashMap<String, Vec<ConsulEntry>>>,
-    index: &watch::Sender<u64>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    let query: HashMap<String, String> = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let asked: u64 = query.get("index").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let wait = query
-        .get("wait")
-        .and_then(|w| w.trim_end_matches('s').parse::<u64>().ok())
-        .map_or(Duration::from_secs(5), Duration::from_secs);
-    let mut rx = index.subscribe();
-    if asked > 0 && asked >= *rx.borrow() {
-        let _ = tokio::time::timeout(wait, rx.wait_for(|v| *v > asked)).await;
-    }
-    let current = *rx.borrow();
-    let path = req.uri().path().to_string();
-    let body = if path == "/v1/catalog/services" {
-        let mut catalog = serde_json::Map::new();
-        catalog.insert("consul".into(), json!([]));
-        for name in entries.lock().expect("lock").keys() {
-            catalog.insert(name.clone(), json!(["v1"]));
-        }
-        Value::Object(catalog)
-    } else if let Some(name) = path.strip_prefix("/v1/health/service/") {
-        let only_passing = query.get("passing").is_some_and(|v| v != "false");
-        let list = entries
-            .lock()
-            .expect("lock")
-            .get(name)
-            .cloned()
-            .unwrap_or_default();
-        Value::Array(
-            list.into_iter()
-                .filter(|e| e.passing || !only_passing)
-                .map(|e| {
-                    json!({
-                        "Node": {"ID": "n1", "Node": "n1", "Address": "127.0.0.1", "Datacenter": "dc1"},
-                        "Service": {"ID": e.id, "Service": name, "Tags": [], "Address": "127.0.0.1",
-                                    "Port": e.port, "Meta": {}, "Weights": {"Passing": 1, "Warning": 1}},
-                        "Checks": [{"CheckID": "serfHealth", "Status": if e.passing { "passing" } else { "critical" }}]
-                    })
-                })
-                .collect(),
-        )
-    } else {
-        let mut res = Response::new(Full::new(Bytes::from_static(b"not found")));
-        *res.status_mut() = StatusCode::NOT_FOUND;
-        return res;
-    };
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    res.headers_mut()
-        .insert("content-type", "application/json".parse().expect("valid"));
-    res.headers_mut().insert(
-        "x-consul-index",
-        current.to_string().parse().expect("valid"),
-    );
-    res
 }
 
 /// The set of instances that answer `n` requests in a row.

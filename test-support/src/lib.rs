@@ -1,5 +1,5 @@
 //! What the workspace's tests share, so that each is written once: servers on `127.0.0.1:0`
-//! ([`upstream`]), Redis on demand ([`redis`]), bounded polls instead of sleeps ([`wait`],
+//! ([`upstream`]), a fake Consul ([`consul`]), Redis on demand ([`redis`]), bounded polls instead of sleeps ([`wait`],
 //! which also run on tokio's paused clock), background tasks with a stop signal ([`task`]),
 //! HTTP/1.1 as raw bytes ([`raw`]), HS256 tokens ([`jwt`]), the proptest configuration
 //! ([`prop`]), and, behind the `gateway` feature, the gateway in-process
@@ -8,6 +8,7 @@
 //! The gw-* crates' tests use it without the `gateway` feature, so none of them pulls in
 //! gateway-bin; the end-to-end suite (integration-tests) turns it on.
 
+pub mod consul;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 pub mod jwt;
@@ -23,6 +24,6 @@ pub use gateway::{client, GatewayBuilder, TestGateway};
 pub use prop::proptest_config;
 pub use task::{Running, StopSignal};
 pub use upstream::{
-    refused_addr, serve_on, Protocol, ServedBody, Server, Serving, TestBody, Upstream,
+    refused_addr, serve_on, HealthServer, Protocol, ServedBody, Server, Serving, TestBody, Upstream,
 };
 pub use wait::{eventually, wait_for, wait_until, wait_until_blocking};

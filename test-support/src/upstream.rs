@@ -1,11 +1,12 @@
 //! Servers on `127.0.0.1:0` for tests to send to: the ready-made [`Upstream`] (echo, fixed
-//! status, delay, close, WebSocket, trailers, download), a [`Server`] answering with any
-//! closure over HTTP/1.1 or HTTP/2, and [`refused_addr`], where nothing listens.
+//! status, delay, close, WebSocket, trailers, download), a [`HealthServer`] whose `/health`
+//! answer a test switches, a [`Server`] answering with any closure over HTTP/1.1 or HTTP/2,
+//! and [`refused_addr`], where nothing listens.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -399,4 +400,96 @@ pub async fn refused_addr() -> SocketAddr {
     let addr = l.local_addr().expect("addr");
     drop(l);
     addr
+}
+
+/// A JSON answer: `status` with `body` as it is.
+pub(crate) fn json_answer(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .expect("a valid answer")
+}
+
+/// A health endpoint: answers `status` (switchable), or hangs when told to.
+#[derive(Debug)]
+pub struct HealthServer {
+    /// Its address.
+    pub addr: SocketAddr,
+    status: Arc<AtomicU16>,
+    hang: Arc<AtomicBool>,
+    hits: Arc<AtomicUsize>,
+    oks: Arc<AtomicUsize>,
+    fails: Arc<AtomicUsize>,
+    _task: Serving,
+}
+
+impl HealthServer {
+    /// Starts one answering `GET /health` with `status` (other paths: 404).
+    pub async fn start(status: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let st = Arc::new(AtomicU16::new(status));
+        let hang = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let oks = Arc::new(AtomicUsize::new(0));
+        let fails = Arc::new(AtomicUsize::new(0));
+        let (s, h, n, o, f) = (
+            st.clone(),
+            hang.clone(),
+            hits.clone(),
+            oks.clone(),
+            fails.clone(),
+        );
+        let task = serve_on(listener, Protocol::Http1, move |req: Request<Incoming>| {
+            let (s, h, n, o, f) = (s.clone(), h.clone(), n.clone(), o.clone(), f.clone());
+            async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                if h.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                if req.uri().path() != "/health" {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    return json_answer(404, "not found");
+                }
+                let status = s.load(Ordering::SeqCst);
+                if status < 400 {
+                    o.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    f.fetch_add(1, Ordering::SeqCst);
+                }
+                json_answer(status, "{}")
+            }
+        });
+        HealthServer {
+            addr,
+            status: st,
+            hang,
+            hits,
+            oks,
+            fails,
+            _task: task,
+        }
+    }
+
+    /// Answers `status` from now on.
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+    /// Leaves requests unanswered (`true`) or answers them again.
+    pub fn set_hang(&self, hang: bool) {
+        self.hang.store(hang, Ordering::SeqCst);
+    }
+    /// Requests received.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+    /// Answers sent with a status below 400.
+    pub fn oks(&self) -> usize {
+        self.oks.load(Ordering::SeqCst)
+    }
+    /// Answers sent with a status of 400 or more.
+    pub fn fails(&self) -> usize {
+        self.fails.load(Ordering::SeqCst)
+    }
 }

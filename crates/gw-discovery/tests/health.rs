@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gw_discovery::{HealthCheckConfig, HealthChecker, Registry, Status};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use support::HealthServer;
+use support::{HealthServer, InstanceOf};
 use test_support::{wait_until, Running};
 
 const LIMIT: Duration = Duration::from_secs(10);
