@@ -35,6 +35,47 @@ const READ_CHUNK: usize = 16 * 1024;
 /// The answer the recording upstream gives every request.
 pub const UPSTREAM_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
+/// The pause between the pieces of a scripted [`Reply`].
+const PIECE_GAP: Duration = Duration::from_millis(20);
+
+/// What a [`RecordingUpstream`] writes back for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Written in this order, 20 ms apart (so that they arrive as separate reads).
+    pub pieces: Vec<Vec<u8>>,
+    /// Close the connection after this answer.
+    pub close: bool,
+}
+
+impl Reply {
+    /// `bytes` in one piece, the connection kept open.
+    pub fn bytes(bytes: &[u8]) -> Reply {
+        Reply {
+            pieces: vec![bytes.to_vec()],
+            close: false,
+        }
+    }
+
+    /// The default answer to `request`: [`UPSTREAM_ANSWER`] (without its body for `HEAD`),
+    /// closing the connection when the request says `Connection: close`.
+    pub fn standard(request: &Recorded) -> Reply {
+        let answer = if request.method == "HEAD" {
+            &UPSTREAM_ANSWER[..UPSTREAM_ANSWER.len() - 2]
+        } else {
+            UPSTREAM_ANSWER
+        };
+        Reply {
+            pieces: vec![answer.to_vec()],
+            close: list_items(values(&request.headers, "connection"))
+                .iter()
+                .any(|t| t.as_slice() == b"close"),
+        }
+    }
+}
+
+/// How a [`RecordingUpstream`] answers each request.
+type Script = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
 /// One request as the [`RecordingUpstream`] received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -117,7 +158,9 @@ impl Shared {
 
 /// A raw HTTP/1.1 server on `127.0.0.1:0` that records every request the gateway sends it and
 /// answers each with [`UPSTREAM_ANSWER`] (`200`, body `ok`; no body for `HEAD`), keeping the
-/// connection open unless the request says `Connection: close`. Stopped when dropped.
+/// connection open unless the request says `Connection: close` ([`Reply::standard`]); or, when
+/// started with [`RecordingUpstream::scripted`], with whatever its script says. Stopped when
+/// dropped.
 ///
 /// It reads strictly: lines must end in CRLF; the framing must be exactly one
 /// `Content-Length` of plain digits, or a `Transfer-Encoding` whose last coding is `chunked`
@@ -142,8 +185,16 @@ impl Drop for RecordingUpstream {
 }
 
 impl RecordingUpstream {
-    /// Starts one on `127.0.0.1:0`.
+    /// Starts one on `127.0.0.1:0` answering with [`Reply::standard`].
     pub async fn start() -> RecordingUpstream {
+        Self::scripted(Reply::standard).await
+    }
+
+    /// Starts one on `127.0.0.1:0` answering each request with what `script` returns for it.
+    pub async fn scripted(
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> RecordingUpstream {
+        let script: Script = Arc::new(script);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind recording upstream");
@@ -162,7 +213,11 @@ impl RecordingUpstream {
                 };
                 let _ = stream.set_nodelay(true);
                 task_shared.log().connections += 1;
-                conns.spawn(serve_connection(stream, task_shared.clone()));
+                conns.spawn(serve_connection(
+                    stream,
+                    task_shared.clone(),
+                    script.clone(),
+                ));
             }
         });
         RecordingUpstream { addr, shared, task }
@@ -201,6 +256,19 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usiz
     let read = stream.read(&mut buf[start..]).await;
     buf.truncate(start + *read.as_ref().unwrap_or(&0));
     read
+}
+
+/// Reads `stream` into `buf` until `pat` appears in it; returns where it starts, or `None`
+/// when the connection ends first.
+pub async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, pat: &[u8]) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(pat.len()).position(|w| w == pat) {
+            return Some(i);
+        }
+        if !matches!(fill(stream, buf).await, Ok(n) if n > 0) {
+            return None;
+        }
+    }
 }
 
 /// A request head as parsed, owned.
@@ -418,7 +486,7 @@ fn trailer_section(data: &[u8]) -> Result<Option<usize>, String> {
 }
 
 /// Serves one connection from the gateway until it closes or breaks a framing rule.
-async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, script: Script) {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
         // The head.
@@ -502,22 +570,25 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         for reason in other_rules(&head) {
             shared.violation(reason, &raw_head);
         }
-        let close = list_items(values(&head.headers, "connection"))
-            .iter()
-            .any(|t| t.as_slice() == b"close");
-        let answer = if head.method == "HEAD" {
-            &UPSTREAM_ANSWER[..UPSTREAM_ANSWER.len() - 2]
-        } else {
-            UPSTREAM_ANSWER
-        };
-        shared.record(Recorded {
+        let request = Recorded {
             method: head.method,
             target: head.target,
             headers: head.headers,
             body,
             raw_head,
-        });
-        if stream.write_all(answer).await.is_err() || close {
+        };
+        let reply = script(&request);
+        shared.record(request);
+        for (i, piece) in reply.pieces.iter().enumerate() {
+            if i > 0 {
+                // The pieces arrive apart on purpose: what a scripted reply is for.
+                tokio::time::sleep(PIECE_GAP).await;
+            }
+            if stream.write_all(piece).await.is_err() {
+                return;
+            }
+        }
+        if reply.close {
             return;
         }
     }
