@@ -46,13 +46,9 @@ pub fn sign(
     encode(&h, &claims, key).unwrap()
 }
 
+/// `claims` signed with HS256 under [`SECRET`].
 pub fn hs256(claims: serde_json::Value) -> String {
-    sign(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-        None,
-        claims,
-    )
+    test_support::jwt::sign_hs256(&claims, SECRET)
 }
 
 /// Typical claims valid for an hour.
