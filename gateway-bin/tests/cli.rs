@@ -1,11 +1,14 @@
 //! The command line of SPEC §1, run as a real process: `--check-config`, `--version`,
 //! SIGHUP reload and SIGTERM shutdown.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use test_support::wait_until_blocking;
 
 fn gateway() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
@@ -121,17 +124,6 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, text))
 }
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -159,7 +151,7 @@ fn start(path: &Path, proxy: u16, stderr: Stdio) -> (Child, SocketAddr) {
         .spawn()
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
-    assert!(wait_until(Duration::from_secs(20), || http_get(
+    assert!(wait_until_blocking(Duration::from_secs(20), || http_get(
         addr, "/health"
     )
     .is_some_and(|(s, _)| s == 200)));
@@ -171,13 +163,25 @@ fn sighup_reloads_and_sigterm_exits_zero() {
     let (proxy, admin) = (free_port(), free_port());
     let path = temp_file("signals", &config_text(proxy, admin, "/one"));
     let (mut child, addr) = start(&path, proxy, Stdio::piped());
+    // What the gateway logs, read as it comes, so the test can wait for a line.
+    let log = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (stderr, log) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
     // /one is routed (to a port nothing listens on: 502), /two is not (404).
     assert_eq!(http_get(addr, "/one").unwrap().0, 502);
     assert_eq!(http_get(addr, "/two").unwrap().0, 404);
 
     std::fs::write(&path, config_text(proxy, admin, "/two")).unwrap();
     signal(&child, "-HUP");
-    assert!(wait_until(Duration::from_secs(10), || http_get(
+    assert!(wait_until_blocking(Duration::from_secs(10), || http_get(
         addr, "/two"
     )
     .is_some_and(|(s, _)| s == 502)));
@@ -185,16 +189,16 @@ fn sighup_reloads_and_sigterm_exits_zero() {
     // A broken file is refused; the running configuration stays.
     std::fs::write(&path, "[[routes]]\nid = 1\n").unwrap();
     signal(&child, "-HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_blocking(Duration::from_secs(10), || {
+        log.lock().unwrap().contains("reload refused")
+    });
     assert_eq!(http_get(addr, "/two").unwrap().0, 502);
 
     signal(&child, "-TERM");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    let mut err = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_to_string(&mut err)
-        .unwrap();
+    reader.join().unwrap();
+    let err = log.lock().unwrap().clone();
     assert!(
         err.contains("reload refused"),
         "the refusal is logged:\n{err}"
@@ -215,6 +219,7 @@ fn one_worker_runs_as_a_single_thread() {
     assert_eq!(http_get(addr, "/one").unwrap().0, 502);
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     assert_eq!(http_get(admin_addr, "/metrics").unwrap().0, 200);
+    // Past the once-a-second housekeeping tick on purpose: the thread count is read after it.
     std::thread::sleep(Duration::from_millis(1200));
 
     let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
@@ -292,7 +297,7 @@ fn a_connection_flood_under_a_low_descriptor_limit_leaves_room_for_requests() {
     }
     let mut child = cmd.spawn().unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
-    assert!(wait_until(Duration::from_secs(20), || http_get(
+    assert!(wait_until_blocking(Duration::from_secs(20), || http_get(
         addr, "/health"
     )
     .is_some_and(|(s, _)| s == 200)));
@@ -309,7 +314,7 @@ fn a_connection_flood_under_a_low_descriptor_limit_leaves_room_for_requests() {
     // are open before the first is closed, also on a loaded machine, so the limit is
     // reached); a request on a new connection may be refused at the limit until then, so
     // it is retried.
-    let answered = wait_until(Duration::from_secs(30), || {
+    let answered = wait_until_blocking(Duration::from_secs(30), || {
         http_get(addr, "/up").is_some_and(|(s, _)| s == 200)
     });
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();

@@ -35,15 +35,7 @@ async fn route_crud_changes_live_traffic() {
     assert_eq!(s, 200);
     assert_eq!(b["path"], "/x");
 
-    let list: Value = gw
-        .client
-        .get(gw.admin_url("/admin/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = gw.admin_json("/admin/routes").await;
     let ids: Vec<&str> = list["routes"]
         .as_array()
         .unwrap()
@@ -52,15 +44,7 @@ async fn route_crud_changes_live_traffic() {
         .collect();
     assert_eq!(ids, ["base", "new"]);
 
-    let one: Value = gw
-        .client
-        .get(gw.admin_url("/admin/routes/new"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = gw.admin_json("/admin/routes/new").await;
     assert_eq!(one["route"]["path"], "/new");
 
     // Update: same id, now without strip_prefix.
@@ -108,15 +92,7 @@ async fn route_crud_changes_live_traffic() {
 async fn invalid_routes_are_refused_and_change_nothing() {
     let up = Upstream::echo("a").await;
     let gw = gateway(&up, "").await;
-    let before: Value = gw
-        .client
-        .get(gw.admin_url("/admin/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = gw.admin_json("/admin/routes").await;
 
     let res = gw
         .client
@@ -163,15 +139,7 @@ async fn invalid_routes_are_refused_and_change_nothing() {
         assert!(err.starts_with("Invalid route configuration: "), "{err}");
         assert!(err.contains(why), "{err} should mention {why}");
     }
-    let after: Value = gw
-        .client
-        .get(gw.admin_url("/admin/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = gw.admin_json("/admin/routes").await;
     assert_eq!(before, after);
     assert_eq!(
         gw.get("/base/1").await.status(),
@@ -287,15 +255,7 @@ async fn metrics_count_requests_by_route_and_status() {
     for _ in 0..3 {
         assert_eq!(gw.get("/m/x").await.status(), 200);
     }
-    let text = gw
-        .client
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics_text().await;
     let line = text
         .lines()
         .find(|l| {
@@ -319,15 +279,7 @@ async fn metrics_count_requests_by_route_and_status() {
         .unwrap()
         .starts_with("text/plain"));
 
-    let json: Value = gw
-        .client
-        .get(gw.admin_url("/admin/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json: Value = gw.admin_json("/admin/metrics").await;
     assert!(json["metrics"]["total_requests"].as_u64().unwrap() >= 3);
     assert!(
         json["metrics"]["services"]["metrics_svc"]["requests"]
@@ -341,15 +293,7 @@ async fn metrics_count_requests_by_route_and_status() {
 async fn admin_health_reports_services() {
     let up = Upstream::echo("a").await;
     let gw = gateway(&up, "").await;
-    let h: Value = gw
-        .client
-        .get(gw.admin_url("/admin/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h: Value = gw.admin_json("/admin/health").await;
     assert_eq!(h["status"], "healthy");
     assert_eq!(h["version"], gw_core::VERSION);
     assert_eq!(h["services"]["s"]["total_instances"], 1);

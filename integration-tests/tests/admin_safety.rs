@@ -7,10 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gateway_bin::config::Config;
+use integration_tests::raw::first_response;
 use integration_tests::{TestGateway, Upstream};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Generous bound on one exchange (never asserted as a duration).
 const WAIT: Duration = Duration::from_secs(10);
@@ -37,24 +36,11 @@ async fn exchange(addr: SocketAddr, head: &str, body: &str) -> (u16, Value) {
         "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let res = first_response(addr, request.as_bytes(), WAIT).await;
+    (
+        res.status,
+        serde_json::from_slice(&res.body).unwrap_or(Value::Null),
+    )
 }
 
 async fn route_ids(gw: &TestGateway) -> Vec<String> {

@@ -3,24 +3,17 @@
 //! headers sent upstream, the users / tokens / API-keys admin API, and revocation shared by
 //! two gateways over one Redis.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use deadpool_redis::redis;
+use integration_tests::jwt::{sign_hs256, unix_now as now};
 use integration_tests::{eventually, redis as test_redis, TestGateway, Upstream};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 const SECRET: &str = "it-auth-secret-0123456789";
 const AUDIENCE: &str = "gw-tests";
 /// base64url of `{"alg":"none","typ":"JWT"}`.
 const NONE_HEADER: &str = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// Claims of a valid token for `sub` with `role`.
 fn claims(sub: &str, role: &str) -> Value {
@@ -35,17 +28,8 @@ fn claims(sub: &str, role: &str) -> Value {
     })
 }
 
-fn sign_with(claims: &Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("encode JWT")
-}
-
 fn sign(claims: &Value) -> String {
-    sign_with(claims, SECRET)
+    sign_hs256(claims, SECRET)
 }
 
 fn token(sub: &str, role: &str) -> String {
@@ -136,13 +120,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = gw.client.request(method, gw.admin_url(path));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.expect("admin request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    gw.admin(method, path, body.as_ref()).await
 }
 
 async fn redis_conn() -> deadpool_redis::Connection {
@@ -190,7 +168,7 @@ async fn invalid_tokens_bad_signature_alg_none_wrong_audience_garbage() {
     passed(get_bearer(&gw, "/jwt", &sign(&good)).await).await;
 
     // Signed with another secret.
-    let other = sign_with(&good, "not-the-gateway-secret");
+    let other = sign_hs256(&good, "not-the-gateway-secret");
     unauthorized(get_bearer(&gw, "/jwt", &other).await, "Invalid token").await;
 
     // alg none: the payload of a good token, no signature.
@@ -252,7 +230,7 @@ async fn expired_token_and_wrong_issuer() {
     .await;
 
     // A bad signature on an expired token is still "Invalid token", not "Token expired".
-    let forged = sign_with(&expired, "not-the-gateway-secret");
+    let forged = sign_hs256(&expired, "not-the-gateway-secret");
     unauthorized(get_bearer(&gw, "/jwt", &forged).await, "Invalid token").await;
     assert_eq!(up.hits(), 0);
 }

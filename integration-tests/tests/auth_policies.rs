@@ -3,29 +3,17 @@
 //! every method. Every request is written as raw bytes.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use integration_tests::jwt::{sign_hs256, unix_now as now};
 use integration_tests::raw::{raw_exchange_with, Exchange, RawResponse};
-use integration_tests::{TestGateway, Upstream};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use integration_tests::{wait_until, TestGateway, Upstream};
 use serde_json::{json, Value};
 
 const SECRET: &str = "it-policies-secret-0123456789";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn sign(claims: &Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("encode JWT")
+    sign_hs256(claims, SECRET)
 }
 
 fn token(sub: &str, exp: u64) -> String {
@@ -95,11 +83,12 @@ async fn a_revoked_token_stays_refused_through_the_leeway() {
         (401, "Token has been revoked")
     );
     // Wait (bounded) until the wall clock is 2 s past exp: still inside the leeway.
-    let start = Instant::now();
-    while now() < exp + 3 {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        Duration::from_secs(30),
+        "the wall clock 2 s past exp",
+        || now() >= exp + 3,
+    )
+    .await;
     let res = send(proxy, "GET", "/jwt", &tok, "").await;
     assert_eq!(
         (res.status, error_of(&res).as_str()),

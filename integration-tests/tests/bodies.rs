@@ -13,8 +13,7 @@ async fn large_streamed_upload_arrives_whole() {
     let up = Upstream::echo("a").await;
     let gw = TestGateway::builder()
         .raw("[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1073741824")
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .catch_all(&[&up])
         .start()
         .await;
     // 64 MiB sent chunk by chunk with no Content-Length (chunked): neither side holds it whole.
@@ -38,11 +37,7 @@ async fn large_streamed_upload_arrives_whole() {
 async fn large_download_streams_through() {
     let size = 32 * 1024 * 1024u64;
     let up = Upstream::download("d", size).await;
-    let gw = TestGateway::builder()
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await;
+    let gw = TestGateway::catch_all(&up).await;
     let mut res = gw.get("/file").await;
     assert_eq!(res.status(), 200);
     let mut got = 0u64;
@@ -57,8 +52,7 @@ async fn body_over_limit_by_content_length_is_413_without_upstream() {
     let up = Upstream::echo("a").await;
     let gw = TestGateway::builder()
         .raw(limit_config())
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .catch_all(&[&up])
         .start()
         .await;
     let res = gw
@@ -89,8 +83,7 @@ async fn streamed_body_over_limit_is_refused() {
     let up = Upstream::echo("a").await;
     let gw = TestGateway::builder()
         .raw(limit_config())
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .catch_all(&[&up])
         .start()
         .await;
     let chunk = Bytes::from(vec![b'z'; 64 * 1024]);

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use integration_tests::raw::{read_until_closed, RawAnswer};
 use integration_tests::{TestGateway, Upstream};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// A chunked body whose first chunk size is not hexadecimal.
@@ -38,46 +39,19 @@ async fn exchange(gw: &TestGateway, raw: &[u8], half_close: bool) -> Vec<u8> {
     if half_close {
         stream.shutdown().await.unwrap();
     }
-    let mut wire = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => wire.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the gateway closes the connection");
+    let (wire, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed.is_some(), "the gateway closes the connection");
     wire
 }
 
 /// Status and JSON body of the first answer in `wire` (a `Content-Length` one).
 fn answer(wire: &[u8]) -> (u16, Value) {
-    let mut slots = [httparse::EMPTY_HEADER; 64];
-    let mut res = httparse::Response::new(&mut slots);
-    let len = match res.parse(wire).expect("a valid answer") {
-        httparse::Status::Complete(len) => len,
-        httparse::Status::Partial => panic!("partial: {:?}", String::from_utf8_lossy(wire)),
-    };
-    let body_len: usize = res
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| {
-            std::str::from_utf8(h.value)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        })
-        .expect("a Content-Length answer");
-    let body = &wire[len..len + body_len];
-    (
-        res.code.unwrap(),
-        serde_json::from_slice(body).expect("a JSON body"),
-    )
+    let all = RawAnswer::parse(wire, false, &[]);
+    let res = all
+        .responses
+        .first()
+        .unwrap_or_else(|| panic!("no whole answer: {}", all.summary()));
+    (res.status, res.json())
 }
 
 fn assert_bad_request(wire: &[u8]) {
@@ -88,21 +62,6 @@ fn assert_bad_request(wire: &[u8]) {
         body["request_id"].as_str().is_some_and(|id| !id.is_empty()),
         "{body}"
     );
-}
-
-async fn breaker_state(gw: &TestGateway, service: &str) -> String {
-    let res = gw
-        .client
-        .get(gw.admin_url(&format!("/admin/circuit-breakers/{service}")))
-        .send()
-        .await
-        .expect("admin request");
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("admin JSON");
-    body["circuit_breaker"]["state"]
-        .as_str()
-        .expect("a state")
-        .to_string()
 }
 
 /// A normal GET still reaches an instance.
@@ -121,7 +80,7 @@ async fn a_bad_chunk_size_is_400_and_not_the_upstreams_failure() {
     for _ in 0..20 {
         assert_bad_request(&exchange(&gw, BAD_CHUNK, false).await);
     }
-    assert_eq!(breaker_state(&gw, "cb").await, "closed");
+    assert_eq!(gw.breaker_state("cb").await, "closed");
     assert_eq!(assert_served(&gw).await, "cb-1");
 }
 
@@ -132,7 +91,7 @@ async fn an_overflowing_chunk_size_is_400() {
     for _ in 0..8 {
         assert_bad_request(&exchange(&gw, HUGE_CHUNK, false).await);
     }
-    assert_eq!(breaker_state(&gw, "cb").await, "closed");
+    assert_eq!(gw.breaker_state("cb").await, "closed");
     assert_eq!(assert_served(&gw).await, "cb-1");
 }
 
@@ -148,7 +107,7 @@ async fn a_body_cut_short_by_the_client_does_not_trip_the_breaker() {
             assert_bad_request(&wire);
         }
     }
-    assert_eq!(breaker_state(&gw, "cb").await, "closed");
+    assert_eq!(gw.breaker_state("cb").await, "closed");
     assert_eq!(assert_served(&gw).await, "cb-1");
 
     // A client that closes its connection altogether.
@@ -158,7 +117,7 @@ async fn a_body_cut_short_by_the_client_does_not_trip_the_breaker() {
         drop(stream);
     }
     assert_eq!(assert_served(&gw).await, "cb-1");
-    assert_eq!(breaker_state(&gw, "cb").await, "closed");
+    assert_eq!(gw.breaker_state("cb").await, "closed");
 }
 
 #[tokio::test]
@@ -223,6 +182,6 @@ async fn an_http2_upstream_is_not_blamed_either() {
             assert_bad_request(&wire);
         }
     }
-    assert_eq!(breaker_state(&gw, "cb").await, "closed");
+    assert_eq!(gw.breaker_state("cb").await, "closed");
     assert_eq!(assert_served(&gw).await, "h2-1");
 }

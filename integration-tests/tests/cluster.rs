@@ -32,21 +32,6 @@ async fn memory_node(up: &Upstream) -> TestGateway {
         .await
 }
 
-async fn admin(
-    gw: &TestGateway,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut req = gw.client.request(method, gw.admin_url(path));
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let res = req.send().await.expect("admin request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 async fn status(gw: &TestGateway, path: &str) -> u16 {
     gw.get(path).await.status().as_u16()
 }
@@ -56,7 +41,7 @@ async fn serves(gw: &TestGateway, path: &str, want: u16) -> bool {
 }
 
 async fn config_version(gw: &TestGateway) -> u64 {
-    admin(gw, reqwest::Method::GET, "/admin/health", None)
+    gw.admin(reqwest::Method::GET, "/admin/health", None)
         .await
         .1["config_version"]
         .as_u64()
@@ -104,13 +89,9 @@ async fn an_admin_route_reaches_every_node_and_its_deletion_too() {
     }
     wait_nodes(&prefix, 3).await;
 
-    let (s, body) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/admin/routes",
-        Some(&dyn_route()),
-    )
-    .await;
+    let (s, body) = a
+        .admin(reqwest::Method::POST, "/admin/routes", Some(&dyn_route()))
+        .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["message"], "Route added");
     assert_eq!(
@@ -120,7 +101,9 @@ async fn an_admin_route_reaches_every_node_and_its_deletion_too() {
     );
     assert!(serves(&b, "/dyn/x", 200).await, "node B gets the route");
     assert!(serves(&c, "/dyn/x", 200).await, "node C gets the route");
-    let (_, got) = admin(&c, reqwest::Method::GET, "/admin/routes/dyn", None).await;
+    let (_, got) = c
+        .admin(reqwest::Method::GET, "/admin/routes/dyn", None)
+        .await;
     assert_eq!(got["route"]["path"], "/dyn", "{got}");
 
     // Every node runs the same configuration version.
@@ -148,7 +131,9 @@ async fn an_admin_route_reaches_every_node_and_its_deletion_too() {
     );
 
     // A deletion on A disappears everywhere.
-    let (s, body) = admin(&a, reqwest::Method::DELETE, "/admin/routes/dyn", None).await;
+    let (s, body) = a
+        .admin(reqwest::Method::DELETE, "/admin/routes/dyn", None)
+        .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["message"], "Route removed");
     assert_eq!(status(&a, "/dyn/x").await, 404);
@@ -170,13 +155,13 @@ async fn an_instance_registered_on_one_node_is_used_by_another() {
     wait_nodes(&prefix, 2).await;
 
     let inst = json!({"id": "cli-2", "host": "127.0.0.1", "port": two.addr.port()});
-    let (s, body) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/admin/services/cl/instances",
-        Some(&inst),
-    )
-    .await;
+    let (s, body) = a
+        .admin(
+            reqwest::Method::POST,
+            "/admin/services/cl/instances",
+            Some(&inst),
+        )
+        .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["message"], "Service instance registered");
 
@@ -193,21 +178,23 @@ async fn an_instance_registered_on_one_node_is_used_by_another() {
         reached,
         "node B sends traffic to the instance registered on A"
     );
-    let (_, d) = admin(&b, reqwest::Method::GET, "/admin/services/cl", None).await;
+    let (_, d) = b
+        .admin(reqwest::Method::GET, "/admin/services/cl", None)
+        .await;
     assert_eq!(d["instances"].as_array().map(Vec::len), Some(2), "{d}");
 
     // Deregistered on A: B stops using it.
-    let (s, _) = admin(
-        &a,
-        reqwest::Method::DELETE,
-        "/admin/services/cl/instances/cli-2",
-        None,
-    )
-    .await;
+    let (s, _) = a
+        .admin(
+            reqwest::Method::DELETE,
+            "/admin/services/cl/instances/cli-2",
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
     assert!(
         eventually(SPREAD, || async {
-            admin(&b, reqwest::Method::GET, "/admin/services/cl", None)
+            b.admin(reqwest::Method::GET, "/admin/services/cl", None)
                 .await
                 .1["instances"]
                 .as_array()
@@ -233,13 +220,13 @@ async fn wait_all_answers_once_every_node_runs_the_change() {
     let c = node(&prefix, &up).await;
     wait_nodes(&prefix, 3).await;
 
-    let (s, body) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/admin/routes?wait=all",
-        Some(&dyn_route()),
-    )
-    .await;
+    let (s, body) = a
+        .admin(
+            reqwest::Method::POST,
+            "/admin/routes?wait=all",
+            Some(&dyn_route()),
+        )
+        .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["message"], "Route added");
     // No polling: every node serves the route as soon as the answer is in.
@@ -254,13 +241,9 @@ async fn wait_all_answers_once_every_node_runs_the_change() {
     assert_eq!(config_version(&b).await, v);
     assert_eq!(config_version(&c).await, v);
 
-    let (s, _) = admin(
-        &b,
-        reqwest::Method::DELETE,
-        "/admin/routes/dyn?wait=all",
-        None,
-    )
-    .await;
+    let (s, _) = b
+        .admin(reqwest::Method::DELETE, "/admin/routes/dyn?wait=all", None)
+        .await;
     assert_eq!(s, 200);
     for (name, n) in [("A", &a), ("B", &b), ("C", &c)] {
         assert_eq!(
@@ -278,22 +261,18 @@ async fn changes_survive_a_restart_of_every_node() {
     let two = Upstream::echo("clr-2").await;
     let a = node(&prefix, &one).await;
     let b = node(&prefix, &one).await;
-    let (s, _) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/admin/routes",
-        Some(&dyn_route()),
-    )
-    .await;
+    let (s, _) = a
+        .admin(reqwest::Method::POST, "/admin/routes", Some(&dyn_route()))
+        .await;
     assert_eq!(s, 201);
     let inst = json!({"id": "clr-2", "host": "127.0.0.1", "port": two.addr.port()});
-    let (s, _) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/admin/services/cl/instances",
-        Some(&inst),
-    )
-    .await;
+    let (s, _) = a
+        .admin(
+            reqwest::Method::POST,
+            "/admin/services/cl/instances",
+            Some(&inst),
+        )
+        .await;
     assert_eq!(s, 201);
     assert!(serves(&b, "/dyn/x", 200).await);
     let version = config_version(&a).await;
@@ -310,7 +289,7 @@ async fn changes_survive_a_restart_of_every_node() {
         );
         assert!(
             eventually(SPREAD, || async {
-                admin(n, reqwest::Method::GET, "/admin/services/cl", None)
+                n.admin(reqwest::Method::GET, "/admin/services/cl", None)
                     .await
                     .1["instances"]
                     .as_array()
@@ -322,7 +301,7 @@ async fn changes_survive_a_restart_of_every_node() {
         );
         assert_eq!(config_version(n).await, version);
     }
-    let (_, routes) = admin(&c, reqwest::Method::GET, "/admin/routes", None).await;
+    let (_, routes) = c.admin(reqwest::Method::GET, "/admin/routes", None).await;
     let ids: Vec<&str> = routes["routes"]
         .as_array()
         .expect("routes")
@@ -337,13 +316,9 @@ async fn with_the_memory_backend_a_change_stays_on_its_node() {
     let up = Upstream::echo("clm-1").await;
     let a = memory_node(&up).await;
     let b = memory_node(&up).await;
-    let (s, _) = admin(
-        &a,
-        reqwest::Method::POST,
-        "/admin/routes",
-        Some(&dyn_route()),
-    )
-    .await;
+    let (s, _) = a
+        .admin(reqwest::Method::POST, "/admin/routes", Some(&dyn_route()))
+        .await;
     assert_eq!(s, 201);
     assert_eq!(status(&a, "/dyn/x").await, 200);
     assert!(
@@ -353,7 +328,9 @@ async fn with_the_memory_backend_a_change_stays_on_its_node() {
         .await,
         "documented: without a shared store an admin change stays on one node"
     );
-    let (s, _) = admin(&b, reqwest::Method::GET, "/admin/routes/dyn", None).await;
+    let (s, _) = b
+        .admin(reqwest::Method::GET, "/admin/routes/dyn", None)
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -367,13 +344,9 @@ async fn a_write_right_after_start_is_not_lost_on_the_writing_node() {
     for round in 0..30 {
         let prefix = redis::unique_prefix("cluster-early-write");
         let a = node(&prefix, &up).await;
-        let (s, body) = admin(
-            &a,
-            reqwest::Method::POST,
-            "/admin/routes",
-            Some(&dyn_route()),
-        )
-        .await;
+        let (s, body) = a
+            .admin(reqwest::Method::POST, "/admin/routes", Some(&dyn_route()))
+            .await;
         assert_eq!(s, 201, "{body}");
         assert!(
             serves(&a, "/dyn/x", 200).await,
@@ -396,13 +369,9 @@ async fn route_writes_with_the_store_down_are_503_and_change_nothing() {
         .route("id = \"base\"\npath = \"/base\"\nservice = \"cl\"")
         .start()
         .await;
-    let (s, body) = admin(
-        &gw,
-        reqwest::Method::POST,
-        "/admin/routes",
-        Some(&dyn_route()),
-    )
-    .await;
+    let (s, body) = gw
+        .admin(reqwest::Method::POST, "/admin/routes", Some(&dyn_route()))
+        .await;
     assert_eq!(s, 503, "{body}");
     assert!(
         body["error"]
@@ -416,7 +385,9 @@ async fn route_writes_with_the_store_down_are_503_and_change_nothing() {
         404,
         "the refused route must not serve"
     );
-    let (s, _) = admin(&gw, reqwest::Method::DELETE, "/admin/routes/base", None).await;
+    let (s, _) = gw
+        .admin(reqwest::Method::DELETE, "/admin/routes/base", None)
+        .await;
     assert_eq!(s, 503);
     assert_eq!(
         status(&gw, "/base/x").await,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use integration_tests::raw::read_until_closed;
 use integration_tests::{TestGateway, Upstream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,8 +27,7 @@ async fn gateway(up: &Upstream, server: &str) -> TestGateway {
         .raw(&format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nidle_timeout_secs = 1\n{server}"
         ))
-        .service("s", &[up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .catch_all(&[up])
         .start()
         .await
 }
@@ -35,17 +35,8 @@ async fn gateway(up: &Upstream, server: &str) -> TestGateway {
 /// Reads (and throws away) whatever the gateway sends until it closes the connection;
 /// panics when it is still open after [`CLOSE_BOUND`].
 async fn assert_closed<T: AsyncRead + Unpin>(mut io: T, what: &str) {
-    let closed = tokio::time::timeout(CLOSE_BOUND, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match io.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "{what}: still open after {CLOSE_BOUND:?}");
+    let (_, closed) = read_until_closed(&mut io, CLOSE_BOUND).await;
+    assert!(closed.is_some(), "{what}: still open after {CLOSE_BOUND:?}");
 }
 
 async fn one_byte(addr: SocketAddr) -> TcpStream {
@@ -339,6 +330,7 @@ async fn a_head_trickled_byte_by_byte_is_cut() {
                     if tcp.write_all(&[*b]).await.is_err() {
                         return true;
                     }
+                    // The slow client under test: one byte every 100 ms.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 // A header field, byte by byte, for ever.
@@ -360,6 +352,7 @@ async fn head_field(tcp: &mut TcpStream) {
         if tcp.write_all(&[*b]).await.is_err() {
             return;
         }
+        // The slow client under test: one byte every 100 ms.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -391,6 +384,7 @@ async fn a_silent_websocket_tunnel_is_closed_after_the_read_timeout() {
         ws.send(Message::Text(text.clone())).await.unwrap();
         let echoed = ws.next().await.unwrap().unwrap();
         assert_eq!(echoed.into_text().unwrap().as_str(), text);
+        // The pace under test: a message every half read timeout keeps the tunnel open.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 

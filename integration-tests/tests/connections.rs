@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use integration_tests::raw::read_until_closed;
 use integration_tests::{TestGateway, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -15,20 +16,6 @@ async fn gateway(up: &Upstream) -> TestGateway {
         .route("id = \"r\"\npath = \"/\"\nservice = \"s\"\ntimeout = { read = 10 }")
         .start()
         .await
-}
-
-/// Reads until the server closes; returns everything read and when it closed.
-async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Duration>) {
-    let start = Instant::now();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout_at((start + limit).into(), stream.read(&mut buf)).await {
-            Err(_) => return (all, None),
-            Ok(Ok(0)) | Ok(Err(_)) => return (all, Some(start.elapsed())),
-            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 #[tokio::test]
@@ -45,14 +32,14 @@ async fn idle_and_silent_connections_are_closed() {
     // A connection that never sends anything.
     let mut silent = TcpStream::connect(addr).await.unwrap();
 
-    let (answer, closed) = until_closed(&mut idle, Duration::from_secs(5)).await;
+    let (answer, closed) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
     let closed = closed.expect("idle keep-alive connection closed");
     assert!(
         closed >= Duration::from_millis(900),
         "not before a period: {closed:?}"
     );
-    let (_, closed) = until_closed(&mut silent, Duration::from_secs(5)).await;
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(5)).await;
     assert!(closed.is_some(), "silent connection closed");
 }
 
@@ -68,6 +55,7 @@ async fn slowly_sent_head_is_cut_off() {
     // One header byte every 100 ms, never finishing the head.
     let mut cut = false;
     while start.elapsed() < Duration::from_secs(6) {
+        // The slow client under test.
         tokio::time::sleep(Duration::from_millis(100)).await;
         if slow.write_all(b"X").await.is_err() {
             cut = true;
@@ -118,6 +106,7 @@ async fn busy_connections_stay_open() {
         if got >= 8 * 1024 * 1024 {
             break;
         }
+        // The slow reader under test.
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     assert!(got >= 8 * 1024 * 1024, "read {got} bytes");

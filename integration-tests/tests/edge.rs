@@ -7,9 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use integration_tests::raw::{read_response, RawResponse};
 use integration_tests::{TestGateway, Upstream};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const SECRET: &str = "edge-test-secret-0123456789";
@@ -30,27 +31,17 @@ async fn gateway(up: &Upstream, server: &str) -> TestGateway {
 }
 
 /// One answer read off a raw connection.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+type Answer = RawResponse;
+
+/// What these tests read off an answer beyond [`RawResponse`]'s own accessors.
+trait AnswerExt {
+    /// The echo upstream's view of the request.
+    fn echo(&self) -> Value;
+    /// The gateway's JSON error: status and message, with a request id.
+    fn error(&self) -> (u16, String);
 }
 
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("JSON body: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The echo upstream's view of the request.
+impl AnswerExt for Answer {
     fn echo(&self) -> Value {
         assert_eq!(
             self.status,
@@ -61,7 +52,6 @@ impl Answer {
         self.json()
     }
 
-    /// The gateway's JSON error: status and message, with a request id.
     fn error(&self) -> (u16, String) {
         let body = self.json();
         assert!(body["request_id"].is_string(), "{body}");
@@ -72,7 +62,7 @@ impl Answer {
     }
 }
 
-/// Writes `raw` on a new connection, then reads the first answer (Content-Length framed).
+/// Writes `raw` on a new connection, then reads the first answer.
 async fn send(gw: &TestGateway, raw: &[u8]) -> Answer {
     let mut stream = TcpStream::connect(gw.gateway.proxy_addr()).await.unwrap();
     stream.write_all(raw).await.unwrap();
@@ -80,54 +70,7 @@ async fn send(gw: &TestGateway, raw: &[u8]) -> Answer {
 }
 
 async fn read_answer(stream: &mut TcpStream) -> Answer {
-    let mut wire = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(answer) = parse_answer(&wire) {
-            return answer;
-        }
-        let mut chunk = [0u8; 8192];
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
-            .await
-            .expect("an answer within 10 s")
-            .unwrap_or(0);
-        assert!(
-            n > 0,
-            "connection closed before a whole answer: {:?}",
-            String::from_utf8_lossy(&wire)
-        );
-        wire.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn parse_answer(wire: &[u8]) -> Option<Answer> {
-    let mut slots = [httparse::EMPTY_HEADER; 64];
-    let mut res = httparse::Response::new(&mut slots);
-    let len = match res.parse(wire).expect("an HTTP/1.1 answer") {
-        httparse::Status::Complete(len) => len,
-        httparse::Status::Partial => return None,
-    };
-    let headers: Vec<(String, String)> = res
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_ascii_lowercase(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.parse().unwrap())
-        .expect("answers here carry a Content-Length");
-    let body = wire.get(len..len + length)?.to_vec();
-    Some(Answer {
-        status: res.code.unwrap(),
-        headers,
-        body,
-    })
+    read_response(stream, Duration::from_secs(10)).await
 }
 
 fn get(target: &str) -> Vec<u8> {
@@ -252,7 +195,9 @@ async fn connect_is_refused() {
     )
     .await;
     assert_eq!(a.error(), (405, "Method not allowed".into()));
-    assert!(a.header("allow").is_some_and(|v| !v.contains("CONNECT")));
+    assert!(a
+        .header_str("allow")
+        .is_some_and(|v| !v.contains("CONNECT")));
     assert_eq!(up.hits(), 0);
 }
 

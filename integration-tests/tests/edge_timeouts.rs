@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use integration_tests::raw::RawAnswer;
 use integration_tests::{TestGateway, Upstream};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -103,6 +104,7 @@ async fn trickle(gw: &TestGateway, head: &str, pieces: &[&[u8]], gap: Duration) 
     let pieces: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
     let writer = tokio::spawn(async move {
         for piece in pieces {
+            // The slow client under test: one piece every `gap`.
             tokio::time::sleep(gap).await;
             if wr.write_all(&piece).await.is_err() {
                 return;
@@ -135,29 +137,11 @@ async fn trickle(gw: &TestGateway, head: &str, pieces: &[&[u8]], gap: Duration) 
 
 /// A complete answer with a `Content-Length` body at the start of `wire`.
 fn parse_answer(wire: &[u8]) -> Option<(u16, Value)> {
-    let mut slots = [httparse::EMPTY_HEADER; 64];
-    let mut res = httparse::Response::new(&mut slots);
-    let len = match res.parse(wire).expect("a valid answer") {
-        httparse::Status::Complete(len) => len,
-        httparse::Status::Partial => return None,
-    };
-    let body_len: usize = res
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| {
-            std::str::from_utf8(h.value)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        })
-        .expect("a Content-Length answer");
-    let body = wire.get(len..len + body_len)?;
-    Some((
-        res.code.unwrap(),
-        serde_json::from_slice(body).expect("a JSON body"),
-    ))
+    let all = RawAnswer::parse(wire, false, &[]);
+    if let Some(m) = &all.malformed {
+        panic!("not a valid answer ({m}): {}", all.summary());
+    }
+    all.responses.first().map(|res| (res.status, res.json()))
 }
 
 #[tokio::test]

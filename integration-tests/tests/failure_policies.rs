@@ -14,19 +14,6 @@ use integration_tests::raw::{raw_exchange_with, Exchange, RawAnswer};
 use integration_tests::{eventually, refused_addr, TestGateway, Upstream};
 use serde_json::Value;
 
-/// `GET /admin/circuit-breakers/{service}`.
-async fn breaker(gw: &TestGateway, service: &str) -> Value {
-    let res = gw
-        .client
-        .get(gw.admin_url(&format!("/admin/circuit-breakers/{service}")))
-        .send()
-        .await
-        .expect("admin request");
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("admin JSON");
-    body["circuit_breaker"].clone()
-}
-
 fn instance(id: &str, port: u16) -> String {
     format!("{{ id = \"{id}\", host = \"127.0.0.1\", port = {port} }}")
 }
@@ -49,7 +36,7 @@ async fn an_instance_refusing_every_connection_is_ejected_although_retries_hide_
         assert_eq!(res.status(), 200, "the retry hides the dead instance");
     }
     assert_eq!(
-        breaker(&gw, "s").await["ejected_instances"],
+        gw.breaker("s").await["ejected_instances"],
         serde_json::json!(["dead"]),
         "every refused attempt counts against the instance"
     );
@@ -62,28 +49,10 @@ async fn an_instance_refusing_every_connection_is_ejected_although_retries_hide_
 }
 
 /// The `status` the admin API gives instance `id` of `service`.
-async fn instance_status(gw: &TestGateway, service: &str, id: &str) -> Value {
-    let res = gw
-        .client
-        .get(gw.admin_url(&format!("/admin/services/{service}")))
-        .send()
-        .await
-        .expect("admin request");
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("admin JSON");
-    body["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .find(|i| i["id"] == id)
-        .map(|i| i["status"].clone())
-        .unwrap_or(Value::Null)
-}
-
 async fn wait_status(gw: &TestGateway, service: &str, id: &str, status: &str) {
     assert!(
         eventually(Duration::from_secs(10), || async {
-            instance_status(gw, service, id).await == status
+            gw.instance(service, id).await["status"] == status
         })
         .await,
         "{id} never became {status}"
@@ -110,7 +79,7 @@ async fn no_healthy_upstream_is_not_a_breaker_failure() {
         assert_eq!(body["error"], "No healthy upstream");
     }
     assert_eq!(
-        breaker(&gw, "s").await["state"],
+        gw.breaker("s").await["state"],
         "closed",
         "the gateway's own 503 says nothing about the upstream"
     );
@@ -197,7 +166,7 @@ async fn four_instances_two_unhealthy(outlier: &str) -> (TestGateway, Flaky, Fla
 async fn ejection_counts_against_the_healthy_instances() {
     let (gw, f1, f2) = four_instances_two_unhealthy("").await;
     // 50 % of the two healthy instances: one is out, the other keeps serving.
-    let ejected = breaker(&gw, "s").await["ejected_instances"].clone();
+    let ejected = gw.breaker("s").await["ejected_instances"].clone();
     assert_eq!(ejected.as_array().map(Vec::len), Some(1), "{ejected}");
     assert_eq!(f1.hits() + f2.hits(), 20);
 }
@@ -206,7 +175,7 @@ async fn ejection_counts_against_the_healthy_instances() {
 async fn below_the_panic_threshold_ejections_are_ignored() {
     let (gw, f1, f2) = four_instances_two_unhealthy(", max_ejection_percent = 100").await;
     // Both may be ejected, but then none would be left: both keep getting traffic.
-    let ejected = breaker(&gw, "s").await["ejected_instances"].clone();
+    let ejected = gw.breaker("s").await["ejected_instances"].clone();
     assert_eq!(ejected.as_array().map(Vec::len), Some(2), "{ejected}");
     let (h1, h2) = (f1.hits(), f2.hits());
     for _ in 0..10 {
@@ -363,7 +332,7 @@ async fn a_client_giving_up_on_a_hung_upstream_counts_against_the_service() {
     drop(stream);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            breaker(&gw, "s").await["state"] == "open"
+            gw.breaker("s").await["state"] == "open"
         })
         .await,
         "the abandoned request counts as a failure"

@@ -162,11 +162,7 @@ fn received(body: &Value, name: &str) -> Vec<String> {
 #[tokio::test]
 async fn gateway_fields_replace_the_clients_exactly_once() {
     let up = Upstream::echo("a").await;
-    let gw = TestGateway::builder()
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await;
+    let gw = TestGateway::catch_all(&up).await;
     let res = gw
         .client
         .get(gw.url("/x"))

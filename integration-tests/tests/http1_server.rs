@@ -5,17 +5,13 @@
 
 use std::time::Duration;
 
+use integration_tests::raw::{RawAnswer, RawResponse};
 use integration_tests::{TestGateway, Upstream};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn gateway(up: &Upstream) -> TestGateway {
-    TestGateway::builder()
-        .service("s", &[up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await
+    TestGateway::builder().catch_all(&[up]).start().await
 }
 
 /// Sends `raw` on a new connection and reads until the gateway closes it.
@@ -30,96 +26,16 @@ async fn exchange(gw: &TestGateway, raw: &[u8]) -> Vec<u8> {
     all
 }
 
-/// One answer: status, header lines (lower-cased names), body (chunked bodies decoded).
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// Splits what a connection received into answers; `heads` marks answers to HEAD requests.
-fn answers(mut wire: &[u8], heads: &[bool]) -> Vec<Answer> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while !wire.is_empty() {
-        let mut slots = [httparse::EMPTY_HEADER; 64];
-        let mut res = httparse::Response::new(&mut slots);
-        let len = match res.parse(wire).unwrap() {
-            httparse::Status::Complete(len) => len,
-            httparse::Status::Partial => {
-                panic!("partial answer: {:?}", String::from_utf8_lossy(wire))
-            }
-        };
-        let status = res.code.unwrap();
-        let headers: Vec<(String, String)> = res
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect();
-        wire = &wire[len..];
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let mut body = Vec::new();
-        let bodyless = heads.get(i).copied().unwrap_or(false) || status == 204 || status == 304;
-        if bodyless {
-        } else if let Some(n) = find("content-length") {
-            let n: usize = n.parse().unwrap();
-            body.extend_from_slice(&wire[..n]);
-            wire = &wire[n..];
-        } else if find("transfer-encoding").as_deref() == Some("chunked") {
-            loop {
-                let line_end = wire.windows(2).position(|w| w == b"\r\n").unwrap();
-                let size =
-                    usize::from_str_radix(std::str::from_utf8(&wire[..line_end]).unwrap(), 16)
-                        .unwrap();
-                wire = &wire[line_end + 2..];
-                if size == 0 {
-                    assert!(
-                        wire.starts_with(b"\r\n"),
-                        "chunked body ends with an empty line"
-                    );
-                    wire = &wire[2..];
-                    break;
-                }
-                body.extend_from_slice(&wire[..size]);
-                assert_eq!(&wire[size..size + 2], b"\r\n");
-                wire = &wire[size + 2..];
-            }
-        } else {
-            body.extend_from_slice(wire);
-            wire = &[];
-        }
-        out.push(Answer {
-            status,
-            headers,
-            body,
-        });
-        i += 1;
-    }
-    out
+/// Splits what a connection received into answers (chunked bodies decoded); `heads` marks
+/// answers to HEAD requests. Every byte must belong to a whole answer.
+fn answers(wire: &[u8], heads: &[bool]) -> Vec<RawResponse> {
+    let all = RawAnswer::parse(wire, true, heads);
+    assert!(
+        all.malformed.is_none() && all.rest.is_empty(),
+        "not whole answers: {}",
+        all.summary()
+    );
+    all.responses
 }
 
 #[tokio::test]
@@ -151,10 +67,10 @@ async fn pipelined_requests_are_answered_in_order() {
         .collect();
     assert_eq!(paths, ["/first", "/second?q=1", "/third"]);
     assert!(got.iter().all(|a| a.status == 200));
-    assert!(got[0].header("x-request-id").is_some());
-    assert!(got[0].header("date").is_some());
-    assert_eq!(got[2].header("connection"), Some("close"));
-    assert_eq!(got[0].header("connection"), None);
+    assert!(got[0].header_str("x-request-id").is_some());
+    assert!(got[0].header_str("date").is_some());
+    assert_eq!(got[2].header_str("connection"), Some("close"));
+    assert_eq!(got[0].header_str("connection"), None);
 }
 
 #[tokio::test]
@@ -174,7 +90,7 @@ async fn head_answers_carry_no_body_and_the_connection_goes_on() {
     assert!(got[0].body.is_empty());
     assert_eq!(got[1].status, 200);
     assert!(
-        got[1].header("content-length").is_some(),
+        got[1].header_str("content-length").is_some(),
         "HEAD /health: {:?}",
         got[1].headers
     );
@@ -232,7 +148,7 @@ async fn answers_of_unknown_length_are_chunked() {
     assert_eq!(got.len(), 2);
     for a in &got {
         assert_eq!(a.status, 200);
-        assert_eq!(a.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(a.header_str("transfer-encoding"), Some("chunked"));
         assert_eq!(a.body.len(), 200_000);
         assert!(a.body.iter().all(|&b| b == b'x'));
     }
@@ -292,11 +208,11 @@ async fn gateway_answers_get_a_date_and_a_length() {
     let got = answers(&wire, &[]);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].status, 200);
-    let date = got[0].header("date").expect("date");
+    let date = got[0].header_str("date").expect("date");
     assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
     assert_eq!(
         got[0]
-            .header("content-length")
+            .header_str("content-length")
             .map(|n| n.parse::<usize>().unwrap()),
         Some(got[0].body.len())
     );

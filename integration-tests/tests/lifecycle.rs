@@ -12,11 +12,7 @@ use serde_json::Value;
 async fn reload_under_load_fails_no_request() {
     let a = Upstream::echo("a").await;
     let b = Upstream::echo("b").await;
-    let builder = |inst: &Upstream| {
-        TestGateway::builder()
-            .service("s", &[inst])
-            .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-    };
+    let builder = |inst: &Upstream| TestGateway::builder().catch_all(&[inst]);
     let gw = Arc::new(builder(&a).start().await);
     let failures = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -42,6 +38,7 @@ async fn reload_under_load_fails_no_request() {
         let config = Config::from_toml_str(&configs[i % 2]).unwrap();
         gw.gateway.reload(config).await.expect("valid reload");
         i += 1;
+        // The pace of reloads under test, spread over the load rather than all at once.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for t in load {
@@ -55,18 +52,8 @@ async fn reload_under_load_fails_no_request() {
 #[tokio::test]
 async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     let a = Upstream::echo("a").await;
-    let gw = TestGateway::builder()
-        .service("s", &[&a])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await;
-    let mut bad = Config::from_toml_str(
-        &TestGateway::builder()
-            .service("s", &[&a])
-            .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-            .toml(),
-    )
-    .unwrap();
+    let gw = TestGateway::catch_all(&a).await;
+    let mut bad = Config::from_toml_str(&TestGateway::builder().catch_all(&[&a]).toml()).unwrap();
     bad.routes[0].service = "missing".into();
     let err = gw.gateway.reload(bad).await.unwrap_err();
     assert!(
@@ -81,16 +68,9 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
 async fn reload_changes_instances() {
     let a = Upstream::echo("a").await;
     let b = Upstream::echo("b").await;
-    let gw = TestGateway::builder()
-        .service("s", &[&a])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await;
+    let gw = TestGateway::catch_all(&a).await;
     assert_eq!(gw.get_json("/x").await.1["instance"], "a");
-    let next = TestGateway::builder()
-        .service("s", &[&b])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .toml();
+    let next = TestGateway::builder().catch_all(&[&b]).toml();
     gw.gateway
         .reload(Config::from_toml_str(&next).unwrap())
         .await
@@ -103,8 +83,7 @@ async fn shutdown_drains_requests_in_flight_and_stops_accepting() {
     let slow = Upstream::delay("slow", Duration::from_millis(800)).await;
     let gw = TestGateway::builder()
         .raw("[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout_secs = 10")
-        .service("s", &[&slow])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .catch_all(&[&slow])
         .start()
         .await;
     let url = gw.url("/slow");

@@ -16,11 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 #[tokio::test]
 async fn h2c_prior_knowledge_downstream_http1_upstream() {
     let up = Upstream::echo("a").await;
-    let gw = TestGateway::builder()
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await;
+    let gw = TestGateway::catch_all(&up).await;
     let client = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -127,8 +123,7 @@ async fn tls_termination_with_h2_and_http1_by_alpn() {
             cert_path.display(),
             key_path.display()
         ))
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .catch_all(&[&up])
         .start()
         .await;
     let tls_addr = gw.gateway.tls_addr().expect("TLS listener");
@@ -185,15 +180,12 @@ async fn tls_termination_with_h2_and_http1_by_alpn() {
 async fn protocol_is_detected_from_first_bytes_in_pieces() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::echo("a").await;
-    let gw = TestGateway::builder()
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await;
+    let gw = TestGateway::catch_all(&up).await;
     let addr = gw.gateway.proxy_addr();
 
     let mut h2 = TcpStream::connect(addr).await.unwrap();
     h2.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    // A pause on purpose: the preface must arrive in two pieces (what is under test).
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     h2.write_all(b"\r\nSM\r\n\r\n").await.unwrap();
     // An empty SETTINGS frame.
@@ -210,6 +202,7 @@ async fn protocol_is_detected_from_first_bytes_in_pieces() {
 
     let mut h1 = TcpStream::connect(addr).await.unwrap();
     h1.write_all(b"G").await.unwrap();
+    // A pause on purpose: the first byte must arrive alone (what is under test).
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     h1.write_all(b"ET /split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await

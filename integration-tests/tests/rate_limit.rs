@@ -3,32 +3,20 @@
 //! concurrency (memory, Redis, two gateways on one Redis), Redis outages in both failure
 //! modes, `GET /admin/rate-limits` and `gateway_rate_limited_total`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use deadpool_redis::redis;
 use futures_util::future::join_all;
+use integration_tests::jwt::{sign_hs256, unix_now as now};
 use integration_tests::redis::{self as test_redis, OwnRedis};
 use integration_tests::{eventually, TestGateway, Upstream};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 const SECRET: &str = "it-rate-limit-secret";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn token(sub: &str) -> String {
     let claims = json!({"sub": sub, "role": "user", "iss": "api-gateway", "exp": now() + 600, "jti": format!("{:016x}", fastrand::u64(..))});
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    sign_hs256(&claims, SECRET)
 }
 
 fn redis_store(url: &str, prefix: &str, extra: &str) -> String {

@@ -4,45 +4,21 @@
 
 use std::time::Duration;
 
+use integration_tests::raw::first_response;
 use integration_tests::{eventually, redis, TestGateway, Upstream};
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Generous bound on waits for a condition (never asserted as a duration).
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Writes `request` on a new connection to `addr` and reads the whole answer (the request
-/// says `Connection: close`); returns the status and the body.
+/// Writes `request` on a new connection to `addr` and reads the answer (the request says
+/// `Connection: close`); returns the status and the body.
 async fn raw(addr: std::net::SocketAddr, request: String) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let res = first_response(addr, request.as_bytes(), WAIT).await;
+    (res.status, res.text())
 }
 
 async fn service_instances(gw: &TestGateway, name: &str) -> Vec<String> {
-    let res = gw
-        .client
-        .get(gw.admin_url(&format!("/admin/services/{name}")))
-        .send()
-        .await
-        .expect("admin request");
-    let body: Value = res.json().await.unwrap_or(Value::Null);
+    let (_, body) = gw.admin_get(&format!("/admin/services/{name}")).await;
     body["instances"]
         .as_array()
         .map(|a| {

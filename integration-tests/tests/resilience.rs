@@ -2,97 +2,21 @@
 //! reset, per-service overrides, gauge), outlier ejection, active health checks, instances
 //! registered through the admin API, and Consul discovery against a fake agent.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use integration_tests::{eventually, TestGateway, Upstream};
+use integration_tests::consul::{ConsulEntry, FakeConsul};
+use integration_tests::{eventually, serve_on, Protocol, Serving, TestGateway, Upstream};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
 
 // ---------------------------------------------------------------- helpers
-
-/// GET on the admin listener: status and JSON body.
-async fn admin_get(gw: &TestGateway, path: &str) -> (u16, Value) {
-    let res = gw
-        .client
-        .get(gw.admin_url(path))
-        .send()
-        .await
-        .expect("admin request");
-    let status = res.status().as_u16();
-    (status, res.json().await.expect("admin JSON"))
-}
-
-/// POST (JSON) on the admin listener: status and JSON body.
-async fn admin_post(gw: &TestGateway, path: &str, body: &Value) -> (u16, Value) {
-    let res = gw
-        .client
-        .post(gw.admin_url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("admin request");
-    let status = res.status().as_u16();
-    (status, res.json().await.expect("admin JSON"))
-}
-
-/// DELETE on the admin listener: status and JSON body.
-async fn admin_delete(gw: &TestGateway, path: &str) -> (u16, Value) {
-    let res = gw
-        .client
-        .delete(gw.admin_url(path))
-        .send()
-        .await
-        .expect("admin request");
-    let status = res.status().as_u16();
-    (status, res.json().await.expect("admin JSON"))
-}
-
-/// The breaker object of `service` from `GET /admin/circuit-breakers/{service}`.
-async fn breaker(gw: &TestGateway, service: &str) -> Value {
-    let (s, b) = admin_get(gw, &format!("/admin/circuit-breakers/{service}")).await;
-    assert_eq!(s, 200, "{b}");
-    b["circuit_breaker"].clone()
-}
-
-async fn breaker_state(gw: &TestGateway, service: &str) -> String {
-    breaker(gw, service).await["state"]
-        .as_str()
-        .expect("state is a string")
-        .to_string()
-}
-
-/// The value of the Prometheus sample `name{...}` whose labels include every `labels` pair.
-async fn metric(gw: &TestGateway, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = gw
-        .client
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// A proxied GET: status and JSON body (the gateway's errors and the upstreams' answers
 /// are both JSON).
@@ -133,7 +57,7 @@ fn instance_toml(id: &str, addr: SocketAddr) -> String {
 struct Switch {
     addr: SocketAddr,
     state: Arc<SwitchState>,
-    _stop: oneshot::Sender<()>,
+    _serving: Serving,
 }
 
 #[derive(Debug)]
@@ -160,30 +84,15 @@ impl Switch {
             health_ok: AtomicUsize::new(0),
             health_failed: AtomicUsize::new(0),
         });
-        let (stop, mut stopped) = oneshot::channel::<()>();
         let st = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-                    _ = &mut stopped => return,
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let st = st.clone();
-                        async move { Ok::<_, Infallible>(switch_answer(&st, req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        let serving = serve_on(listener, Protocol::Auto, move |req: Request<Incoming>| {
+            let st = st.clone();
+            async move { switch_answer(&st, req).await }
         });
         Switch {
             addr,
             state,
-            _stop: stop,
+            _serving: serving,
         }
     }
 
@@ -222,6 +131,7 @@ async fn switch_answer(st: &SwitchState, req: Request<Incoming>) -> Response<Ful
         st.hits.fetch_add(1, Ordering::SeqCst);
         let delay = st.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
+            // The slow upstream a test asked for.
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         st.status.load(Ordering::SeqCst)
@@ -246,16 +156,12 @@ async fn breaker_trips_answers_503_without_upstream_and_resets() {
         .start()
         .await;
 
-    let b = breaker(&gw, "cb_trip").await;
+    let b = gw.breaker("cb_trip").await;
     assert_eq!(b["state"], "closed", "{b}");
     assert_eq!(b["service"], "cb_trip", "{b}");
     assert_eq!(
-        metric(
-            &gw,
-            "gateway_circuit_breaker_state",
-            &[("service", "cb_trip")]
-        )
-        .await,
+        gw.metric("gateway_circuit_breaker_state", &[("service", "cb_trip")])
+            .await,
         Some(0.0)
     );
 
@@ -266,7 +172,7 @@ async fn breaker_trips_answers_503_without_upstream_and_resets() {
     }
     assert_eq!(up.hits(), 4);
 
-    let b = breaker(&gw, "cb_trip").await;
+    let b = gw.breaker("cb_trip").await;
     assert_eq!(b["state"], "open", "{b}");
     assert_eq!(b["total_requests"], 4, "{b}");
     assert_eq!(b["failed_requests"], 4, "{b}");
@@ -281,43 +187,39 @@ async fn breaker_trips_answers_503_without_upstream_and_resets() {
     }
     assert_eq!(up.hits(), 4, "an open breaker must not call the upstream");
 
-    let (s, all) = admin_get(&gw, "/admin/circuit-breakers").await;
+    let (s, all) = gw.admin_get("/admin/circuit-breakers").await;
     assert_eq!(s, 200);
     assert_eq!(all["circuit_breakers"]["cb_trip"]["state"], "open", "{all}");
     assert_eq!(
-        metric(
-            &gw,
-            "gateway_circuit_breaker_state",
-            &[("service", "cb_trip")]
-        )
-        .await,
+        gw.metric("gateway_circuit_breaker_state", &[("service", "cb_trip")])
+            .await,
         Some(1.0)
     );
 
-    let (s, unknown) = admin_get(&gw, "/admin/circuit-breakers/nope").await;
+    let (s, unknown) = gw.admin_get("/admin/circuit-breakers/nope").await;
     assert_eq!(s, 404, "{unknown}");
 
     // Reset closes it: traffic reaches the upstream again.
-    let (s, r) = admin_post(&gw, "/admin/circuit-breakers/cb_trip/reset", &json!({})).await;
+    let (s, r) = gw
+        .admin_post("/admin/circuit-breakers/cb_trip/reset", &json!({}))
+        .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["message"], "Circuit breaker reset successfully");
-    let b = breaker(&gw, "cb_trip").await;
+    let b = gw.breaker("cb_trip").await;
     assert_eq!(b["state"], "closed", "{b}");
     assert_eq!(b["total_requests"], 0, "a reset empties the window: {b}");
     assert_eq!(
-        metric(
-            &gw,
-            "gateway_circuit_breaker_state",
-            &[("service", "cb_trip")]
-        )
-        .await,
+        gw.metric("gateway_circuit_breaker_state", &[("service", "cb_trip")])
+            .await,
         Some(0.0)
     );
     let (s, _) = call(&gw, "/t/x").await;
     assert_eq!(s, 500);
     assert_eq!(up.hits(), 5);
 
-    let (s, _) = admin_post(&gw, "/admin/circuit-breakers/nope/reset", &json!({})).await;
+    let (s, _) = gw
+        .admin_post("/admin/circuit-breakers/nope/reset", &json!({}))
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -338,7 +240,7 @@ async fn trip(gw: &TestGateway, up: &Switch, service: &str) {
     for _ in 0..2 {
         assert_eq!(call(gw, "/h/x").await.0, 500);
     }
-    assert_eq!(breaker_state(gw, service).await, "open");
+    assert_eq!(gw.breaker_state(service).await, "open");
     let before = up.hits();
     let (s, body) = call(gw, "/h/x").await;
     assert_gateway_error(s, &body, 503, "Service temporarily unavailable");
@@ -348,13 +250,14 @@ async fn trip(gw: &TestGateway, up: &Switch, service: &str) {
 async fn wait_half_open(gw: &TestGateway, service: &str) {
     assert!(
         eventually(Duration::from_secs(5), || async {
-            breaker_state(gw, service).await == "half_open"
+            gw.breaker_state(service).await == "half_open"
         })
         .await,
         "the breaker turns half-open after open_secs"
     );
     assert_eq!(
-        metric(gw, "gateway_circuit_breaker_state", &[("service", service)]).await,
+        gw.metric("gateway_circuit_breaker_state", &[("service", service)])
+            .await,
         Some(2.0)
     );
 }
@@ -374,12 +277,8 @@ async fn half_open_lets_only_a_few_probes_through_then_closes() {
 
     trip(&gw, &up, "cb_half").await;
     assert_eq!(
-        metric(
-            &gw,
-            "gateway_circuit_breaker_state",
-            &[("service", "cb_half")]
-        )
-        .await,
+        gw.metric("gateway_circuit_breaker_state", &[("service", "cb_half")])
+            .await,
         Some(1.0)
     );
 
@@ -407,21 +306,17 @@ async fn half_open_lets_only_a_few_probes_through_then_closes() {
         assert_eq!(call(&gw, "/h/x").await.0, 200);
         successes += 1;
     }
-    assert_eq!(breaker_state(&gw, "cb_half").await, "half_open");
+    assert_eq!(gw.breaker_state("cb_half").await, "half_open");
     assert_eq!(call(&gw, "/h/x").await.0, 200);
-    let b = breaker(&gw, "cb_half").await;
+    let b = gw.breaker("cb_half").await;
     assert_eq!(b["state"], "closed", "3 successes close it: {b}");
     assert_eq!(
         b["total_requests"], 0,
         "a closing breaker starts a fresh window: {b}"
     );
     assert_eq!(
-        metric(
-            &gw,
-            "gateway_circuit_breaker_state",
-            &[("service", "cb_half")]
-        )
-        .await,
+        gw.metric("gateway_circuit_breaker_state", &[("service", "cb_half")])
+            .await,
         Some(0.0)
     );
 
@@ -452,7 +347,7 @@ async fn a_failed_probe_reopens_the_breaker() {
     let before = up.hits();
     assert_eq!(call(&gw, "/h/x").await.0, 500);
     assert_eq!(up.hits() - before, 1);
-    assert_eq!(breaker_state(&gw, "cb_reopen").await, "open");
+    assert_eq!(gw.breaker_state("cb_reopen").await, "open");
     let (s, body) = call(&gw, "/h/x").await;
     assert_gateway_error(s, &body, 503, "Service temporarily unavailable");
     assert_eq!(
@@ -506,8 +401,8 @@ async fn a_service_overrides_the_breaker_defaults() {
         "min_requests = 50 from the defaults"
     );
     assert_eq!(lenient.hits(), 4);
-    assert_eq!(breaker_state(&gw, "ov_strict").await, "open");
-    assert_eq!(breaker_state(&gw, "ov_lenient").await, "closed");
+    assert_eq!(gw.breaker_state("ov_strict").await, "open");
+    assert_eq!(gw.breaker_state("ov_lenient").await, "closed");
 }
 
 // ---------------------------------------------------------------- outlier ejection
@@ -543,12 +438,14 @@ async fn outlier_ejection_sends_traffic_to_the_healthy_instance() {
     }
     assert_eq!(good.hits() - good_before, 10);
     assert_eq!(bad.hits(), 3, "an ejected instance gets no traffic");
-    let b = breaker(&gw, "oe_svc").await;
+    let b = gw.breaker("oe_svc").await;
     assert_eq!(b["state"], "closed", "{b}");
     assert_eq!(b["ejected_instances"], json!(["oe-bad"]), "{b}");
 
     // A breaker reset lets ejected instances back in.
-    let (s, _) = admin_post(&gw, "/admin/circuit-breakers/oe_svc/reset", &json!({})).await;
+    let (s, _) = gw
+        .admin_post("/admin/circuit-breakers/oe_svc/reset", &json!({}))
+        .await;
     assert_eq!(s, 200);
     for _ in 0..4 {
         call(&gw, "/o/x").await;
@@ -558,26 +455,9 @@ async fn outlier_ejection_sends_traffic_to_the_healthy_instance() {
 
 // ---------------------------------------------------------------- active health checks
 
-async fn service_detail(gw: &TestGateway, name: &str) -> Value {
-    let (s, b) = admin_get(gw, &format!("/admin/services/{name}")).await;
-    assert_eq!(s, 200, "{b}");
-    b
-}
-
-async fn instance_status(gw: &TestGateway, service: &str, id: &str) -> Value {
-    let d = service_detail(gw, service).await;
-    d["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .find(|i| i["id"] == id)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 async fn wait_status(gw: &TestGateway, service: &str, id: &str, status: &str) -> bool {
     eventually(Duration::from_secs(5), || async {
-        instance_status(gw, service, id).await["status"] == status
+        gw.instance(service, id).await["status"] == status
     })
     .await
 }
@@ -600,7 +480,7 @@ async fn health_checks_take_instances_out_and_back_in() {
     // Checks run: both instances have a last_check and are healthy.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            let d = service_detail(&gw, "hc_svc").await;
+            let d = gw.service_detail("hc_svc").await;
             d["instances"].as_array().is_some_and(|is| {
                 is.len() == 2
                     && is
@@ -610,9 +490,9 @@ async fn health_checks_take_instances_out_and_back_in() {
         })
         .await,
         "both instances checked and healthy: {}",
-        service_detail(&gw, "hc_svc").await
+        gw.service_detail("hc_svc").await
     );
-    let d = service_detail(&gw, "hc_svc").await;
+    let d = gw.service_detail("hc_svc").await;
     assert_eq!(d["service"], "hc_svc");
     let ia = d["instances"]
         .as_array()
@@ -625,7 +505,7 @@ async fn health_checks_take_instances_out_and_back_in() {
     assert_eq!(ia["port"], a.addr.port());
     assert!(ia["weight"].as_u64().is_some(), "{ia}");
     assert!(ia["metadata"].is_object(), "{ia}");
-    let (_, all) = admin_get(&gw, "/admin/services").await;
+    let (_, all) = gw.admin_get("/admin/services").await;
     assert_eq!(all["services"]["hc_svc"]["total_instances"], 2, "{all}");
     assert_eq!(all["services"]["hc_svc"]["healthy_instances"], 2, "{all}");
     assert_eq!(
@@ -634,8 +514,7 @@ async fn health_checks_take_instances_out_and_back_in() {
         "{all}"
     );
     assert_eq!(
-        metric(
-            &gw,
+        gw.metric(
             "gateway_upstream_healthy",
             &[("service", "hc_svc"), ("instance", "hc-a")]
         )
@@ -651,7 +530,7 @@ async fn health_checks_take_instances_out_and_back_in() {
         a.health_failed() - failed_before >= 2,
         "marked unhealthy only after 2 failed checks"
     );
-    let (_, all) = admin_get(&gw, "/admin/services").await;
+    let (_, all) = gw.admin_get("/admin/services").await;
     assert_eq!(all["services"]["hc_svc"]["healthy_instances"], 1, "{all}");
     assert_eq!(
         all["services"]["hc_svc"]["health_ratio"].as_f64(),
@@ -659,8 +538,7 @@ async fn health_checks_take_instances_out_and_back_in() {
         "{all}"
     );
     assert_eq!(
-        metric(
-            &gw,
+        gw.metric(
             "gateway_upstream_healthy",
             &[("service", "hc_svc"), ("instance", "hc-a")]
         )
@@ -678,7 +556,7 @@ async fn health_checks_take_instances_out_and_back_in() {
     assert!(wait_status(&gw, "hc_svc", "hc-b", "unhealthy").await);
     let (s, body) = call(&gw, "/hc/x").await;
     assert_gateway_error(s, &body, 503, "No healthy upstream");
-    let (_, all) = admin_get(&gw, "/admin/services").await;
+    let (_, all) = gw.admin_get("/admin/services").await;
     assert_eq!(all["services"]["hc_svc"]["healthy_instances"], 0, "{all}");
 
     // hc-a recovers: back in after healthy_threshold = 2 good checks.
@@ -693,8 +571,7 @@ async fn health_checks_take_instances_out_and_back_in() {
         assert_eq!(instance_of(&gw, "/hc/x").await, "hc-a");
     }
     assert_eq!(
-        metric(
-            &gw,
+        gw.metric(
             "gateway_upstream_healthy",
             &[("service", "hc_svc"), ("instance", "hc-a")]
         )
@@ -702,8 +579,7 @@ async fn health_checks_take_instances_out_and_back_in() {
         Some(1.0)
     );
     assert_eq!(
-        metric(
-            &gw,
+        gw.metric(
             "gateway_upstream_healthy",
             &[("service", "hc_svc"), ("instance", "hc-b")]
         )
@@ -728,15 +604,17 @@ async fn admin_registers_and_deregisters_instances() {
     }
 
     let inst = json!({"id": "reg-b", "host": "127.0.0.1", "port": b.addr.port(), "weight": 100});
-    let (s, body) = admin_post(&gw, "/admin/services/reg_svc/instances", &inst).await;
+    let (s, body) = gw
+        .admin_post("/admin/services/reg_svc/instances", &inst)
+        .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["message"], "Service instance registered");
     assert_eq!(body["instance"]["id"], "reg-b", "{body}");
     assert_eq!(body["instance"]["port"], b.addr.port(), "{body}");
 
-    let d = service_detail(&gw, "reg_svc").await;
+    let d = gw.service_detail("reg_svc").await;
     assert_eq!(d["instances"].as_array().map(Vec::len), Some(2), "{d}");
-    let (_, all) = admin_get(&gw, "/admin/services").await;
+    let (_, all) = gw.admin_get("/admin/services").await;
     assert_eq!(all["services"]["reg_svc"]["total_instances"], 2, "{all}");
     let mut seen = Vec::new();
     for _ in 0..6 {
@@ -748,7 +626,9 @@ async fn admin_registers_and_deregisters_instances() {
     );
     assert!(seen.iter().any(|i| i == "reg-a"), "{seen:?}");
 
-    let (s, body) = admin_delete(&gw, "/admin/services/reg_svc/instances/reg-b").await;
+    let (s, body) = gw
+        .admin_delete("/admin/services/reg_svc/instances/reg-b")
+        .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["message"], "Service instance deregistered");
     let b_hits = b.hits();
@@ -756,16 +636,20 @@ async fn admin_registers_and_deregisters_instances() {
         assert_eq!(instance_of(&gw, "/reg/x").await, "reg-a");
     }
     assert_eq!(b.hits(), b_hits);
-    let d = service_detail(&gw, "reg_svc").await;
+    let d = gw.service_detail("reg_svc").await;
     assert_eq!(d["instances"].as_array().map(Vec::len), Some(1), "{d}");
 
-    let (s, _) = admin_delete(&gw, "/admin/services/reg_svc/instances/reg-b").await;
+    let (s, _) = gw
+        .admin_delete("/admin/services/reg_svc/instances/reg-b")
+        .await;
     assert_eq!(s, 404, "deregistering twice");
-    let (s, _) = admin_delete(&gw, "/admin/services/nope/instances/reg-a").await;
+    let (s, _) = gw
+        .admin_delete("/admin/services/nope/instances/reg-a")
+        .await;
     assert_eq!(s, 404, "unknown service");
-    let (s, _) = admin_post(&gw, "/admin/services/nope/instances", &inst).await;
+    let (s, _) = gw.admin_post("/admin/services/nope/instances", &inst).await;
     assert_eq!(s, 404, "registering on an unknown service");
-    let (s, _) = admin_get(&gw, "/admin/services/nope").await;
+    let (s, _) = gw.admin_get("/admin/services/nope").await;
     assert_eq!(s, 404);
 }
 
@@ -780,7 +664,9 @@ async fn an_empty_service_answers_503_until_an_instance_is_registered() {
     let (s, body) = call(&gw, "/e").await;
     assert_gateway_error(s, &body, 503, "No healthy upstream");
     let inst = json!({"id": "empty-1", "host": "127.0.0.1", "port": up.addr.port()});
-    let (s, _) = admin_post(&gw, "/admin/services/empty_svc/instances", &inst).await;
+    let (s, _) = gw
+        .admin_post("/admin/services/empty_svc/instances", &inst)
+        .await;
     assert_eq!(s, 201);
     assert_eq!(instance_of(&gw, "/e").await, "empty-1");
 }
@@ -793,7 +679,7 @@ async fn admin_health_has_services_breakers_and_config_version() {
         .route("id = \"ah\"\npath = \"/ah\"\nservice = \"ah_svc\"")
         .start()
         .await;
-    let (s, h) = admin_get(&gw, "/admin/health").await;
+    let (s, h) = gw.admin_get("/admin/health").await;
     assert_eq!(s, 200);
     assert_eq!(h["status"], "healthy");
     assert_eq!(h["services"]["ah_svc"]["total_instances"], 1, "{h}");
@@ -801,14 +687,14 @@ async fn admin_health_has_services_breakers_and_config_version() {
     assert_eq!(h["circuit_breakers"]["ah_svc"]["state"], "closed", "{h}");
     let v0 = h["config_version"].as_u64().expect("config_version");
 
-    let (s, _) = admin_post(
-        &gw,
-        "/admin/routes",
-        &json!({"id": "ah2", "path": "/ah2", "service": "ah_svc"}),
-    )
-    .await;
+    let (s, _) = gw
+        .admin_post(
+            "/admin/routes",
+            &json!({"id": "ah2", "path": "/ah2", "service": "ah_svc"}),
+        )
+        .await;
     assert_eq!(s, 201);
-    let (_, h) = admin_get(&gw, "/admin/health").await;
+    let (_, h) = gw.admin_get("/admin/health").await;
     assert!(
         h["config_version"].as_u64().expect("config_version") > v0,
         "an admin change bumps config_version: {h}"
@@ -817,144 +703,13 @@ async fn admin_health_has_services_breakers_and_config_version() {
 
 // ---------------------------------------------------------------- Consul
 
-/// One entry of the fake catalog.
-#[derive(Clone, Debug)]
-struct ConsulEntry {
-    id: String,
-    port: u16,
-    passing: bool,
-}
-
-/// A minimal Consul agent: `/v1/catalog/services` and `/v1/health/service/{name}` with
-/// `X-Consul-Index` and blocking queries (an answer waits for a newer index up to `wait`).
-struct FakeConsul {
-    addr: SocketAddr,
-    entries: Arc<Mutex<HashMap<String, Vec<ConsulEntry>>>>,
-    index: Arc<watch::Sender<u64>>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl FakeConsul {
-    async fn start() -> FakeConsul {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let entries: Arc<Mutex<HashMap<String, Vec<ConsulEntry>>>> = Arc::default();
-        let index = Arc::new(watch::channel(1u64).0);
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        let (e, i) = (entries.clone(), index.clone());
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    x = listener.accept() => match x { Ok(p) => p, Err(_) => continue },
-                    _ = &mut stopped => return,
-                };
-                let (e, i) = (e.clone(), i.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (e, i) = (e.clone(), i.clone());
-                        async move { Ok::<_, Infallible>(consul_answer(&e, &i, req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        FakeConsul {
-            addr,
-            entries,
-            index,
-            _stop: stop,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Replaces the entries of `service` and moves the index on.
-    fn set(&self, service: &str, entries: Vec<ConsulEntry>) {
-        self.entries
-            .lock()
-            .expect("lock")
-            .insert(service.to_string(), entries);
-        self.index.send_modify(|v| *v += 1);
-    }
-}
-
+/// An instance of the fake catalog at `127.0.0.1:port`.
 fn entry(id: &str, port: u16, passing: bool) -> ConsulEntry {
     ConsulEntry {
-        id: id.to_string(),
-        port,
+        address: "127.0.0.1".into(),
         passing,
+        ..ConsulEntry::new(id, port)
     }
-}
-
-async fn consul_answer(
-    entries: &Mutex<HashMap<String, Vec<ConsulEntry>>>,
-    index: &watch::Sender<u64>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    let query: HashMap<String, String> = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let asked: u64 = query.get("index").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let wait = query
-        .get("wait")
-        .and_then(|w| w.trim_end_matches('s').parse::<u64>().ok())
-        .map_or(Duration::from_secs(5), Duration::from_secs);
-    let mut rx = index.subscribe();
-    if asked > 0 && asked >= *rx.borrow() {
-        let _ = tokio::time::timeout(wait, rx.wait_for(|v| *v > asked)).await;
-    }
-    let current = *rx.borrow();
-    let path = req.uri().path().to_string();
-    let body = if path == "/v1/catalog/services" {
-        let mut catalog = serde_json::Map::new();
-        catalog.insert("consul".into(), json!([]));
-        for name in entries.lock().expect("lock").keys() {
-            catalog.insert(name.clone(), json!(["v1"]));
-        }
-        Value::Object(catalog)
-    } else if let Some(name) = path.strip_prefix("/v1/health/service/") {
-        let only_passing = query.get("passing").is_some_and(|v| v != "false");
-        let list = entries
-            .lock()
-            .expect("lock")
-            .get(name)
-            .cloned()
-            .unwrap_or_default();
-        Value::Array(
-            list.into_iter()
-                .filter(|e| e.passing || !only_passing)
-                .map(|e| {
-                    json!({
-                        "Node": {"ID": "n1", "Node": "n1", "Address": "127.0.0.1", "Datacenter": "dc1"},
-                        "Service": {"ID": e.id, "Service": name, "Tags": [], "Address": "127.0.0.1",
-                                    "Port": e.port, "Meta": {}, "Weights": {"Passing": 1, "Warning": 1}},
-                        "Checks": [{"CheckID": "serfHealth", "Status": if e.passing { "passing" } else { "critical" }}]
-                    })
-                })
-                .collect(),
-        )
-    } else {
-        let mut res = Response::new(Full::new(Bytes::from_static(b"not found")));
-        *res.status_mut() = StatusCode::NOT_FOUND;
-        return res;
-    };
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    res.headers_mut()
-        .insert("content-type", "application/json".parse().expect("valid"));
-    res.headers_mut().insert(
-        "x-consul-index",
-        current.to_string().parse().expect("valid"),
-    );
-    res
 }
 
 /// The set of instances that answer `n` requests in a row.
@@ -999,7 +754,7 @@ async fn consul_instances_are_followed() {
         "traffic reaches the instance Consul lists"
     );
     assert_eq!(instances_seen(&gw, "/c/x", 4).await, ["consul-1"]);
-    let d = service_detail(&gw, "consul_svc").await;
+    let d = gw.service_detail("consul_svc").await;
     assert_eq!(d["instances"][0]["id"], "consul-1", "{d}");
     assert_eq!(d["instances"][0]["port"], c1.addr.port(), "{d}");
 
@@ -1037,6 +792,6 @@ async fn consul_instances_are_followed() {
     let c1_hits = c1.hits();
     assert_eq!(instances_seen(&gw, "/c/x", 6).await, ["consul-2"]);
     assert_eq!(c1.hits(), c1_hits);
-    let d = service_detail(&gw, "consul_svc").await;
+    let d = gw.service_detail("consul_svc").await;
     assert_eq!(d["instances"].as_array().map(Vec::len), Some(1), "{d}");
 }

@@ -71,8 +71,7 @@ async fn post_is_never_retried() {
 async fn no_retry_section_means_one_attempt() {
     let bad = Upstream::status("bad", 502).await;
     let gw = TestGateway::builder()
-        .service("s", &[&bad])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
+        .catch_all(&[&bad])
         .route("id = \"z\"\npath = \"/zero\"\nservice = \"s\"\nretry = { times = 0 }")
         .start()
         .await;

@@ -9,67 +9,24 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gateway_bin::config::Config;
+use integration_tests::raw::first_response;
 use integration_tests::{eventually, redis, TestGateway, Upstream};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// One request on its own connection; the status and the JSON body of the answer.
 async fn raw(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut bytes))
-        .await
-        .expect("an answer within 30 s")
-        .expect("read");
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut res = httparse::Response::new(&mut headers);
-    let head = match res.parse(&bytes).expect("an HTTP answer") {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => panic!("incomplete answer: {bytes:?}"),
-    };
-    let chunked = res.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value).contains("chunked")
-    });
-    let status = res.code.expect("status");
-    let body = if chunked {
-        dechunk(&bytes[head..])
-    } else {
-        bytes[head..].to_vec()
-    };
-    let json = if body.is_empty() {
+    let res = first_response(addr, request.as_bytes(), Duration::from_secs(30)).await;
+    let json = if res.body.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("JSON body ({e}): {}", String::from_utf8_lossy(&body)))
+        res.json()
     };
-    (status, json)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_text = std::str::from_utf8(&data[..line_end]).expect("ASCII size");
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .expect("hex chunk size");
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
+    (res.status, json)
 }
 
 async fn gateway(up: &Upstream) -> TestGateway {

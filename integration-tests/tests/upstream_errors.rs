@@ -38,11 +38,7 @@ async fn refused_connection_is_502() {
 #[tokio::test]
 async fn connection_closed_without_answer_is_502() {
     let up = Upstream::close("c").await;
-    let gw = TestGateway::builder()
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await;
+    let gw = TestGateway::catch_all(&up).await;
     let (status, _, _, body) = error_of(gw.get("/x").await).await;
     assert_eq!(status, 502);
     assert_eq!(body["error"], "Bad gateway");
@@ -96,7 +92,8 @@ async fn a_reused_connection_times_out_on_each_requests_own_deadline() {
     };
     assert_eq!(get(0).await.unwrap().status(), 200);
     // The connection's timer still holds a deadline set for the first request (its read
-    // phase would have ended 1.5 s after it began, 0.3 s into this one).
+    // phase would have ended 1.5 s after it began, 0.3 s into this one): the pause is the
+    // scenario under test.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         get(1300).await.unwrap().status(),
@@ -111,11 +108,7 @@ async fn a_reused_connection_times_out_on_each_requests_own_deadline() {
 #[tokio::test]
 async fn upstream_status_passes_through() {
     let up = Upstream::status("s", 500).await;
-    let gw = TestGateway::builder()
-        .service("s", &[&up])
-        .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
-        .start()
-        .await;
+    let gw = TestGateway::catch_all(&up).await;
     let res = gw.get("/x").await;
     assert_eq!(res.status(), 500);
     assert_eq!(res.json::<Value>().await.unwrap()["instance"], "s");

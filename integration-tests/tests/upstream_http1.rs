@@ -3,32 +3,16 @@
 //! answers, malformed answers, and chunked request bodies. The upstream here is a raw socket
 //! that answers with scripted bytes, so every case is exactly what goes over the wire.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use integration_tests::raw::{read_until, Recorded, RecordingUpstream, Reply};
 use integration_tests::TestGateway;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// What the scripted upstream does with one request.
-#[derive(Clone)]
-struct Reply {
-    /// Written in this order, with a short pause between pieces.
-    pieces: Vec<Vec<u8>>,
-    /// Close the connection after this answer.
-    close: bool,
-}
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 fn reply(bytes: &[u8]) -> Reply {
-    Reply {
-        pieces: vec![bytes.to_vec()],
-        close: false,
-    }
+    Reply::bytes(bytes)
 }
-
-type Script = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
 
 /// A request as the upstream received it: the head and the decoded body.
 #[derive(Clone, Debug)]
@@ -37,129 +21,41 @@ struct Seen {
     body: Vec<u8>,
 }
 
-struct Raw {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<Seen>>>,
+/// The request line and header lines, without the empty line that ends them.
+fn head_text(request: &Recorded) -> String {
+    let head = &request.raw_head;
+    String::from_utf8_lossy(&head[..head.len() - 4]).into_owned()
 }
+
+/// A [`RecordingUpstream`] whose script sees each request's head as text.
+struct Raw(RecordingUpstream);
 
 impl Raw {
     async fn start(script: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Raw {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script: Script = Arc::new(script);
-        let (c, s) = (connections.clone(), seen.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, script.clone(), s.clone()));
-            }
-        });
-        Raw {
-            addr,
-            connections,
-            seen,
-        }
+        Raw(RecordingUpstream::scripted(move |request| script(&head_text(request))).await)
     }
 
     fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.0.connections()
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.0
+            .requests()
+            .into_iter()
+            .map(|r| Seen {
+                head: head_text(&r),
+                body: r.body,
+            })
+            .collect()
     }
 
     async fn gateway(&self) -> TestGateway {
         TestGateway::builder()
-            .service_addrs("s", &[self.addr])
+            .service_addrs("s", &[self.0.addr])
             .route("id = \"r\"\npath = \"/\"\nservice = \"s\"")
             .start()
             .await
-    }
-}
-
-async fn serve(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>>) {
-    let mut buf = Vec::new();
-    loop {
-        let Some(end) = read_until(&mut stream, &mut buf, b"\r\n\r\n").await else {
-            return;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        buf.drain(..end + 4);
-        let lower = head.to_ascii_lowercase();
-        let mut body = Vec::new();
-        if let Some(len) = lower
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map(|v| v.trim().parse::<usize>().unwrap())
-        {
-            while buf.len() < len {
-                if !fill(&mut stream, &mut buf).await {
-                    return;
-                }
-            }
-            body = buf.drain(..len).collect();
-        } else if lower.contains("transfer-encoding: chunked") {
-            loop {
-                let Some(end) = read_until(&mut stream, &mut buf, b"\r\n").await else {
-                    return;
-                };
-                let size = usize::from_str_radix(std::str::from_utf8(&buf[..end]).unwrap(), 16)
-                    .expect("chunk size");
-                buf.drain(..end + 2);
-                while buf.len() < size + 2 {
-                    if !fill(&mut stream, &mut buf).await {
-                        return;
-                    }
-                }
-                body.extend(buf.drain(..size));
-                buf.drain(..2);
-                if size == 0 {
-                    break;
-                }
-            }
-        }
-        seen.lock().unwrap().push(Seen {
-            head: head.clone(),
-            body,
-        });
-        let r = script(&head);
-        for (i, piece) in r.pieces.iter().enumerate() {
-            if i > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if stream.write_all(piece).await.is_err() {
-                return;
-            }
-        }
-        if r.close {
-            return;
-        }
-    }
-}
-
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 4096];
-    match stream.read(&mut chunk).await {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            true
-        }
-    }
-}
-
-async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, pat: &[u8]) -> Option<usize> {
-    loop {
-        if let Some(i) = buf.windows(pat.len()).position(|w| w == pat) {
-            return Some(i);
-        }
-        if !fill(stream, buf).await {
-            return None;
-        }
     }
 }
 
@@ -268,6 +164,8 @@ async fn idle_connection_closed_by_the_upstream_is_replaced() {
         let res = gw.get("/a").await;
         assert_eq!(res.status(), 200, "request {i}");
         assert_eq!(res.text().await.unwrap(), "ok");
+        // The scenario under test: the pooled connection sits idle while the upstream's
+        // close reaches the gateway; nothing outside the pool shows that moment.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(up.connections(), 3);
@@ -510,7 +408,7 @@ async fn head_timeout_still_applies_on_a_connection_used_many_times() {
     })
     .await;
     let gw = TestGateway::builder()
-        .service_addrs("s", &[up.addr])
+        .service_addrs("s", &[up.0.addr])
         .route(
             "id = \"r\"\npath = \"/\"\nservice = \"s\"\n\
              timeout = { connect = 1, send = 0.1, read = 0.3 }",

@@ -11,6 +11,7 @@ use gw_auth::{AuthError, Authenticator, JwksOptions, JwtConfig, MemoryAuthStore}
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use support::*;
+use test_support::wait_for;
 
 async fn authn(cfg: JwtConfig) -> Arc<Authenticator> {
     Authenticator::new(cfg, Arc::new(MemoryAuthStore::new()))
@@ -326,19 +327,19 @@ async fn jwks_known_kid_new_kid_rate_limit_and_outage() {
 
     // After the interval the next unknown kid may refresh again.
     srv.set.lock().keys.push(jwk(&rsa2, Algorithm::RS256, "k3"));
-    let start = std::time::Instant::now();
-    loop {
-        if a.verify_token(&t3, now()).await.is_ok() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(10),
+        "k3 verifies once the interval allows a refresh",
+        || async { a.verify_token(&t3, now()).await.is_ok() },
+    )
+    .await;
     assert_eq!(srv.hits.load(Ordering::SeqCst), 3);
 
     // JWKS outage: known keys still verify; an unknown kid is refused, bounded in time.
     srv.task.abort();
     let _ = srv.task.await;
+    // Past the 300 ms refresh interval on purpose: the next unknown kid may fetch, and the
+    // fetch fails (the outage under test).
     tokio::time::sleep(Duration::from_millis(350)).await;
     let t4 = sign(Algorithm::RS256, &rsa, Some("k4"), claims("u4"));
     assert_eq!(
@@ -404,6 +405,7 @@ async fn token_of_a_key_dropped_from_the_jwks_is_refused_once_keys_are_refreshed
         assert!(a.verify_token(&t1, now()).await.is_ok());
     }
     srv.set.lock().keys = vec![jwk(&rsa2, Algorithm::RS256, "k2")];
+    // Past the 100 ms refresh interval on purpose, so that the new kid may refresh the keys.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let t2 = sign(Algorithm::RS256, &rsa2, Some("k2"), claims("u2"));
     assert!(a.verify_token(&t2, now()).await.is_ok(), "k2 fetched");
@@ -442,14 +444,12 @@ async fn a_withdrawn_key_is_dropped_by_the_periodic_refresh() {
     let t1 = sign(Algorithm::RS256, &rsa, Some("k1"), claims("u1"));
     assert!(a.verify_token(&t1, now()).await.is_ok());
     srv.set.lock().keys = vec![jwk(&rsa2, Algorithm::RS256, "k2")];
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while a.verify_token(&t1, now()).await.is_ok() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "withdrawn key still trusted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        Duration::from_secs(20),
+        "the withdrawn key no longer trusted",
+        || async { a.verify_token(&t1, now()).await.is_err() },
+    )
+    .await;
     assert_eq!(
         a.verify_token(&t1, now()).await,
         Err(AuthError::InvalidToken)

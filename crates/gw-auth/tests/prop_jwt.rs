@@ -15,24 +15,10 @@ use base64::Engine as _;
 use gw_auth::{Authenticator, JwtConfig, MemoryAuthStore};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::{json, Value};
 use support::{hs_config, key_path, pem, SECRET};
+use test_support::proptest_config;
 use tokio::runtime::Runtime;
-
-/// `cases` unless `PROPTEST_CASES` says otherwise; nothing is written to disk on failure
-/// (the failing input is in the panic message).
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// The verification clock: tokens are checked at this time, not the machine's.
 const NOW: u64 = 1_700_000_000;
@@ -377,7 +363,7 @@ const RS_SIGNINGS: &[Signing] = &[
 ];
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(proptest_config(1000))]
 
     /// HS256 configured: accepted exactly when the header names HS256 (once), the token is
     /// HS256-signed with the secret and spelled canonically, and the claims hold; extra
@@ -397,7 +383,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(proptest_config(128))]
 
     /// RS256 configured with a public key: never an HS token (the public key PEM used as an
     /// HMAC secret), never `none`.
@@ -416,7 +402,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     /// Any text: no panic, no acceptance.
     #[test]

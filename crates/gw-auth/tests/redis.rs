@@ -8,32 +8,28 @@ use std::time::{Duration, Instant};
 use gw_auth::*;
 use gw_core::Body;
 use support::*;
+use test_support::redis as test_redis;
 
 fn store(url: &str, prefix: &str, timeout_ms: u64) -> Arc<RedisAuthStore> {
     Arc::new(RedisAuthStore::from_url(url, prefix, Duration::from_millis(timeout_ms)).unwrap())
 }
 
 async fn raw(url: &str) -> deadpool_redis::Connection {
-    deadpool_redis::Config::from_url(url)
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap()
-        .get()
-        .await
-        .unwrap()
+    test_redis::pool(url).get().await.unwrap()
 }
 
 #[tokio::test]
 async fn revocation_reaches_every_node() {
-    let r = redis();
-    let p = prefix("revoke");
+    let url = test_redis::shared_url();
+    let p = test_redis::unique_prefix("gw-auth:revoke");
     let cfg = JwtConfig {
         user_lookup: true,
         ..hs_config()
     };
-    let node_a = Authenticator::new(cfg.clone(), store(&r.url, &p, 1000))
+    let node_a = Authenticator::new(cfg.clone(), store(&url, &p, 1000))
         .await
         .unwrap();
-    let node_b = Authenticator::new(cfg, store(&r.url, &p, 1000))
+    let node_b = Authenticator::new(cfg, store(&url, &p, 1000))
         .await
         .unwrap();
     node_a.put_user("u1", UserInput::default()).await.unwrap();
@@ -50,7 +46,7 @@ async fn revocation_reaches_every_node() {
     assert_eq!(error_of(res).await, "Token has been revoked");
     // The blacklist entry lives in SPEC layout, expiring with the token.
     let jti = node_b.verify_token(&t, now()).await.unwrap().jti.unwrap();
-    let mut c = raw(&r.url).await;
+    let mut c = raw(&url).await;
     let ttl: i64 = deadpool_redis::redis::cmd("TTL")
         .arg(format!("{p}blacklist:{jti}"))
         .query_async(&mut c)
@@ -61,9 +57,9 @@ async fn revocation_reaches_every_node() {
 
 #[tokio::test]
 async fn users_and_api_keys_in_redis() {
-    let r = redis();
-    let p = prefix("keys");
-    let a = Authenticator::new(hs_config(), store(&r.url, &p, 1000))
+    let url = test_redis::shared_url();
+    let p = test_redis::unique_prefix("gw-auth:keys");
+    let a = Authenticator::new(hs_config(), store(&url, &p, 1000))
         .await
         .unwrap();
     let rec = a
@@ -88,7 +84,7 @@ async fn users_and_api_keys_in_redis() {
         })
         .await
         .unwrap();
-    let mut c = raw(&r.url).await;
+    let mut c = raw(&url).await;
     let stored: String = deadpool_redis::redis::cmd("GET")
         .arg(format!("{p}api_key:{}", hash_api_key(&key)))
         .query_async(&mut c)
@@ -114,12 +110,12 @@ async fn users_and_api_keys_in_redis() {
 
 #[tokio::test]
 async fn owner_key_uses_the_prefix() {
-    let r = redis();
-    let p = prefix("owner");
-    let a = Authenticator::new(hs_config(), store(&r.url, &p, 1000))
+    let url = test_redis::shared_url();
+    let p = test_redis::unique_prefix("gw-auth:owner");
+    let a = Authenticator::new(hs_config(), store(&url, &p, 1000))
         .await
         .unwrap();
-    let mut c = raw(&r.url).await;
+    let mut c = raw(&url).await;
     let _: () = deadpool_redis::redis::cmd("SET")
         .arg(format!("{p}order:42:owner"))
         .arg("u1")
@@ -144,20 +140,20 @@ async fn owner_key_uses_the_prefix() {
 
 #[tokio::test]
 async fn store_down_is_503_bounded_by_the_timeout() {
-    let mut r = spawn_redis();
-    let p = prefix("down");
+    let mut own = test_redis::OwnRedis::start();
+    let p = test_redis::unique_prefix("gw-auth:down");
     let cfg = JwtConfig {
         user_lookup: true,
         ..hs_config()
     };
-    let a = Authenticator::new(cfg, store(&r.url, &p, 300))
+    let a = Authenticator::new(cfg, store(&own.url(), &p, 300))
         .await
         .unwrap();
     a.put_user("u1", UserInput::default()).await.unwrap();
     let (t, _) = a.mint_token("u1", None, None).unwrap();
     let pol = RoutePolicy::required(AuthMethod::Jwt);
     assert_eq!(call(&a, pol.clone(), bearer("/x", &t)).await.status(), 200);
-    r.stop();
+    own.kill();
     let start = Instant::now();
     let res = call(&a, pol.clone(), bearer("/x", &t)).await;
     assert_eq!(res.status(), 503);

@@ -4,18 +4,19 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gw_auth::*;
 use support::*;
+use test_support::redis as test_redis;
+use test_support::wait_until;
 
 /// Waits (bounded) until the wall clock reaches `t` (epoch seconds).
 async fn until_clock(t: u64) {
-    let start = Instant::now();
-    while now() < t {
-        assert!(start.elapsed() < Duration::from_secs(30), "clock stuck");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(Duration::from_secs(30), "the wall clock to reach t", || {
+        now() >= t
+    })
+    .await;
 }
 
 async fn revoked_within_leeway(store: Arc<dyn AuthStore>) {
@@ -53,8 +54,8 @@ async fn memory_store_keeps_revocation_until_exp_plus_leeway() {
 
 #[tokio::test]
 async fn redis_store_keeps_revocation_until_exp_plus_leeway() {
-    let r = redis();
-    let p = prefix("leeway");
-    let store = RedisAuthStore::from_url(&r.url, &p, Duration::from_millis(1000)).unwrap();
+    let url = test_redis::shared_url();
+    let p = test_redis::unique_prefix("gw-auth:leeway");
+    let store = RedisAuthStore::from_url(&url, &p, Duration::from_millis(1000)).unwrap();
     revoked_within_leeway(Arc::new(store)).await;
 }

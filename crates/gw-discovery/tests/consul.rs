@@ -6,26 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gw_discovery::{ConsulConfig, ConsulWatcher, Instance, Registry};
-use support::{eventually, ConsulEntry, FakeConsul};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use support::{ConsulEntry, FakeConsul};
+use test_support::{wait_until, Running};
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(LIMIT, &mut self.task)
-            .await
-            .expect("run ends on shutdown")
-            .unwrap();
-    }
-}
 
 fn watch(consul: &FakeConsul, services: &[&str], registry: &Arc<Registry>) -> Running {
     let config = ConsulConfig {
@@ -34,14 +18,8 @@ fn watch(consul: &FakeConsul, services: &[&str], registry: &Arc<Registry>) -> Ru
         wait_secs: 30,
     };
     assert!(config.validate().is_empty());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(ConsulWatcher::new(config, registry.clone()).run(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        stop: Some(stop),
-        task,
-    }
+    let watcher = ConsulWatcher::new(config, registry.clone());
+    Running::spawn(|stopped| watcher.run(stopped))
 }
 
 fn ids(r: &Registry, service: &str) -> Vec<String> {
@@ -63,7 +41,7 @@ async fn instances_follow_the_catalog_within_a_second() {
     );
     let watcher = watch(&consul, &[], &r);
 
-    eventually(LIMIT, "web-1 from Consul", || ids(&r, "web").len() == 2).await;
+    wait_until(LIMIT, "web-1 from Consul", || ids(&r, "web").len() == 2).await;
     let web1 = r.healthy("web")[1].clone();
     assert_eq!(web1.id, "web-1");
     assert_eq!(
@@ -79,34 +57,34 @@ async fn instances_follow_the_catalog_within_a_second() {
     e2.address = "127.0.0.2".into();
     e2.passing_weight = None;
     consul.upsert("web", e2);
-    let took = eventually(LIMIT, "web-2 appears", || ids(&r, "web").len() == 3).await;
+    let took = wait_until(LIMIT, "web-2 appears", || ids(&r, "web").len() == 3).await;
     assert!(took < Duration::from_secs(5), "took {took:?}");
     let web2 = r.healthy("web")[2].clone();
     assert_eq!((web2.host.as_str(), web2.weight), ("127.0.0.2", 100));
 
     // One that stops passing goes.
     consul.set_passing("web", "web-1", false);
-    eventually(LIMIT, "web-1 dropped", || {
+    wait_until(LIMIT, "web-1 dropped", || {
         ids(&r, "web") == ["static-1", "web-2"]
     })
     .await;
 
     // A new, undeclared service is registered too; leaving the catalog removes it.
     consul.upsert("billing", ConsulEntry::new("bill-1", 9001));
-    eventually(LIMIT, "billing discovered", || {
+    wait_until(LIMIT, "billing discovered", || {
         ids(&r, "billing") == ["bill-1"]
     })
     .await;
     assert_eq!(r.services(), ["billing", "web"]);
     consul.remove_service("billing");
-    eventually(LIMIT, "billing gone", || !r.contains("billing")).await;
+    wait_until(LIMIT, "billing gone", || !r.contains("billing")).await;
     // A declared service that leaves keeps its static instances.
     consul.remove_service("web");
-    eventually(LIMIT, "web's Consul instances gone", || {
+    wait_until(LIMIT, "web's Consul instances gone", || {
         ids(&r, "web") == ["static-1"]
     })
     .await;
-    watcher.shutdown().await;
+    watcher.shutdown(LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,16 +94,19 @@ async fn blocking_queries_not_polling() {
     consul.upsert("api", ConsulEntry::new("api-2", 8002));
     let r = Registry::new();
     let watcher = watch(&consul, &[], &r);
-    eventually(LIMIT, "api discovered", || ids(&r, "api").len() == 2).await;
+    wait_until(LIMIT, "api discovered", || ids(&r, "api").len() == 2).await;
     // Let the first (non-blocking) answers settle into blocking queries.
-    eventually(LIMIT, "watches started", || {
+    wait_until(LIMIT, "watches started", || {
         consul.requests("/v1/health/service/api") >= 2
     })
     .await;
+    // A settling margin, not a condition: nothing marks the moment every watch holds its
+    // blocking query, and the count below must start after that.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let catalog = consul.requests("/v1/catalog");
     let health = consul.requests("/v1/health");
+    // The quiet time under test: no new query may come while the held ones are open.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Each watch holds one query open for up to 30 s; polling even at 10/s would make 15.
     assert_eq!(
@@ -142,9 +123,9 @@ async fn blocking_queries_not_polling() {
 
     // A change wakes the held query: one more request per woken watch, not a burst.
     consul.upsert("api", ConsulEntry::new("api-3", 8003));
-    eventually(LIMIT, "api-3 appears", || ids(&r, "api").len() == 3).await;
+    wait_until(LIMIT, "api-3 appears", || ids(&r, "api").len() == 3).await;
     assert!(consul.requests("/v1/health") <= health + 2);
-    watcher.shutdown().await;
+    watcher.shutdown(LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +134,7 @@ async fn keeps_last_instances_while_consul_is_down_and_resumes() {
     consul.upsert("pay", ConsulEntry::new("pay-1", 8001));
     let r = Registry::new();
     let watcher = watch(&consul, &["pay"], &r);
-    eventually(LIMIT, "pay discovered", || ids(&r, "pay") == ["pay-1"]).await;
+    wait_until(LIMIT, "pay discovered", || ids(&r, "pay") == ["pay-1"]).await;
     assert_eq!(
         consul.requests("/v1/catalog"),
         0,
@@ -161,17 +142,17 @@ async fn keeps_last_instances_while_consul_is_down_and_resumes() {
     );
 
     consul.stop();
-    // Refused connections for a while: the last known instances stay.
+    // Refused connections for a while (the outage under test): the last known instances stay.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(ids(&r, "pay"), ["pay-1"]);
 
     consul.upsert("pay", ConsulEntry::new("pay-2", 8002));
     consul.restart().await;
-    eventually(LIMIT, "resumes after Consul returns", || {
+    wait_until(LIMIT, "resumes after Consul returns", || {
         ids(&r, "pay") == ["pay-1", "pay-2"]
     })
     .await;
-    watcher.shutdown().await;
+    watcher.shutdown(LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,12 +161,13 @@ async fn backs_off_on_errors() {
     consul.upsert("q", ConsulEntry::new("q-1", 8001));
     let r = Registry::new();
     let watcher = watch(&consul, &[], &r);
-    eventually(LIMIT, "q discovered", || ids(&r, "q") == ["q-1"]).await;
+    wait_until(LIMIT, "q discovered", || ids(&r, "q") == ["q-1"]).await;
 
     consul.set_error(true);
     // Wake the held queries so they meet the errors.
     consul.add_service("wake");
     let before = consul.requests("/v1/catalog");
+    // The 2 s of errors under test: the backoff is measured over them.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let during = consul.requests("/v1/catalog") - before;
     // 100 ms doubling: about 5 tries in 2 s; a loop without backoff would make hundreds.
@@ -197,8 +179,8 @@ async fn backs_off_on_errors() {
 
     consul.set_error(false);
     consul.upsert("q", ConsulEntry::new("q-2", 8002));
-    eventually(LIMIT, "recovers", || ids(&r, "q") == ["q-1", "q-2"]).await;
-    watcher.shutdown().await;
+    wait_until(LIMIT, "recovers", || ids(&r, "q") == ["q-1", "q-2"]).await;
+    watcher.shutdown(LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,13 +190,13 @@ async fn a_fixed_list_ignores_other_services() {
     consul.upsert("other", ConsulEntry::new("o-1", 8002));
     let r = Registry::new();
     let watcher = watch(&consul, &["wanted", "absent"], &r);
-    eventually(LIMIT, "wanted discovered", || ids(&r, "wanted") == ["w-1"]).await;
-    eventually(LIMIT, "absent answered", || {
+    wait_until(LIMIT, "wanted discovered", || ids(&r, "wanted") == ["w-1"]).await;
+    wait_until(LIMIT, "absent answered", || {
         consul.requests("/v1/health/service/absent") >= 1
     })
     .await;
     // A listed service with no instances in Consul is known, empty.
-    eventually(LIMIT, "absent known", || r.contains("absent")).await;
+    wait_until(LIMIT, "absent known", || r.contains("absent")).await;
     assert!(!r.contains("other"));
-    watcher.shutdown().await;
+    watcher.shutdown(LIMIT).await;
 }

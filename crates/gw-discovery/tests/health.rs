@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use gw_discovery::{HealthCheckConfig, HealthChecker, Registry, Status};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use support::{eventually, HealthServer};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use support::{HealthServer, InstanceOf};
+use test_support::{wait_until, Running};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -46,30 +45,9 @@ fn fast(healthy: u32, unhealthy: u32, timeout_ms: u64) -> Option<HealthCheckConf
     })
 }
 
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
 fn start(registry: &Arc<Registry>) -> Running {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(HealthChecker::new(registry.clone()).run(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        stop: Some(stop),
-        task,
-    }
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(LIMIT, &mut self.task)
-            .await
-            .expect("run ends on shutdown")
-            .unwrap();
-    }
+    let checker = HealthChecker::new(registry.clone());
+    Running::spawn(|stopped| checker.run(stopped))
 }
 
 fn healthy_ids(r: &Registry, service: &str) -> Vec<String> {
@@ -94,12 +72,12 @@ async fn thresholds_decide_and_healthy_follows() {
     changes.borrow_and_update();
     let checker = start(&r);
 
-    eventually(LIMIT, "first checks", || up.oks() >= 2 && other.oks() >= 2).await;
+    wait_until(LIMIT, "first checks", || up.oks() >= 2 && other.oks() >= 2).await;
     assert_eq!(healthy_ids(&r, "h-thr"), ["a", "b"]);
     assert!(r.instances("h-thr").unwrap()[0].health.last_check.is_some());
 
     up.set_status(500);
-    eventually(LIMIT, "a unhealthy", || healthy_ids(&r, "h-thr") == ["b"]).await;
+    wait_until(LIMIT, "a unhealthy", || healthy_ids(&r, "h-thr") == ["b"]).await;
     assert!(
         up.fails() >= 3,
         "3 failures in a row were needed, saw {}",
@@ -115,7 +93,7 @@ async fn thresholds_decide_and_healthy_follows() {
 
     let oks_before = up.oks();
     up.set_status(204);
-    eventually(LIMIT, "a healthy again", || {
+    wait_until(LIMIT, "a healthy again", || {
         healthy_ids(&r, "h-thr") == ["a", "b"]
     })
     .await;
@@ -124,7 +102,7 @@ async fn thresholds_decide_and_healthy_follows() {
         "2 successes in a row were needed"
     );
     assert_eq!(gauge("h-thr", "a"), Some(1.0));
-    checker.shutdown().await;
+    checker.shutdown(LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,14 +111,14 @@ async fn redirects_are_healthy_client_errors_are_not() {
     let r = Registry::new();
     r.set_static("h-3xx", vec![up.instance("a")], fast(1, 1, 1000));
     let checker = start(&r);
-    eventually(LIMIT, "checked", || up.oks() >= 3).await;
+    wait_until(LIMIT, "checked", || up.oks() >= 3).await;
     assert_eq!(
         r.instances("h-3xx").unwrap()[0].health.status,
         Status::Healthy
     );
     up.set_status(404);
-    eventually(LIMIT, "404 is a failure", || r.healthy("h-3xx").is_empty()).await;
-    checker.shutdown().await;
+    wait_until(LIMIT, "404 is a failure", || r.healthy("h-3xx").is_empty()).await;
+    checker.shutdown(LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +144,7 @@ async fn a_hanging_instance_fails_by_timeout_and_delays_no_other() {
     );
     let checker = start(&r);
 
-    eventually(LIMIT, "quick is checked again and again", || {
+    wait_until(LIMIT, "quick is checked again and again", || {
         quick.hits() >= 10
     })
     .await;
@@ -182,13 +160,13 @@ async fn a_hanging_instance_fails_by_timeout_and_delays_no_other() {
     );
 
     quick.set_status(503);
-    eventually(LIMIT, "quick unhealthy while hung still hangs", || {
+    wait_until(LIMIT, "quick unhealthy while hung still hangs", || {
         healthy_ids(&r, "h-hang") == ["hung"]
     })
     .await;
     assert_eq!(hung.hits(), 1);
 
-    eventually(LIMIT, "timeout is a failure", || {
+    wait_until(LIMIT, "timeout is a failure", || {
         r.healthy("h-timeout").is_empty()
     })
     .await;
@@ -197,7 +175,7 @@ async fn a_hanging_instance_fails_by_timeout_and_delays_no_other() {
         .last_check
         .is_some());
     assert_eq!(gauge("h-timeout", "t"), Some(0.0));
-    checker.shutdown().await;
+    checker.shutdown(LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,13 +187,13 @@ async fn checks_follow_configuration_changes() {
     r.set_static("h-cfg", vec![up.instance("a")], None);
     let other = HealthServer::start(200).await;
     r.set_static("h-cfg-other", vec![other.instance("o")], fast(1, 1, 1000));
-    eventually(LIMIT, "the other service is checked", || other.hits() >= 3).await;
+    wait_until(LIMIT, "the other service is checked", || other.hits() >= 3).await;
     assert_eq!(up.hits(), 0);
     assert_eq!(healthy_ids(&r, "h-cfg"), ["a"]);
 
     // Checks switched on by a reload: the failing instance goes.
     r.set_static("h-cfg", vec![up.instance("a")], fast(1, 1, 1000));
-    eventually(LIMIT, "checked after reload", || {
+    wait_until(LIMIT, "checked after reload", || {
         r.healthy("h-cfg").is_empty()
     })
     .await;
@@ -223,7 +201,7 @@ async fn checks_follow_configuration_changes() {
     // A registered instance is checked too.
     let added = HealthServer::start(200).await;
     r.register("h-cfg", added.instance("b")).unwrap();
-    eventually(LIMIT, "registered instance checked", || added.hits() >= 2).await;
+    wait_until(LIMIT, "registered instance checked", || added.hits() >= 2).await;
     assert_eq!(healthy_ids(&r, "h-cfg"), ["b"]);
 
     // Checks switched off: they stop, and nothing says "unhealthy" any more.
@@ -232,6 +210,7 @@ async fn checks_follow_configuration_changes() {
     let mut quiet = false;
     for _ in 0..20 {
         let before = up.hits();
+        // The quiet window under test: no new check may come in it.
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Six intervals without a new check (one may have been in flight).
         if up.hits() <= before + 1 {
@@ -241,5 +220,5 @@ async fn checks_follow_configuration_changes() {
     }
     assert!(quiet, "checks did not stop");
     assert_eq!(healthy_ids(&r, "h-cfg"), ["a", "b"]);
-    checker.shutdown().await;
+    checker.shutdown(LIMIT).await;
 }

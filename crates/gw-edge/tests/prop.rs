@@ -15,22 +15,8 @@ use gw_edge::{
 };
 use http::Request;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use reference::*;
-
-/// `cases` unless `PROPTEST_CASES` says otherwise; nothing is written to disk on failure
-/// (the failing input is in the panic message).
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+use test_support::proptest_config;
 
 // Generators.
 // ---------------------------------------------------------------------------------------
@@ -96,7 +82,7 @@ fn options() -> impl Strategy<Value = PathOptions> {
 // ---------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     /// Encoding an unreserved character changes nothing: `normalize` decodes it again.
     #[test]
@@ -190,7 +176,7 @@ fn underscores() -> impl Strategy<Value = Underscores> {
 }
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(proptest_config(1000))]
 
     #[test]
     fn canonicalize_header_names(
@@ -266,7 +252,7 @@ fn host_value() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn host_is_valid_agrees_with_reference(v in host_value()) {
@@ -317,7 +303,7 @@ fn ipv6_literal() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn host_ipv6_agrees_with_reference(v in ipv6_literal()) {

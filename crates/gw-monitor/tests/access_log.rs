@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use gw_core::{ClientAddr, ConnInfo, Identity, RouteTag, UpstreamInfo};
@@ -13,6 +13,7 @@ use http::{HeaderMap, Request, Response, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
+use test_support::wait_until;
 use tower::{ServiceBuilder, ServiceExt};
 
 #[derive(Clone, Default)]
@@ -31,23 +32,19 @@ impl Write for SharedBuf {
 impl SharedBuf {
     /// Waits (bounded) until `n` lines are written; returns them parsed.
     async fn lines(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        let parsed = || -> Vec<Value> {
             let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-            let lines: Vec<Value> = text
-                .lines()
+            text.lines()
                 .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            if lines.len() >= n {
-                return lines;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} lines: {text}",
-                lines.len()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+                .collect()
+        };
+        wait_until(
+            Duration::from_secs(5),
+            &format!("{n} access-log lines"),
+            || parsed().len() >= n,
+        )
+        .await;
+        parsed()
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use gw_core::UpstreamInfo;
 use gw_monitor::{Metrics, MetricsLayer, RouteMetrics};
 use http::{Method, Request, Response, StatusCode};
+use test_support::wait_until;
 use tower::{ServiceBuilder, ServiceExt};
 
 /// Sends one request whose answer carries `route` (if any), `status` and maybe an upstream.
@@ -202,13 +203,12 @@ async fn in_flight_counts_pending_and_dropped_requests() {
 
 /// Bounded poll: other tests of this process may hold a request in flight for a moment.
 async fn in_flight_returns_to_zero(m: &Metrics) {
-    for _ in 0..400 {
-        if in_flight(&m.render_prometheus()) == 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("in-flight gauge never went back to 0");
+    wait_until(
+        Duration::from_secs(2),
+        "the in-flight gauge back at 0",
+        || in_flight(&m.render_prometheus()) == 0.0,
+    )
+    .await;
 }
 
 async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {

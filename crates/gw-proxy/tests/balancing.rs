@@ -3,11 +3,13 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gw_core::{Body, Identity};
 use gw_proxy::{LoadBalancer, ProxyConfig};
 use http::Response;
 use support::*;
+use test_support::wait_until;
 use tokio::sync::Notify;
 
 #[tokio::test]
@@ -75,7 +77,10 @@ async fn least_conn_prefers_the_idle_instance() {
     );
     let p = proxy.clone();
     let pending = tokio::spawn(async move { call(&p, get("/slow")).await });
-    eventually(|| a.hits() + b.hits() == 1).await;
+    wait_until(Duration::from_secs(5), "one upstream reached", || {
+        a.hits() + b.hits() == 1
+    })
+    .await;
     let busy = if a.hits() == 1 { "a" } else { "b" };
     for _ in 0..6 {
         let (status, body) = call(&proxy, get("/fast")).await;

@@ -45,6 +45,7 @@ async fn refused_connection_is_502_json() {
 #[tokio::test]
 async fn slow_upstream_headers_is_504() {
     let up = serve(|_req| async {
+        // The slow upstream under test: its head comes long after the read timeout.
         tokio::time::sleep(Duration::from_secs(10)).await;
         Response::new(Body::from("late"))
     })
@@ -71,6 +72,7 @@ async fn stalled_response_body_ends_with_an_error() {
         let (mut tx, body) = hyper_body_channel();
         tokio::spawn(async move {
             tx.send(bytes::Bytes::from_static(b"first")).await;
+            // The stall under test: the body stops well past the read timeout.
             tokio::time::sleep(Duration::from_secs(10)).await;
             drop(tx);
         });

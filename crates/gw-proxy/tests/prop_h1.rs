@@ -12,21 +12,7 @@ mod h1_model;
 use gw_proxy::h1_probe::{parse_chunk_size, parse_response_head};
 use h1_model::{check_chunk_size, check_head, MAX_HEADERS};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
-
-/// `cases` unless `PROPTEST_CASES` says otherwise; nothing is written to disk on failure
-/// (the failing input is in the panic message).
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+use test_support::proptest_config;
 
 // ---------------------------------------------------------------------------------------
 // Generators.
@@ -177,7 +163,7 @@ fn mutated_head() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn heads_agree_with_httparse(bytes in head(), head_request in any::<bool>()) {
@@ -244,7 +230,7 @@ fn chunk_line() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn chunk_sizes_agree_with_reference(line in chunk_line()) {

@@ -313,6 +313,7 @@ async fn trickled_upload(protocol: UpstreamProtocol, send: u64, read: u64) -> (u
     let body = Body::new(Trickle {
         left: 15,
         gap,
+        // The slow client under test: one piece every `gap`.
         sleep: Box::pin(tokio::time::sleep(gap)),
     });
     call(&proxy, request("PUT", "/", body)).await

@@ -551,9 +551,11 @@ async fn sweeper_task_evicts_idle_entries_and_ends_with_the_limiter() {
     assert_eq!(store.len(), 100);
     let task = tokio::spawn(lim.sweeper(std::time::Duration::from_secs(10)));
     clock.advance(60_000);
+    // Paused time: the sleep moves the virtual clock past the sweeper's 10 s tick.
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     assert_eq!(store.len(), 0, "the sweeper ran after the window passed");
     drop(lim);
+    // Paused time again: one more tick, which finds the limiter gone.
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     assert!(
         task.is_finished(),

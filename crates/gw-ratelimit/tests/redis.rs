@@ -1,8 +1,6 @@
 //! Against a real Redis: exactness under concurrency and across nodes, unique members, one
 //! round trip, NOSCRIPT reload, Redis stopping and coming back.
 
-mod support;
-
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,7 +13,8 @@ use gw_ratelimit::{
     RedisStore, RoutePolicy, StoreError,
 };
 use http::{Request, Response};
-use support::{pool, redis_url, unique_prefix, OwnRedis};
+use test_support::redis::{pool, redis_url, unique_prefix, OwnRedis};
+use test_support::wait_for;
 use tower::{service_fn, Layer, ServiceExt};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -302,24 +301,26 @@ async fn redis_stopped_mid_test_open_and_closed_then_restarted() {
 
     // Redis comes back on the same port (empty: nothing was saved).
     let _again = OwnRedis::start_on(port);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (r, took) = timed_check(&closed, &limits).await;
-        assert!(took < bound);
-        if r.is_ok() && !closed.is_degraded() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "shared path did not resume");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    loop {
-        timed_check(&open, &limits).await.0.unwrap();
-        if !open.is_degraded() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "open limiter did not resume");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (closed, open, limits) = (&closed, &open, &limits);
+    wait_for(
+        Duration::from_secs(10),
+        "the shared path to resume",
+        || async move {
+            let (r, took) = timed_check(closed, limits).await;
+            assert!(took < bound);
+            r.is_ok() && !closed.is_degraded()
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "the open limiter to resume",
+        || async move {
+            timed_check(open, limits).await.0.unwrap();
+            !open.is_degraded()
+        },
+    )
+    .await;
     // The shared count lives in the new Redis again.
     let mut c = conn(&format!("redis://127.0.0.1:{port}")).await;
     let card: u64 = c

@@ -14,22 +14,8 @@ use gw_router::{PathMatcher, RouteMatch, RouteSpec, RouteTable};
 use http::Method;
 use model::check_find;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use support::echo;
-
-/// `cases` unless `PROPTEST_CASES` says otherwise; nothing is written to disk on failure
-/// (the failing input is in the panic message).
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+use test_support::proptest_config;
 
 const PREFIXES: &[&str] = &[
     "/", "/api", "/api/", "/api/v1", "/apix", "/a", "/a/b", "/a/b/", "//", "/api//", "/%41",
@@ -125,7 +111,7 @@ fn table(specs: &[RouteSpec]) -> RouteTable {
 // ---------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(config(500))]
+    #![proptest_config(proptest_config(500))]
 
     /// `find` is the model, on random tables, methods, hosts and paths; an upstream path
     /// that came from a prefix route or a capture group starts with `/`.
@@ -169,7 +155,7 @@ static EVERY_ROUTE: LazyLock<RouteTable> = LazyLock::new(|| {
 });
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     /// A prefix `/p` matches `/p` and `/p/…`, never `/px…`; with `strip_prefix` the rest
     /// starts with `/`.

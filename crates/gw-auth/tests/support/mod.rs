@@ -1,11 +1,8 @@
-//! Shared test helpers: a Redis finder, unique key prefixes, token and request builders.
+//! gw-auth's own test helpers: token and request builders over its API (Redis, polls and
+//! the rest come from the workspace's test-support crate).
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use gw_auth::{AuthLayer, Authenticator, JwtConfig, RoutePolicy};
 use gw_core::{Body, Identity};
@@ -14,103 +11,6 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghij";
-
-/// A Redis to test against; a server started here is killed on drop.
-pub struct TestRedis {
-    pub url: String,
-    child: Option<Child>,
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl TestRedis {
-    /// Kills a server started by this helper (for "Redis stopped" tests).
-    pub fn stop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        self.child = None;
-    }
-}
-
-fn pings(addr: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read(&mut buf)
-        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
-}
-
-/// `GW_TEST_REDIS_URL`, else the local Redis if it answers, else a fresh `redis-server`.
-pub fn redis() -> TestRedis {
-    if let Ok(url) = std::env::var("GW_TEST_REDIS_URL") {
-        return TestRedis { url, child: None };
-    }
-    if pings("127.0.0.1:6379") {
-        return TestRedis {
-            url: "redis://127.0.0.1:6379".into(),
-            child: None,
-        };
-    }
-    spawn_redis()
-}
-
-/// A private `redis-server` on an ephemeral port.
-pub fn spawn_redis() -> TestRedis {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|_| panic!("install redis-server"));
-    let addr = format!("127.0.0.1:{port}");
-    let redis = TestRedis {
-        url: format!("redis://{addr}"),
-        child: Some(child),
-    };
-    let start = Instant::now();
-    while !pings(&addr) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    redis
-}
-
-/// A unique key prefix per test.
-pub fn prefix(test: &str) -> String {
-    let mut b = [0u8; 6];
-    getrandom::fill(&mut b).unwrap();
-    format!("test:gw-auth:{test}:{}:", hex::encode(b))
-}
 
 pub fn now() -> u64 {
     gw_auth::unix_now()
@@ -146,13 +46,9 @@ pub fn sign(
     encode(&h, &claims, key).unwrap()
 }
 
+/// `claims` signed with HS256 under [`SECRET`].
 pub fn hs256(claims: serde_json::Value) -> String {
-    sign(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-        None,
-        claims,
-    )
+    test_support::jwt::sign_hs256(&claims, SECRET)
 }
 
 /// Typical claims valid for an hour.

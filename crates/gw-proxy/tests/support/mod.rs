@@ -1,15 +1,14 @@
-//! Test upstreams on 127.0.0.1:0 and request helpers.
-#![allow(dead_code, unreachable_pub)]
+//! gw-proxy's own test helpers: upstream instances, proxies and requests over its API (the
+//! servers themselves, polls and the rest come from the workspace's test-support crate).
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use gw_core::{Body, ClientAddr, ConnInfo, RequestId};
@@ -18,26 +17,22 @@ use http::{HeaderValue, Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use test_support::Protocol;
 
 pub const PEER: &str = "192.0.2.10:5555";
 pub const REQUEST_ID: &str = "test-req-1";
 
-/// A running test upstream.
-#[derive(Clone, Debug)]
-pub struct TestUpstream {
-    pub addr: SocketAddr,
-    pub hits: Arc<AtomicUsize>,
+/// A running test upstream (the workspace's test-support [`Server`](test_support::Server)).
+pub use test_support::{refused_addr, Server as TestUpstream};
+
+/// The [`Instance`] of a test upstream.
+pub trait InstanceOf {
+    /// The upstream as instance `id` of weight 100.
+    fn instance(&self, id: &str) -> Instance;
 }
 
-impl TestUpstream {
-    pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-
-    pub fn instance(&self, id: &str) -> Instance {
+impl InstanceOf for TestUpstream {
+    fn instance(&self, id: &str) -> Instance {
         instance(id, self.addr, 100)
     }
 }
@@ -58,38 +53,8 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let f = f.clone();
-            let counter = counter.clone();
-            let svc = service_fn(move |req| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let fut = f(req);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            tokio::spawn(async move {
-                let io = TokioIo::new(stream);
-                if h2 {
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(io, svc)
-                        .await;
-                } else {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, svc)
-                        .with_upgrades()
-                        .await;
-                }
-            });
-        }
-    });
-    TestUpstream { addr, hits }
+    let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+    TestUpstream::start(protocol, f).await
 }
 
 pub async fn serve<F, Fut>(f: F) -> TestUpstream
@@ -109,14 +74,6 @@ pub async fn fixed(id: &'static str, status: u16) -> TestUpstream {
             .unwrap()
     })
     .await
-}
-
-/// A port on which nothing listens.
-pub async fn refused_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    addr
 }
 
 pub fn proxy(
@@ -217,15 +174,4 @@ impl http_body::Body for Generated {
         self.remaining -= n;
         Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
     }
-}
-
-/// Polls `cond` until it holds (bounded).
-pub async fn eventually(mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not met in time");
 }

@@ -1,10 +1,11 @@
 //! Redis for the tests: `GW_TEST_REDIS_URL`, else 127.0.0.1:6379 when it answers, else a
 //! `redis-server` from PATH started on an ephemeral port (and one line saying what to install
-//! when there is none). Each test takes its own key prefix.
+//! when there is none). Each test takes its own key prefix ([`unique_prefix`]); a test that
+//! stops Redis on purpose starts its own ([`OwnRedis`]).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_redis::{Config, Pool, Runtime};
 
@@ -47,14 +48,10 @@ impl OwnRedis {
             port,
             child: Some(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ping(&me.url()) {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {port} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            crate::wait_until_blocking(Duration::from_secs(10), || ping(&me.url())),
+            "redis-server on {port} did not start"
+        );
         me
     }
 
@@ -111,9 +108,9 @@ pub fn pool(url: &str) -> Pool {
         .expect("redis pool")
 }
 
-/// A key prefix no other test uses.
+/// A key prefix no other test uses: `test:{test}:{random}:`.
 pub fn unique_prefix(test: &str) -> String {
-    format!("test:it:{test}:{:016x}:", fastrand::u64(..))
+    format!("test:{test}:{:016x}:", fastrand::u64(..))
 }
 
 /// The shared test Redis, found (or started) once per test process.

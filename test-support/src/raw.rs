@@ -4,16 +4,10 @@
 //!
 //! ```no_run
 //! # async fn t() {
-//! use integration_tests::raw::{raw_exchange, RecordingUpstream};
-//! use integration_tests::TestGateway;
+//! use test_support::raw::{raw_exchange, RecordingUpstream};
 //! let up = RecordingUpstream::start().await;
-//! let gw = TestGateway::builder()
-//!     .service_addrs("rec", &[up.addr])
-//!     .route("id = \"all\"\npath = \"/\"\nservice = \"rec\"")
-//!     .start()
-//!     .await;
 //! let answer = raw_exchange(
-//!     gw.gateway.proxy_addr(),
+//!     up.addr,
 //!     b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 //! )
 //! .await;
@@ -26,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -40,6 +34,47 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// The answer the recording upstream gives every request.
 pub const UPSTREAM_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+/// The pause between the pieces of a scripted [`Reply`].
+const PIECE_GAP: Duration = Duration::from_millis(20);
+
+/// What a [`RecordingUpstream`] writes back for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Written in this order, 20 ms apart (so that they arrive as separate reads).
+    pub pieces: Vec<Vec<u8>>,
+    /// Close the connection after this answer.
+    pub close: bool,
+}
+
+impl Reply {
+    /// `bytes` in one piece, the connection kept open.
+    pub fn bytes(bytes: &[u8]) -> Reply {
+        Reply {
+            pieces: vec![bytes.to_vec()],
+            close: false,
+        }
+    }
+
+    /// The default answer to `request`: [`UPSTREAM_ANSWER`] (without its body for `HEAD`),
+    /// closing the connection when the request says `Connection: close`.
+    pub fn standard(request: &Recorded) -> Reply {
+        let answer = if request.method == "HEAD" {
+            &UPSTREAM_ANSWER[..UPSTREAM_ANSWER.len() - 2]
+        } else {
+            UPSTREAM_ANSWER
+        };
+        Reply {
+            pieces: vec![answer.to_vec()],
+            close: list_items(values(&request.headers, "connection"))
+                .iter()
+                .any(|t| t.as_slice() == b"close"),
+        }
+    }
+}
+
+/// How a [`RecordingUpstream`] answers each request.
+type Script = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 
 /// One request as the [`RecordingUpstream`] received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +158,9 @@ impl Shared {
 
 /// A raw HTTP/1.1 server on `127.0.0.1:0` that records every request the gateway sends it and
 /// answers each with [`UPSTREAM_ANSWER`] (`200`, body `ok`; no body for `HEAD`), keeping the
-/// connection open unless the request says `Connection: close`. Stopped when dropped.
+/// connection open unless the request says `Connection: close` ([`Reply::standard`]); or, when
+/// started with [`RecordingUpstream::scripted`], with whatever its script says. Stopped when
+/// dropped.
 ///
 /// It reads strictly: lines must end in CRLF; the framing must be exactly one
 /// `Content-Length` of plain digits, or a `Transfer-Encoding` whose last coding is `chunked`
@@ -148,8 +185,16 @@ impl Drop for RecordingUpstream {
 }
 
 impl RecordingUpstream {
-    /// Starts one on `127.0.0.1:0`.
+    /// Starts one on `127.0.0.1:0` answering with [`Reply::standard`].
     pub async fn start() -> RecordingUpstream {
+        Self::scripted(Reply::standard).await
+    }
+
+    /// Starts one on `127.0.0.1:0` answering each request with what `script` returns for it.
+    pub async fn scripted(
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> RecordingUpstream {
+        let script: Script = Arc::new(script);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind recording upstream");
@@ -168,7 +213,11 @@ impl RecordingUpstream {
                 };
                 let _ = stream.set_nodelay(true);
                 task_shared.log().connections += 1;
-                conns.spawn(serve_connection(stream, task_shared.clone()));
+                conns.spawn(serve_connection(
+                    stream,
+                    task_shared.clone(),
+                    script.clone(),
+                ));
             }
         });
         RecordingUpstream { addr, shared, task }
@@ -207,6 +256,19 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usiz
     let read = stream.read(&mut buf[start..]).await;
     buf.truncate(start + *read.as_ref().unwrap_or(&0));
     read
+}
+
+/// Reads `stream` into `buf` until `pat` appears in it; returns where it starts, or `None`
+/// when the connection ends first.
+pub async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, pat: &[u8]) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(pat.len()).position(|w| w == pat) {
+            return Some(i);
+        }
+        if !matches!(fill(stream, buf).await, Ok(n) if n > 0) {
+            return None;
+        }
+    }
 }
 
 /// A request head as parsed, owned.
@@ -424,7 +486,7 @@ fn trailer_section(data: &[u8]) -> Result<Option<usize>, String> {
 }
 
 /// Serves one connection from the gateway until it closes or breaks a framing rule.
-async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, script: Script) {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
         // The head.
@@ -508,22 +570,25 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         for reason in other_rules(&head) {
             shared.violation(reason, &raw_head);
         }
-        let close = list_items(values(&head.headers, "connection"))
-            .iter()
-            .any(|t| t.as_slice() == b"close");
-        let answer = if head.method == "HEAD" {
-            &UPSTREAM_ANSWER[..UPSTREAM_ANSWER.len() - 2]
-        } else {
-            UPSTREAM_ANSWER
-        };
-        shared.record(Recorded {
+        let request = Recorded {
             method: head.method,
             target: head.target,
             headers: head.headers,
             body,
             raw_head,
-        });
-        if stream.write_all(answer).await.is_err() || close {
+        };
+        let reply = script(&request);
+        shared.record(request);
+        for (i, piece) in reply.pieces.iter().enumerate() {
+            if i > 0 {
+                // The pieces arrive apart on purpose: what a scripted reply is for.
+                tokio::time::sleep(PIECE_GAP).await;
+            }
+            if stream.write_all(piece).await.is_err() {
+                return;
+            }
+        }
+        if reply.close {
             return;
         }
     }
@@ -587,6 +652,24 @@ impl RawResponse {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of header `name` (case-insensitive) as text (`None` when absent or
+    /// not UTF-8).
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The body as JSON; panics, showing the body, when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("JSON body ({e}): {:?}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
@@ -834,6 +917,66 @@ pub async fn raw_exchange_with(addr: SocketAddr, bytes: &[u8], how: &Exchange) -
     answer.write_error = written.err().map(|e| e.to_string());
     answer.read_error = read_error;
     answer
+}
+
+/// Writes `bytes` on a new connection to `addr` and returns the first response, read within
+/// `limit`; panics, saying what came instead, when no whole response did.
+pub async fn first_response(addr: SocketAddr, bytes: &[u8], limit: Duration) -> RawResponse {
+    let how = Exchange {
+        deadline: limit,
+        stop_after: Some(1),
+        ..Exchange::default()
+    };
+    let answer = raw_exchange_with(addr, bytes, &how).await;
+    match answer.responses.first() {
+        Some(response) => response.clone(),
+        None => panic!("no whole response within {limit:?}: {}", answer.summary()),
+    }
+}
+
+/// Reads one response off `stream` within `limit`; panics, saying what came instead, when the
+/// connection ends or the time passes before a whole response arrived.
+pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> RawResponse {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut wire = Vec::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let answer = RawAnswer::parse(&wire, false, &[]);
+        if let Some(response) = answer.responses.into_iter().next() {
+            return response;
+        }
+        if let Some(m) = answer.malformed {
+            panic!("not a response ({m}): {:?}", String::from_utf8_lossy(&wire));
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no whole response within {limit:?}"))
+            .unwrap_or(0);
+        assert!(
+            n > 0,
+            "connection closed before a whole response: {:?}",
+            String::from_utf8_lossy(&wire)
+        );
+        wire.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads `io` until the peer closes it (end of stream or an error) or `limit` passes; returns
+/// every byte read and, when it closed, how long that took (`None`: still open).
+pub async fn read_until_closed<T: AsyncRead + Unpin>(
+    io: &mut T,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let start = tokio::time::Instant::now();
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match tokio::time::timeout_at(start + limit, io.read(&mut buf)).await {
+            Err(_) => return (all, None),
+            Ok(Ok(0)) | Ok(Err(_)) => return (all, Some(start.elapsed())),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 #[cfg(test)]
