@@ -1,4 +1,4 @@
-//! The command line of SPEC §1, run as a real process: `--check-config`, `--version`,
+//! The command line of docs/command-line.md, run as a real process: `--check-config`, `--version`,
 //! SIGHUP reload and SIGTERM shutdown.
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,7 +1,7 @@
-//! Identity through the real gateway (SPEC §3, §4, §5, §7): every 401 message for exactly its
-//! cause (with `WWW-Authenticate`), 403 `Access denied` / `HTTPS required`, the identity
-//! headers sent upstream, the users / tokens / API-keys admin API, and revocation shared by
-//! two gateways over one Redis.
+//! Identity through the real gateway (docs/http-answers.md, docs/operations.md, docs/admin-api.md):
+//! every 401 message for exactly its cause (with `WWW-Authenticate`), 403 `Access denied` / `HTTPS
+//! required`, the identity headers sent upstream, the users / tokens / API-keys admin API, and
+//! revocation shared by two gateways over one Redis.
 
 use std::time::Duration;
 
@@ -320,7 +320,7 @@ async fn revocation_is_seen_by_a_second_gateway_sharing_redis() {
     )
     .await;
 
-    // The record sits under the prefix, as SPEC §4 lays it out.
+    // The record sits under the prefix, as docs/operations.md, "Store layout" lays it out.
     let mut conn = redis_conn().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}blacklist:*"))
@@ -391,7 +391,7 @@ async fn user_records_live_in_redis_under_the_prefix() {
     let tok = token("r1", "user");
     unauthorized(get_bearer(&gw, "/jwt", &tok).await, "User not found").await;
 
-    // Written directly as SPEC §4 lays it out (another tool, or the seed's data).
+    // Written directly as docs/operations.md, "Store layout" lays it out (another tool, or the seed's data).
     let mut conn = redis_conn().await;
     let rec = json!({"user_id": "r1", "username": "r", "email": "r@example.com", "role": "admin", "status": "active", "permissions": []});
     let _: () = redis::cmd("SET")
@@ -526,7 +526,7 @@ async fn api_key_expired_and_not_active() {
     let fresh = created["key"].as_str().unwrap().to_string();
     passed(get(&gw, "/key", &[("x-api-key", &fresh)]).await).await;
 
-    // Records written straight to Redis as SPEC §4 lays them out: api_key:{sha256 hex}.
+    // Records written straight to Redis as docs/operations.md, "Store layout" lays them out: api_key:{sha256 hex}.
     let mut conn = redis_conn().await;
     let put = |key: &str, status: &str| {
         (

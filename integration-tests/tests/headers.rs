@@ -1,4 +1,4 @@
-//! Headers of SPEC §3/§7: request id, gateway headers, forwarded headers, hop-by-hop,
+//! Headers of docs/http-answers.md: request id, gateway headers, forwarded headers, hop-by-hop,
 //! client X-User-*, per-route add/remove.
 
 use integration_tests::{TestGateway, Upstream};

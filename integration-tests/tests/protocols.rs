@@ -1,4 +1,4 @@
-//! Protocols of SPEC §3: h2c prior knowledge downstream, HTTP/2 upstream with gRPC trailers,
+//! Protocols (docs/http-answers.md): h2c prior knowledge downstream, HTTP/2 upstream with gRPC trailers,
 //! WebSocket upgrades both ways, TLS termination with ALPN.
 
 use std::sync::Arc;

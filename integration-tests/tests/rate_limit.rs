@@ -1,7 +1,7 @@
-//! Rate limits through the real gateway (SPEC §3, §4, §5, §7): the headers on every answer of
-//! a limited route, 429 answers, `default`, per-user vs per-IP keys, exactness under
-//! concurrency (memory, Redis, two gateways on one Redis), Redis outages in both failure
-//! modes, `GET /admin/rate-limits` and `gateway_rate_limited_total`.
+//! Rate limits through the real gateway (docs/http-answers.md, docs/operations.md,
+//! docs/admin-api.md): the headers on every answer of a limited route, 429 answers, `default`, per-user vs
+//! per-IP keys, exactness under concurrency (memory, Redis, two gateways on one Redis), Redis
+//! outages in both failure modes, `GET /admin/rate-limits` and `gateway_rate_limited_total`.
 
 use std::time::Duration;
 
@@ -65,7 +65,7 @@ fn limit_headers(res: &reqwest::Response) -> (u64, u64, u64) {
     (limit, remaining, reset)
 }
 
-/// Asserts a 429 as SPEC §3 gives it.
+/// Asserts a 429 as docs/http-answers.md gives it.
 async fn assert_limited(res: reqwest::Response) {
     assert_eq!(res.status(), 429);
     limit_headers(&res);
@@ -274,7 +274,7 @@ async fn redis_backend_50_concurrent_with_limit_10_lets_exactly_10_through() {
     assert_eq!(count(&statuses, 429), 40, "{statuses:?}");
     assert_eq!(up.hits(), 10);
 
-    // The limiter state lives in Redis under the prefix (SPEC §4 layout).
+    // The limiter state lives in Redis under the prefix (docs/operations.md, "Store layout").
     let mut conn = test_redis::pool(&test_redis::shared_url())
         .get()
         .await

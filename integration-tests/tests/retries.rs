@@ -1,4 +1,4 @@
-//! Retries of SPEC §3/§7: idempotent methods only, on another instance, bounded.
+//! Retries (docs/http-answers.md, "Retries"): idempotent methods only, on another instance, bounded.
 
 use integration_tests::{refused_addr, TestGateway, Upstream};
 use serde_json::Value;

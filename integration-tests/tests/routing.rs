@@ -1,4 +1,4 @@
-//! Routing rules of SPEC §2 and the 404 / 405 answers of SPEC §3, end to end.
+//! Routing rules of docs/configuration.md and the 404 / 405 answers of docs/http-answers.md, end to end.
 
 use integration_tests::{TestGateway, Upstream};
 use serde_json::Value;

@@ -276,7 +276,6 @@ fn cites_outside(line: &str) -> bool {
 }
 
 #[test]
-#[ignore = "enabled once the code comments cite docs/*.md (the docs and README already pass)"]
 fn the_repository_cites_only_its_own_documents() {
     let root = root();
     let mut files = Vec::new();
@@ -320,7 +319,6 @@ fn the_citation_rule_tells_words_apart() {
 }
 
 #[test]
-#[ignore = "enabled when missing_docs lands"]
 fn the_workspace_warns_on_missing_docs() {
     let text = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
     let section = text

@@ -1,4 +1,4 @@
-//! 502 / 503 / 504 answers of SPEC §3: the gateway's own JSON with the request id.
+//! 502 / 503 / 504 answers of docs/http-answers.md: the gateway's own JSON with the request id.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The admin API through its Router: each endpoint, the SPEC errors and access control.
+//! The admin API through its Router: each endpoint, the errors of docs/admin-api.md and access control.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! The layer with the memory store: every SPEC message, headers, extensions, policies.
+//! The layer with the memory store: every message of docs/http-answers.md, headers, extensions, policies.
 
 mod support;
 

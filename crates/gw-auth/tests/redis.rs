@@ -44,7 +44,7 @@ async fn revocation_reaches_every_node() {
     let res = call(&node_b, pol, bearer("/x", &t)).await;
     assert_eq!(res.status(), 401);
     assert_eq!(error_of(res).await, "Token has been revoked");
-    // The blacklist entry lives in SPEC layout, expiring with the token.
+    // The blacklist entry lives in the layout of docs/operations.md, "Store layout", expiring with the token.
     let jti = node_b.verify_token(&t, now()).await.unwrap().jti.unwrap();
     let mut c = raw(&url).await;
     let ttl: i64 = deadpool_redis::redis::cmd("TTL")

@@ -18,7 +18,7 @@ use crate::fields::{
 // What the HTTP/1.1 exchange takes from here.
 pub(crate) use crate::fields::{hop_by_hop_bit, names_other_fields, AddedFields, HOP_OTHER};
 
-/// Networks whose `X-Forwarded-*` headers are believed (SPEC §7).
+/// Networks whose `X-Forwarded-*` headers are believed (docs/configuration.md, `server.trusted_proxies`).
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
 
@@ -51,7 +51,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Who the client is (SPEC §7), computed once per request by the listener.
+/// Who the client is (docs/configuration.md, `server.trusted_proxies`), computed once per request by the listener.
 ///
 /// When `conn.peer` is trusted, the client is the right-most `X-Forwarded-For` address that is
 /// not itself trusted (the left-most when all are), and `https` follows `X-Forwarded-Proto`
@@ -264,7 +264,7 @@ pub(crate) fn is_websocket(req: &http::request::Parts) -> bool {
             .any(|v| has_token(v, b"upgrade"))
 }
 
-/// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream request (SPEC §7).
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream request (docs/http-answers.md, "Headers to the upstream").
 pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     added: &mut Added<'_>,

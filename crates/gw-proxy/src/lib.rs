@@ -8,10 +8,10 @@
 //!   been read to its end (closed otherwise); HTTP/2 services use hyper-util's pooled client.
 //! - [`Proxy`]: the per-route `tower::Service<Request<Body>>` that forwards a request whose
 //!   URI was already rewritten by the router, and streams the answer back. It never fails:
-//!   errors become the SPEC's JSON answers (502 `Bad gateway`, 504 `Gateway timeout`,
+//!   errors become the gateway's JSON answers (docs/http-answers.md) (502 `Bad gateway`, 504 `Gateway timeout`,
 //!   503 `No healthy upstream`, 413 `Request body too large`, 400 `Bad request`) through
 //!   `gw_core`.
-//! - [`client_addr`] and [`TrustedProxies`]: who the client is (SPEC §7), for the listener.
+//! - [`client_addr`] and [`TrustedProxies`]: who the client is (`server.trusted_proxies`), for the listener.
 //!
 //! # What is sent upstream
 //! - The client's `Host` is kept (as nginx's `proxy_set_header Host $host`); when the request
