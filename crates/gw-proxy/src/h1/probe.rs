@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use http::{Method, Response};
 
-use super::{chunk_size, parse_head, H1Error};
+use super::{parse_head, H1Error};
 
 /// An answer head as the HTTP/1.1 client parsed it.
 #[derive(Debug)]
@@ -56,5 +56,5 @@ pub fn parse_response_head(
 
 /// The size a chunk-size line (without its CRLF) announces; `None` when it is invalid.
 pub fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    chunk_size(line)
+    gw_core::h1::parse_chunk_size(line)
 }
