@@ -12,6 +12,9 @@
 //! body (HEAD, 204, 304), keep-alive per RFC 9112 §9.3, `101 Switching Protocols` to a
 //! request that asked for an upgrade (the socket is handed to the caller; to any other
 //! request it is an error, and the connection is closed), trailers of chunked answers (read and dropped).
+//!
+//! The wire format (field names, the request line and fields, chunk size lines, the chunked
+//! decoder) is [`gw_core::h1`]'s, which the gateway's server loop uses too.
 
 use std::fmt;
 use std::future::{poll_fn, Future};
