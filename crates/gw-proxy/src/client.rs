@@ -520,7 +520,7 @@ impl fmt::Debug for HostPool {
 impl HostPool {
     /// The most recently used connection that is still open and idle for less than
     /// `idle_timeout` at `now`; older ones are closed.
-    fn checkout(&self, now: Instant, idle_timeout: Duration) -> Option<Box<Conn>> {
+    pub(crate) fn checkout(&self, now: Instant, idle_timeout: Duration) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock();
         while let Some(entry) = idle.pop() {
             if now.saturating_duration_since(entry.since) > idle_timeout {
