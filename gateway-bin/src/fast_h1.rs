@@ -221,6 +221,40 @@ where
     }
 }
 
+/// Serves one plain HTTP/1.1 connection as the listener does (this loop, then hyper's
+/// server built by `h1` after a hand-off), with the default head limits and without the idle
+/// watchdog: for the benchmark `benches/h1.rs`, which compares it with hyper's server alone.
+/// Not part of the crate's API.
+#[doc(hidden)]
+pub async fn serve_plain<S, F>(
+    stream: TcpStream,
+    service: S,
+    h1: http1::Builder,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let edge = gw_edge::EdgePolicy::default();
+    let activity = Arc::new(Activity::default());
+    let io = Counted {
+        io: stream,
+        activity: activity.clone(),
+    };
+    let serving = Serving {
+        service: Arc::new(service),
+        activity,
+        stop: Arc::new(AtomicBool::new(false)),
+        h1,
+        limits: HeadLimits {
+            line: edge.max_request_line_bytes,
+            head: edge.max_header_bytes,
+            headers: edge.max_headers,
+        },
+    };
+    serve(io, serving).await
+}
+
 /// Answers a head the loop refuses: a stand-in request marked [`Rejected`] goes through the
 /// service (so the answer has a request id and is counted and logged), its answer is
 /// written, and the connection is closed without reading the rest of the head.
