@@ -46,6 +46,9 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 16 * 1024;
 /// Request bodies up to this size go out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
+/// Request body frames up to this size are copied into the write buffer (a run of them goes
+/// out in one write); larger ones are written as they are.
+const COPY_FRAME: usize = 16 * 1024;
 
 /// One keep-alive connection to an instance: the socket and what was read past the last
 /// message (nothing, for a well-behaved upstream).
@@ -402,16 +405,47 @@ fn encode_head(
     framing
 }
 
+/// Writes the request body after its head. Frames at hand are gathered in the connection's
+/// write buffer and go out in one `write` (a chunked body's size lines and CRLFs with them);
+/// the buffer is written before waiting for the next frame, so nothing is held back while
+/// the client's body is slow.
 async fn write_body(
     conn: &mut Conn,
     body: &mut ReqBody,
     framing: ReqFraming,
 ) -> Result<(), H1Error> {
+    let mut out = std::mem::take(&mut conn.wbuf);
+    out.clear();
+    let written = write_frames(&mut conn.io, &mut out, body, framing).await;
+    out.clear();
+    conn.wbuf = out;
+    written
+}
+
+async fn write_frames(
+    io: &mut TcpStream,
+    out: &mut Vec<u8>,
+    body: &mut ReqBody,
+    framing: ReqFraming,
+) -> Result<(), H1Error> {
+    let chunked = framing == ReqFraming::Chunked;
     let mut body = Pin::new(body);
     loop {
-        let frame = match poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                flush(io, out).await?;
+                poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            }
+        };
+        let frame = match frame {
             None => break,
-            Some(Err(e)) => return Err(H1Error::Body(e)),
+            Some(Err(e)) => {
+                // What was read of the body before goes out, as when each frame was written
+                // on its own.
+                let _ = flush(io, out).await;
+                return Err(H1Error::Body(e));
+            }
             Some(Ok(frame)) => frame,
         };
         let Ok(mut data) = frame.into_data() else {
@@ -421,18 +455,34 @@ async fn write_body(
         if data.is_empty() {
             continue;
         }
-        if framing == ReqFraming::Chunked {
-            conn.io
-                .write_all(ChunkSize::new(data.len()).as_bytes())
-                .await?;
-            conn.io.write_all_buf(&mut data).await?;
-            conn.io.write_all(b"\r\n").await?;
+        if chunked {
+            out.extend_from_slice(ChunkSize::new(data.len()).as_bytes());
+        }
+        if data.len() <= COPY_FRAME {
+            out.extend_from_slice(&data);
         } else {
-            conn.io.write_all_buf(&mut data).await?;
+            flush(io, out).await?;
+            io.write_all_buf(&mut data).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= COPY_FRAME {
+            flush(io, out).await?;
         }
     }
-    if framing == ReqFraming::Chunked {
-        conn.io.write_all(wire::LAST_CHUNK).await?;
+    if chunked {
+        out.extend_from_slice(wire::LAST_CHUNK);
+    }
+    flush(io, out).await?;
+    Ok(())
+}
+
+/// Writes what `out` holds, and empties it.
+async fn flush(io: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
     }
     Ok(())
 }
