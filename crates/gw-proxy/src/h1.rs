@@ -226,32 +226,37 @@ pub(crate) async fn send(
             inline = true;
         }
     }
-    // It nearly always goes into the socket at once: the request was then sent when the
-    // connection was ready, with no timer to poll and no clock to read.
+    // A streamed body's first frames are usually at hand already: its head waits for them
+    // in the buffer and goes out in the same write (see `write_body`).
+    let streamed = matches!(body, ReqBody::Stream { .. });
     let mut sent = phases.ready;
-    let written = match conn.io.try_write(&out) {
-        Ok(n) if n == out.len() => Ok(()),
-        Ok(n) => Err(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(0),
-        Err(e) => {
-            conn.wbuf = out;
-            return Err(write_failed(e, reused && replayable, body));
-        }
-    };
-    if let Err(n) = written {
-        let rest = timed(timer.as_mut(), send_due, conn.io.write_all(&out[n..])).await;
-        let rest = match rest {
-            Ok(r) => r,
+    if !streamed {
+        // It nearly always goes into the socket at once: the request was then sent when the
+        // connection was ready, with no timer to poll and no clock to read.
+        let written = match conn.io.try_write(&out) {
+            Ok(n) if n == out.len() => Ok(()),
+            Ok(n) => Err(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(0),
             Err(e) => {
                 conn.wbuf = out;
-                return Err(e);
+                return Err(write_failed(e, reused && replayable, body));
             }
         };
-        if let Err(e) = rest {
-            conn.wbuf = out;
-            return Err(write_failed(e, reused && replayable, body));
+        if let Err(n) = written {
+            let rest = timed(timer.as_mut(), send_due, conn.io.write_all(&out[n..])).await;
+            let rest = match rest {
+                Ok(r) => r,
+                Err(e) => {
+                    conn.wbuf = out;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = rest {
+                conn.wbuf = out;
+                return Err(write_failed(e, reused && replayable, body));
+            }
+            sent = tokio::time::Instant::now();
         }
-        sent = tokio::time::Instant::now();
     }
     conn.wbuf = out;
     let mut early = None;
@@ -259,14 +264,23 @@ pub(crate) async fn send(
         let written = timed(
             timer.as_mut(),
             send_due,
-            write_body(&mut conn, &mut body, framing),
+            write_body(&mut conn, &mut body, framing, streamed),
         )
         .await?;
         match written {
             Ok(()) => sent = tokio::time::Instant::now(),
+            // The head did not go out (it was waiting for the body's first frames): as when
+            // any other head fails; a streamed body cannot be sent again.
+            Err(BodyWrite {
+                error: H1Error::Io(e),
+                head: true,
+            }) => return Err(write_failed(e, false, body)),
             // An upstream may answer before it has read the whole body (413, 401) and close
             // the connection: an answer that is already in the socket is passed on.
-            Err(e @ H1Error::Io(_)) => {
+            Err(BodyWrite {
+                error: e @ H1Error::Io(_),
+                ..
+            }) => {
                 let head = timed(
                     timer.as_mut(),
                     deadline(phases.read),
@@ -281,7 +295,7 @@ pub(crate) async fn send(
                     _ => return Err((e, None)),
                 }
             }
-            Err(e) => return Err((e, None)),
+            Err(BodyWrite { error, .. }) => return Err((error, None)),
         }
     }
 
@@ -405,21 +419,32 @@ fn encode_head(
     framing
 }
 
-/// Writes the request body after its head. Frames at hand are gathered in the connection's
-/// write buffer and go out in one `write` (a chunked body's size lines and CRLFs with them);
-/// the buffer is written before waiting for the next frame, so nothing is held back while
-/// the client's body is slow.
+/// Why writing a request body failed, and whether its head, which was waiting in the buffer
+/// for the first frames, was not written.
+struct BodyWrite {
+    error: H1Error,
+    head: bool,
+}
+
+/// Writes the request body after its head (`head_waiting`: the head is still in the
+/// connection's write buffer). Frames at hand are gathered in that buffer and go out in one
+/// `write` (a chunked body's size lines and CRLFs with them); the buffer is written before
+/// waiting for the next frame, so nothing is held back while the client's body is slow.
 async fn write_body(
     conn: &mut Conn,
     body: &mut ReqBody,
     framing: ReqFraming,
-) -> Result<(), H1Error> {
+    head_waiting: bool,
+) -> Result<(), BodyWrite> {
     let mut out = std::mem::take(&mut conn.wbuf);
-    out.clear();
-    let written = write_frames(&mut conn.io, &mut out, body, framing).await;
+    if !head_waiting {
+        out.clear();
+    }
+    let mut head = head_waiting;
+    let written = write_frames(&mut conn.io, &mut out, body, framing, &mut head).await;
     out.clear();
     conn.wbuf = out;
-    written
+    written.map_err(|error| BodyWrite { error, head })
 }
 
 async fn write_frames(
@@ -427,6 +452,7 @@ async fn write_frames(
     out: &mut Vec<u8>,
     body: &mut ReqBody,
     framing: ReqFraming,
+    head: &mut bool,
 ) -> Result<(), H1Error> {
     let chunked = framing == ReqFraming::Chunked;
     let mut body = Pin::new(body);
@@ -434,16 +460,16 @@ async fn write_frames(
         let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
-                flush(io, out).await?;
+                flush(io, out, head).await?;
                 poll_fn(|cx| body.as_mut().poll_frame(cx)).await
             }
         };
         let frame = match frame {
             None => break,
             Some(Err(e)) => {
-                // What was read of the body before goes out, as when each frame was written
-                // on its own.
-                let _ = flush(io, out).await;
+                // What was read of the body before (and the head) goes out, as when each
+                // frame was written on its own.
+                let _ = flush(io, out, head).await;
                 return Err(H1Error::Body(e));
             }
             Some(Ok(frame)) => frame,
@@ -461,28 +487,29 @@ async fn write_frames(
         if data.len() <= COPY_FRAME {
             out.extend_from_slice(&data);
         } else {
-            flush(io, out).await?;
+            flush(io, out, head).await?;
             io.write_all_buf(&mut data).await?;
         }
         if chunked {
             out.extend_from_slice(b"\r\n");
         }
         if out.len() >= COPY_FRAME {
-            flush(io, out).await?;
+            flush(io, out, head).await?;
         }
     }
     if chunked {
         out.extend_from_slice(wire::LAST_CHUNK);
     }
-    flush(io, out).await?;
+    flush(io, out, head).await?;
     Ok(())
 }
 
-/// Writes what `out` holds, and empties it.
-async fn flush(io: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+/// Writes what `out` holds, and empties it; `head` turns false once it is written.
+async fn flush(io: &mut TcpStream, out: &mut Vec<u8>, head: &mut bool) -> io::Result<()> {
     if !out.is_empty() {
         io.write_all(out).await?;
         out.clear();
+        *head = false;
     }
     Ok(())
 }
