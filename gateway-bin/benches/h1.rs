@@ -11,7 +11,6 @@
 //! the figures are in docs/architecture.md ("Building for speed").
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -46,19 +45,17 @@ const ANSWER: &[u8] =
     b"{\"id\":123,\"name\":\"a user\",\"email\":\"user@example.com\",\"ok\":true}\n";
 
 /// The service behind both servers: reads the request's body, answers `ANSWER`.
-fn service(req: Request<Body>) -> impl Future<Output = Result<Response<Body>, Infallible>> {
-    async move {
-        let read = req
-            .into_body()
-            .collect()
-            .await
-            .map_or(0, |b| b.to_bytes().len());
-        assert!(read == 0 || read == 240, "read {read} body bytes");
-        let mut res = Response::new(Body::from(Bytes::from_static(ANSWER)));
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Ok(res)
-    }
+async fn service(req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    let read = req
+        .into_body()
+        .collect()
+        .await
+        .map_or(0, |b| b.to_bytes().len());
+    assert!(read == 0 || read == 240, "read {read} body bytes");
+    let mut res = Response::new(Body::from(Bytes::from_static(ANSWER)));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(res)
 }
 
 /// hyper's HTTP/1.1 server as the listener configures it for a hand-off.
