@@ -14,6 +14,9 @@
 //! `max_header_bytes` or `max_headers`: 431), before anything else is decided: the answer is
 //! the edge's JSON error, made by the service like any other answer, and the connection is
 //! closed after a short lingering drain.
+//!
+//! The wire format (field names, the status line and fields, chunk size lines) is
+//! [`gw_core::h1`]'s, which the upstream client (`gw-proxy`) writes and reads with too.
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -26,12 +29,12 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
+use gw_core::h1::{self as wire, ChunkSize};
 use gw_core::Body;
 use http::header::{
-    HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_LENGTH,
-    CONTENT_TYPE, COOKIE, DATE, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::server::conn::http1;
@@ -218,6 +221,40 @@ where
     }
 }
 
+/// Serves one plain HTTP/1.1 connection as the listener does (this loop, then hyper's
+/// server built by `h1` after a hand-off), with the default head limits and without the idle
+/// watchdog: for the benchmark `benches/h1.rs`, which compares it with hyper's server alone.
+/// Not part of the crate's API.
+#[doc(hidden)]
+pub async fn serve_plain<S, F>(
+    stream: TcpStream,
+    service: S,
+    h1: http1::Builder,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let edge = gw_edge::EdgePolicy::default();
+    let activity = Arc::new(Activity::default());
+    let io = Counted {
+        io: stream,
+        activity: activity.clone(),
+    };
+    let serving = Serving {
+        service: Arc::new(service),
+        activity,
+        stop: Arc::new(AtomicBool::new(false)),
+        h1,
+        limits: HeadLimits {
+            line: edge.max_request_line_bytes,
+            head: edge.max_header_bytes,
+            headers: edge.max_headers,
+        },
+    };
+    serve(io, serving).await
+}
+
 /// Answers a head the loop refuses: a stand-in request marked [`Rejected`] goes through the
 /// service (so the answer has a request id and is counted and logged), its answer is
 /// written, and the connection is closed without reading the rest of the head.
@@ -332,7 +369,7 @@ fn parse(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     let mut fields: smallvec::SmallVec<[(HeaderName, usize, usize); 16]> =
         smallvec::SmallVec::new();
     for h in req.headers.iter() {
-        let Some(name) = field_name(h.name.as_bytes()) else {
+        let Some((name, _)) = wire::field_name(h.name.as_bytes()) else {
             return Parsed::HandOff;
         };
         if name == CONTENT_LENGTH {
@@ -396,24 +433,6 @@ fn over_limits(buf: &[u8], len: usize, limits: &HeadLimits) -> Option<EdgeError>
     (len > limits.head).then_some(EdgeError::HeadTooLarge)
 }
 
-/// A request field name: the common ones, as clients write them, matched directly
-/// (`HeaderName::from_bytes` folds every byte's case through a table first).
-fn field_name(raw: &[u8]) -> Option<HeaderName> {
-    let known = match raw {
-        b"Host" | b"host" => HOST,
-        b"User-Agent" | b"user-agent" => USER_AGENT,
-        b"Accept" | b"accept" => ACCEPT,
-        b"Authorization" | b"authorization" => AUTHORIZATION,
-        b"Accept-Encoding" | b"accept-encoding" => ACCEPT_ENCODING,
-        b"Connection" | b"connection" => CONNECTION,
-        b"Content-Type" | b"content-type" => CONTENT_TYPE,
-        b"Content-Length" | b"content-length" => CONTENT_LENGTH,
-        b"Cookie" | b"cookie" => COOKIE,
-        _ => return HeaderName::from_bytes(raw).ok(),
-    };
-    Some(known)
-}
-
 /// How an answer's body is framed on the wire.
 enum Framing {
     /// No body (HEAD, 1xx, 204, 304).
@@ -433,11 +452,7 @@ async fn write_response(
 ) -> Result<bool, ConnError> {
     let (parts, mut body) = res.into_parts();
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    wire::push_status_line(out, parts.status);
     let mut length: Option<u64> = None;
     let mut has_date = false;
     for (name, value) in &parts.headers {
@@ -465,38 +480,32 @@ async fn write_response(
                 continue;
             }
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        wire::push_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
         date::write(out);
         out.extend_from_slice(b"\r\n");
     }
-    let status = parts.status;
-    let bodyless = status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let bodyless = wire::bodyless_status(parts.status);
     let mut framing = if head_request || bodyless {
         if head_request && length.is_none() && !bodyless {
             if let Some(n) = body.size_hint().exact() {
-                push_length(out, n);
+                wire::push_content_length(out, n);
             }
         }
         Framing::None
     } else if let Some(n) = length {
         Framing::Length(n)
     } else if let Some(n) = body.size_hint().exact() {
-        push_length(out, n);
+        wire::push_content_length(out, n);
         Framing::Length(n)
     } else {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        out.extend_from_slice(wire::CHUNKED);
         Framing::Chunked
     };
     if close {
-        out.extend_from_slice(b"connection: close\r\n");
+        out.extend_from_slice(wire::CONNECTION_CLOSE);
     }
     out.extend_from_slice(b"\r\n");
     drop(parts);
@@ -543,7 +552,7 @@ async fn write_response(
                         }
                     }
                     Framing::Chunked => {
-                        push_hex(out, data.len());
+                        out.extend_from_slice(ChunkSize::new(data.len()).as_bytes());
                         push_data(io, out, data).await?;
                         out.extend_from_slice(b"\r\n");
                     }
@@ -561,7 +570,7 @@ async fn write_response(
     let complete = match framing {
         Framing::Length(left) => left == 0,
         Framing::Chunked => {
-            out.extend_from_slice(b"0\r\n\r\n");
+            out.extend_from_slice(wire::LAST_CHUNK);
             true
         }
         Framing::None => true,
@@ -571,28 +580,6 @@ async fn write_response(
         out.clear();
     }
     Ok(complete && !close)
-}
-
-fn push_length(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// A chunk-size line.
-fn push_hex(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a small frame to `out`; writes a large one (after `out`) as it is.

@@ -52,3 +52,7 @@ pub use config::{Config, ConfigError, ConfigErrors};
 pub use control::Control;
 pub use server::{Gateway, StartError};
 pub use state::App;
+
+// For the HTTP/1.1 benchmark (`benches/h1.rs`); not part of the API.
+#[doc(hidden)]
+pub use fast_h1::serve_plain as bench_serve_h1;

@@ -1,5 +1,8 @@
 //! Hot path of the breaker in the closed state: `try_acquire` + `on_result`.
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

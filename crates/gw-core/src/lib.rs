@@ -14,6 +14,8 @@
 //! - [`error_response`]: the one JSON error answer `{"error": "...", "request_id": "..."}`;
 //!   [`HttpError`], what each crate's error enum implements to become one; [`messages`], the
 //!   text of every such answer; [`ConfigProblem`], the one shape of a configuration mistake.
+//! - [`h1`]: the HTTP/1.1 wire format both of the gateway's own codecs use (field names,
+//!   heads, chunked bodies).
 //! - [`strict`]: deserialization that takes a struct only from a table/object, never a list.
 //!
 //! ```
@@ -35,6 +37,7 @@ use std::time::Duration;
 use http::header::HeaderValue;
 
 mod error;
+pub mod h1;
 pub mod strict;
 
 pub use error::{

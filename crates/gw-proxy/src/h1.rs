@@ -12,6 +12,9 @@
 //! body (HEAD, 204, 304), keep-alive per RFC 9112 §9.3, `101 Switching Protocols` to a
 //! request that asked for an upgrade (the socket is handed to the caller; to any other
 //! request it is an error, and the connection is closed), trailers of chunked answers (read and dropped).
+//!
+//! The wire format (field names, the request line and fields, chunk size lines, the chunked
+//! decoder) is [`gw_core::h1`]'s, which the gateway's server loop uses too.
 
 use std::fmt;
 use std::future::{poll_fn, Future};
@@ -22,10 +25,9 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gw_core::h1::{self as wire, field_name, ChunkSize, ChunkedDecoder, Decoded};
 use gw_core::BoxError;
-use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
@@ -45,6 +47,9 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 16 * 1024;
 /// Request bodies up to this size go out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
+/// Request body frames up to this size are copied into the write buffer (a run of them goes
+/// out in one write); larger ones are written as they are.
+const COPY_FRAME: usize = 16 * 1024;
 
 /// One keep-alive connection to an instance: the socket and what was read past the last
 /// message (nothing, for a well-behaved upstream).
@@ -222,32 +227,37 @@ pub(crate) async fn send(
             inline = true;
         }
     }
-    // It nearly always goes into the socket at once: the request was then sent when the
-    // connection was ready, with no timer to poll and no clock to read.
+    // A streamed body's first frames are usually at hand already: its head waits for them
+    // in the buffer and goes out in the same write (see `write_body`).
+    let streamed = matches!(body, ReqBody::Stream { .. });
     let mut sent = phases.ready;
-    let written = match conn.io.try_write(&out) {
-        Ok(n) if n == out.len() => Ok(()),
-        Ok(n) => Err(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(0),
-        Err(e) => {
-            conn.wbuf = out;
-            return Err(write_failed(e, reused && replayable, body));
-        }
-    };
-    if let Err(n) = written {
-        let rest = timed(timer.as_mut(), send_due, conn.io.write_all(&out[n..])).await;
-        let rest = match rest {
-            Ok(r) => r,
+    if !streamed {
+        // It nearly always goes into the socket at once: the request was then sent when the
+        // connection was ready, with no timer to poll and no clock to read.
+        let written = match conn.io.try_write(&out) {
+            Ok(n) if n == out.len() => Ok(()),
+            Ok(n) => Err(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(0),
             Err(e) => {
                 conn.wbuf = out;
-                return Err(e);
+                return Err(write_failed(e, reused && replayable, body));
             }
         };
-        if let Err(e) = rest {
-            conn.wbuf = out;
-            return Err(write_failed(e, reused && replayable, body));
+        if let Err(n) = written {
+            let rest = timed(timer.as_mut(), send_due, conn.io.write_all(&out[n..])).await;
+            let rest = match rest {
+                Ok(r) => r,
+                Err(e) => {
+                    conn.wbuf = out;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = rest {
+                conn.wbuf = out;
+                return Err(write_failed(e, reused && replayable, body));
+            }
+            sent = tokio::time::Instant::now();
         }
-        sent = tokio::time::Instant::now();
     }
     conn.wbuf = out;
     let mut early = None;
@@ -255,14 +265,23 @@ pub(crate) async fn send(
         let written = timed(
             timer.as_mut(),
             send_due,
-            write_body(&mut conn, &mut body, framing),
+            write_body(&mut conn, &mut body, framing, streamed),
         )
         .await?;
         match written {
             Ok(()) => sent = tokio::time::Instant::now(),
+            // The head did not go out (it was waiting for the body's first frames): as when
+            // any other head fails; a streamed body cannot be sent again.
+            Err(BodyWrite {
+                error: H1Error::Io(e),
+                head: true,
+            }) => return Err(write_failed(e, false, body)),
             // An upstream may answer before it has read the whole body (413, 401) and close
             // the connection: an answer that is already in the socket is passed on.
-            Err(e @ H1Error::Io(_)) => {
+            Err(BodyWrite {
+                error: e @ H1Error::Io(_),
+                ..
+            }) => {
                 let head = timed(
                     timer.as_mut(),
                     deadline(phases.read),
@@ -277,7 +296,7 @@ pub(crate) async fn send(
                     _ => return Err((e, None)),
                 }
             }
-            Err(e) => return Err((e, None)),
+            Err(BodyWrite { error, .. }) => return Err((error, None)),
         }
     }
 
@@ -326,7 +345,7 @@ pub(crate) async fn send(
         RespFraming::Empty => State::Done,
         RespFraming::Length(0) => State::Done,
         RespFraming::Length(n) => State::Length(n),
-        RespFraming::Chunked => State::Chunked(Chunk::Size),
+        RespFraming::Chunked => State::Chunked(ChunkedDecoder::new()),
         RespFraming::Eof => State::Eof,
     };
     let mut body = H1Body {
@@ -370,10 +389,7 @@ fn encode_head(
     added: &AddedFields,
     body: &ReqBody,
 ) -> ReqFraming {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    wire::push_request_line(out, method, target);
     let mut has_length = false;
     for (name, value) in headers {
         if name == CONTENT_LENGTH {
@@ -382,10 +398,7 @@ fn encode_head(
             // Hop-by-hop: the framing below is ours.
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        wire::push_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     added.encode(out);
     let framing = if has_length {
@@ -396,29 +409,70 @@ fn encode_head(
             Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::CONNECT
         );
         if n > 0 || !bodyless {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
+            wire::push_content_length(out, n);
         }
         ReqFraming::Length
     } else {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        out.extend_from_slice(wire::CHUNKED);
         ReqFraming::Chunked
     };
     out.extend_from_slice(b"\r\n");
     framing
 }
 
+/// Why writing a request body failed, and whether its head, which was waiting in the buffer
+/// for the first frames, was not written.
+struct BodyWrite {
+    error: H1Error,
+    head: bool,
+}
+
+/// Writes the request body after its head (`head_waiting`: the head is still in the
+/// connection's write buffer). Frames at hand are gathered in that buffer and go out in one
+/// `write` (a chunked body's size lines and CRLFs with them); the buffer is written before
+/// waiting for the next frame, so nothing is held back while the client's body is slow.
 async fn write_body(
     conn: &mut Conn,
     body: &mut ReqBody,
     framing: ReqFraming,
+    head_waiting: bool,
+) -> Result<(), BodyWrite> {
+    let mut out = std::mem::take(&mut conn.wbuf);
+    if !head_waiting {
+        out.clear();
+    }
+    let mut head = head_waiting;
+    let written = write_frames(&mut conn.io, &mut out, body, framing, &mut head).await;
+    out.clear();
+    conn.wbuf = out;
+    written.map_err(|error| BodyWrite { error, head })
+}
+
+async fn write_frames(
+    io: &mut TcpStream,
+    out: &mut Vec<u8>,
+    body: &mut ReqBody,
+    framing: ReqFraming,
+    head: &mut bool,
 ) -> Result<(), H1Error> {
+    let chunked = framing == ReqFraming::Chunked;
     let mut body = Pin::new(body);
     loop {
-        let frame = match poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                flush(io, out, head).await?;
+                poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            }
+        };
+        let frame = match frame {
             None => break,
-            Some(Err(e)) => return Err(H1Error::Body(e)),
+            Some(Err(e)) => {
+                // What was read of the body before (and the head) goes out, as when each
+                // frame was written on its own.
+                let _ = flush(io, out, head).await;
+                return Err(H1Error::Body(e));
+            }
             Some(Ok(frame)) => frame,
         };
         let Ok(mut data) = frame.into_data() else {
@@ -428,40 +482,37 @@ async fn write_body(
         if data.is_empty() {
             continue;
         }
-        if framing == ReqFraming::Chunked {
-            let mut size = [0u8; 20];
-            let n = hex(data.len(), &mut size);
-            conn.io.write_all(&size[..n]).await?;
-            conn.io.write_all_buf(&mut data).await?;
-            conn.io.write_all(b"\r\n").await?;
+        if chunked {
+            out.extend_from_slice(ChunkSize::new(data.len()).as_bytes());
+        }
+        if data.len() <= COPY_FRAME {
+            out.extend_from_slice(&data);
         } else {
-            conn.io.write_all_buf(&mut data).await?;
+            flush(io, out, head).await?;
+            io.write_all_buf(&mut data).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= COPY_FRAME {
+            flush(io, out, head).await?;
         }
     }
-    if framing == ReqFraming::Chunked {
-        conn.io.write_all(b"0\r\n\r\n").await?;
+    if chunked {
+        out.extend_from_slice(wire::LAST_CHUNK);
     }
+    flush(io, out, head).await?;
     Ok(())
 }
 
-/// `{len:x}\r\n` into `out`; returns its length.
-fn hex(mut len: usize, out: &mut [u8; 20]) -> usize {
-    let mut digits = [0u8; 16];
-    let mut n = 0;
-    loop {
-        digits[n] = b"0123456789abcdef"[len & 15];
-        n += 1;
-        len >>= 4;
-        if len == 0 {
-            break;
-        }
+/// Writes what `out` holds, and empties it; `head` turns false once it is written.
+async fn flush(io: &mut TcpStream, out: &mut Vec<u8>, head: &mut bool) -> io::Result<()> {
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+        *head = false;
     }
-    for i in 0..n {
-        out[i] = digits[n - 1 - i];
-    }
-    out[n] = b'\r';
-    out[n + 1] = b'\n';
-    n + 2
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -569,10 +620,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
             length = Some(n);
         } else if name == TRANSFER_ENCODING {
             // Chunked only when it is the final coding.
-            chunked = raw
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            chunked = wire::is_chunked(raw);
             // Any Transfer-Encoding field means the body is encoded: one that names no
             // coding (empty, or an empty last element) is not valid, and is read as an
             // unknown coding (until the upstream closes), never as absent.
@@ -603,11 +651,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
             return Err(H1Error::Parse("101 without Connection: upgrade"));
         }
         RespFraming::Upgrade
-    } else if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    } else if *method == Method::HEAD || wire::bodyless_status(status) {
         RespFraming::Empty
     } else if chunked {
         RespFraming::Chunked
@@ -636,48 +680,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
     }))
 }
 
-/// A field name of an answer, and whether it is one of the common ones, which are not
-/// hop-by-hop but for `Connection` and `Transfer-Encoding`. Those, as servers write them
-/// (Title-Case or lower case), are matched as they are: `HeaderName::from_bytes` folds every
-/// name's case through a table before matching it (~120 instructions per field).
-fn field_name(raw: &[u8]) -> Option<(HeaderName, bool)> {
-    use http::header::{
-        CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, DATE, ETAG, LAST_MODIFIED, SERVER, VARY,
-    };
-    let known = match raw {
-        b"Date" | b"date" => DATE,
-        b"Server" | b"server" => SERVER,
-        b"Content-Type" | b"content-type" => CONTENT_TYPE,
-        b"Content-Length" | b"content-length" => CONTENT_LENGTH,
-        b"Connection" | b"connection" => CONNECTION,
-        b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
-        b"Cache-Control" | b"cache-control" => CACHE_CONTROL,
-        b"Content-Encoding" | b"content-encoding" => CONTENT_ENCODING,
-        b"ETag" | b"etag" => ETAG,
-        b"Last-Modified" | b"last-modified" => LAST_MODIFIED,
-        b"Vary" | b"vary" => VARY,
-        _ => return HeaderName::from_bytes(raw).ok().map(|n| (n, false)),
-    };
-    Some((known, true))
-}
-
-/// Where the chunked decoder is.
-#[derive(Clone, Copy, Debug)]
-enum Chunk {
-    /// Expecting a size line.
-    Size,
-    /// Inside a chunk's data, this much left.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer lines up to an empty one.
-    Trailers,
-}
-
 #[derive(Debug)]
 enum State {
     Length(u64),
-    Chunked(Chunk),
+    Chunked(ChunkedDecoder),
     Eof,
     Upgraded,
     Done,
@@ -798,52 +804,19 @@ impl http_body::Body for H1Body {
                     }
                     Err(e) => return this.fail(e),
                 },
-                State::Chunked(chunk) => {
+                State::Chunked(mut decoder) => {
                     let buf = &mut this.conn.as_mut().expect("connection").buf;
-                    match chunk {
-                        Chunk::Data(left) if !buf.is_empty() => {
-                            let n = (buf.len() as u64).min(left) as usize;
-                            let data = buf.split_to(n).freeze();
-                            let left = left - n as u64;
-                            this.state = State::Chunked(if left == 0 {
-                                Chunk::DataEnd
-                            } else {
-                                Chunk::Data(left)
-                            });
+                    match decoder.decode(buf, MAX_HEAD) {
+                        Ok(Decoded::Data(data)) => {
+                            this.state = State::Chunked(decoder);
                             return Poll::Ready(Some(Ok(Frame::data(data))));
                         }
-                        Chunk::Data(_) => {}
-                        Chunk::Size | Chunk::DataEnd | Chunk::Trailers => {
-                            if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
-                                let line = buf.split_to(end + 2);
-                                let line = &line[..end];
-                                match chunk {
-                                    Chunk::Size => match chunk_size(line) {
-                                        Some(0) => this.state = State::Chunked(Chunk::Trailers),
-                                        Some(n) => this.state = State::Chunked(Chunk::Data(n)),
-                                        None => {
-                                            return this.fail(H1Error::Parse("invalid chunk size"))
-                                        }
-                                    },
-                                    Chunk::DataEnd if line.is_empty() => {
-                                        this.state = State::Chunked(Chunk::Size)
-                                    }
-                                    Chunk::DataEnd => {
-                                        return this
-                                            .fail(H1Error::Parse("missing CRLF after chunk"))
-                                    }
-                                    _ if line.is_empty() => {
-                                        this.finish();
-                                        return Poll::Ready(None);
-                                    }
-                                    _ => {} // a trailer field: dropped
-                                }
-                                continue;
-                            }
-                            if buf.len() > MAX_HEAD {
-                                return this.fail(H1Error::Parse("chunk line too long"));
-                            }
+                        Ok(Decoded::End) => {
+                            this.finish();
+                            return Poll::Ready(None);
                         }
+                        Ok(Decoded::More) => this.state = State::Chunked(decoder),
+                        Err(why) => return this.fail(H1Error::Parse(why)),
                     }
                     // Need more bytes.
                     let conn = this.conn.as_mut().expect("connection");
@@ -870,24 +843,6 @@ impl http_body::Body for H1Body {
     }
 }
 
-/// The hexadecimal size at the start of a chunk line (extensions after `;` ignored).
-fn chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
-        return None;
-    }
-    let mut n = 0u64;
-    for &d in digits {
-        let v = (d as char).to_digit(16)? as u64;
-        n = (n << 4) | v;
-    }
-    Some(n)
-}
-
 // For the property tests and fuzz targets.
 #[doc(hidden)]
 pub mod probe;
@@ -895,6 +850,7 @@ pub mod probe;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderName;
     use http::Request;
 
     #[test]
@@ -933,15 +889,14 @@ mod tests {
 
     #[test]
     fn hex_sizes() {
-        let mut out = [0u8; 20];
-        let n = hex(0x1a2b, &mut out);
-        assert_eq!(&out[..n], b"1a2b\r\n");
-        let n = hex(0, &mut out);
-        assert_eq!(&out[..n], b"0\r\n");
+        let hex = |n| ChunkSize::new(n).as_bytes().to_vec();
+        assert_eq!(&hex(0x1a2b)[..], b"1a2b\r\n");
+        assert_eq!(&hex(0)[..], b"0\r\n");
     }
 
     #[test]
     fn chunk_sizes() {
+        use gw_core::h1::parse_chunk_size as chunk_size;
         assert_eq!(chunk_size(b"ff"), Some(255));
         assert_eq!(chunk_size(b"10;ext=1"), Some(16));
         assert_eq!(chunk_size(b""), None);

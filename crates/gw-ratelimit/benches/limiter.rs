@@ -1,5 +1,8 @@
 //! Memory limiter decision cost (sliding window and token bucket), ns per decision.
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};

@@ -5,6 +5,9 @@
 //! prefix hit deep in the table, a pattern hit (no prefix route matches, so the `RegexSet`
 //! runs, then the winner's captures), and a miss.
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use std::convert::Infallible;
 use std::hint::black_box;
 
