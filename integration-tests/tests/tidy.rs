@@ -183,7 +183,6 @@ const LONG_FILES: &[(&str, &str)] = &[
     ("integration-tests/tests/rate_limit.rs", "TODO split"),
     ("integration-tests/tests/resilience.rs", "TODO split"),
     ("integration-tests/tests/upstream_http1.rs", "TODO split"),
-    ("xtask/src/main.rs", "TODO split"),
 ];
 
 #[test]

@@ -31,9 +31,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{
-    bench_config, gateway_release_build, health_ok, root, run, KillOnDrop, RemoveOnDrop, PROFILES,
-};
+use crate::bench::{bench_config, PROFILES};
+use crate::{gateway_release_build, health_ok, root, run, KillOnDrop, RemoveOnDrop};
 
 /// How long each training load runs.
 const TRAIN_FOR: Duration = Duration::from_secs(4);
