@@ -14,7 +14,8 @@ use http_body::Body as _;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{parse_head, send, Conn, H1Error, H1Head, Phases, PoolSlot};
+use super::response::parse_head;
+use super::{send, Conn, H1Error, H1Head, Phases, PoolSlot};
 use crate::body::{later, Progress, ReqBody};
 use crate::forwarded::AddedFields;
 use crate::pool::HostPool;
