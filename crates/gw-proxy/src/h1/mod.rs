@@ -38,10 +38,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::body::{deadline, later, ReqBody};
 use crate::forwarded::AddedFields;
 use crate::pool::HostPool;
 use crate::timer::{within, Elapsed};
+use crate::upload::{deadline, later, ReqBody};
 
 use self::request::{encode_head, write_body, BodyWrite};
 pub(crate) use self::response::H1Body;

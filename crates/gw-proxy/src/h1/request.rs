@@ -14,8 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{Conn, H1Error};
-use crate::body::ReqBody;
 use crate::forwarded::AddedFields;
+use crate::upload::ReqBody;
 
 /// Request body frames up to this size are copied into the write buffer (a run of them goes
 /// out in one write); larger ones are written as they are.
