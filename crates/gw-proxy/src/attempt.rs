@@ -10,12 +10,13 @@ use http::header::HeaderMap;
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 
-use crate::body::{BodyLimitExceeded, ClientBodyError, InFlight, ReqBody, UpstreamBody};
+use crate::body::{InFlight, UpstreamBody};
 use crate::client::{Deadlines, HttpClient, Outgoing, SendError};
 use crate::fields::AddedFields;
 use crate::h1::{H1Error, H1Head};
 use crate::payload::Payload;
 use crate::retry::Ending;
+use crate::upload::{BodyLimitExceeded, ClientBodyError, ReqBody};
 use crate::upstream::Endpoint;
 use crate::{ProxyError, Timeouts};
 

@@ -25,10 +25,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 use tokio::time::Sleep;
 
-use crate::body::{later, Progress, ReqBody, UpstreamBody};
+use crate::body::UpstreamBody;
 use crate::h1::{self, Conn, H1Error, H1Head, Phases, PoolSlot};
 use crate::pool::Reusable;
 use crate::timer::{bound, Elapsed};
+use crate::upload::{later, Progress, ReqBody};
 use crate::upstream::Endpoint;
 use crate::{ClientOptions, UpstreamProtocol};
 

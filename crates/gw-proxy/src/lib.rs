@@ -105,7 +105,8 @@
 //!   request's fields; `config`, `error`; `timer`: deadlines
 //!   on a reused timer; `pool`: idle keep-alive connections per instance; `retry`: the retry
 //!   policy's decisions.
-//! - `body` and `h1`: request and answer bodies, the HTTP/1.1 exchange on one connection.
+//! - `upload`: the request body sent upstream; `h1`: the HTTP/1.1 exchange on one
+//!   connection; `body`: the answer's body passed back (over `h1`'s or hyper's).
 //! - `upstream`: services and their instances; `client`: connections and sending, per
 //!   protocol.
 //! - `payload`: the request body across attempts; `attempt`: one exchange with one
@@ -127,6 +128,7 @@ mod proxy;
 mod retry;
 mod timer;
 mod upgrade;
+mod upload;
 mod upstream;
 
 pub use balancer::LoadBalancer;

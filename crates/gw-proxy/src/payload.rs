@@ -12,8 +12,8 @@ use http_body::Body as _;
 use http_body_util::combinators::Collect;
 use http_body_util::BodyExt;
 
-use crate::body::{BodyLimitExceeded, Progress, ReqBody};
 use crate::retry::MAX_REPLAY_BYTES;
+use crate::upload::{BodyLimitExceeded, Progress, ReqBody};
 use crate::ProxyError;
 
 /// The body every attempt sends.

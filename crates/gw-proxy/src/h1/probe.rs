@@ -14,10 +14,11 @@ use http_body::Body as _;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{parse_head, send, Conn, H1Error, H1Head, Phases, PoolSlot};
-use crate::body::{later, Progress, ReqBody};
+use super::response::parse_head;
+use super::{send, Conn, H1Error, H1Head, Phases, PoolSlot};
 use crate::forwarded::AddedFields;
 use crate::pool::HostPool;
+use crate::upload::{later, Progress, ReqBody};
 
 /// An answer head as the HTTP/1.1 client parsed it.
 #[derive(Debug)]
