@@ -44,7 +44,8 @@ use tokio::net::TcpStream;
 
 use gw_edge::{EdgeError, Rejected};
 
-use crate::server::{hyper_service, Activity, Counted, Waiting};
+use super::deadline::{Activity, Counted, Waiting};
+use super::hyper_conn::hyper_service;
 
 /// Most fields in a request head parsed here; a head with more goes to hyper when the
 /// configured limit allows more (hyper's parser is given that limit), else it is refused.
