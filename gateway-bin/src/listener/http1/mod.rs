@@ -17,26 +17,27 @@
 //!
 //! The wire format (field names, the status line and fields, chunk size lines) is
 //! [`gw_core::h1`]'s, which the upstream client (`gw-proxy`) writes and reads with too.
+//!
+//! - this file: the connection loop (read, dispatch, answer, hand-off to hyper, refusal).
+//! - [`head`]: a request head into an `http::Request`, and the limits (414/431).
+//! - [`answer`]: writing the answer (head and body in one write, chunked).
+
+mod answer;
+mod head;
+#[cfg(test)]
+mod tests;
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::FutureExt;
-use gw_core::h1::{self as wire, ChunkSize};
 use gw_core::Body;
-use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE,
-};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use http_body::Body as _;
-use http_body_util::BodyExt;
+use http::{Request, Response, Version};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -46,15 +47,13 @@ use gw_edge::{EdgeError, Rejected};
 
 use super::deadline::{Activity, Counted, Waiting};
 use super::hyper_conn::hyper_service;
+use answer::write_response;
+use head::{parse, Head, Parsed};
 
-/// Most fields in a request head parsed here; a head with more goes to hyper when the
-/// configured limit allows more (hyper's parser is given that limit), else it is refused.
-const MAX_HEADERS: usize = 100;
+pub(crate) use head::HeadLimits;
+
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
-/// Body frames up to this size are copied behind the head (one `write`); larger ones are
-/// written as they are.
-const COPY_FRAME: usize = 16 * 1024;
 
 /// Why a connection ended badly.
 pub(crate) type ConnError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,30 +87,6 @@ impl<F: Future> Future for Fast<F> {
     }
 }
 
-/// What a request head asks of the loop.
-struct Head {
-    request: Request<Body>,
-    /// The client wants the connection kept.
-    keep_alive: bool,
-    /// A `HEAD` request: the answer has no body.
-    head: bool,
-}
-
-// Returned once per request and taken apart at once: boxing `Simple` would cost an
-// allocation per request.
-#[allow(clippy::large_enum_variant)]
-enum Parsed {
-    /// More bytes are needed.
-    Partial,
-    /// A request for this loop (its head taken out of the buffer).
-    Simple(Head),
-    /// A head over the limits, or whose target is not a URI: answered with the edge's
-    /// error, connection closed (the rest of the head is not read).
-    Refused(EdgeError),
-    /// Anything else: hyper's (nothing taken out).
-    HandOff,
-}
-
 /// What serves a connection's requests, here or after the hand-off.
 pub(crate) struct Serving<S> {
     /// The connection's service.
@@ -124,18 +99,6 @@ pub(crate) struct Serving<S> {
     pub(crate) h1: http1::Builder,
     /// The head limits (`server.max_request_line_bytes` …).
     pub(crate) limits: HeadLimits,
-}
-
-/// Limits on a request head, checked on its bytes as they arrive: a client cannot make the
-/// gateway buffer more than `head` bytes of one.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct HeadLimits {
-    /// Longest request line, CRLF included (414 above).
-    pub(crate) line: usize,
-    /// Largest head (431 above).
-    pub(crate) head: usize,
-    /// Most fields (431 above).
-    pub(crate) headers: usize,
 }
 
 /// Serves `io` until the client closes, `stop` is set, or a request goes to hyper.
@@ -330,272 +293,6 @@ where
     .map_err(Into::into)
 }
 
-/// Parses the request head at the start of `buf`, within `limits`.
-fn parse(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => {
-            return match over_limits(buf, buf.len(), limits) {
-                Some(err) => Parsed::Refused(err),
-                None => Parsed::Partial,
-            };
-        }
-        Err(httparse::Error::TooManyHeaders) if limits.headers <= MAX_HEADERS => {
-            let err = over_limits(buf, buf.len(), limits).unwrap_or(EdgeError::HeadTooLarge);
-            return Parsed::Refused(err);
-        }
-        Err(_) => return Parsed::HandOff,
-    };
-    if let Some(err) = over_limits(buf, len, limits) {
-        return Parsed::Refused(err);
-    }
-    if req.headers.len() > limits.headers {
-        return Parsed::Refused(EdgeError::HeadTooLarge);
-    }
-    if req.version != Some(1) {
-        return Parsed::HandOff;
-    }
-    let Ok(method) = Method::from_bytes(req.method.unwrap_or("").as_bytes()) else {
-        return Parsed::HandOff;
-    };
-    if method == Method::CONNECT {
-        return Parsed::HandOff;
-    }
-    let base = buf.as_ptr() as usize;
-    let path = req.path.unwrap_or("");
-    let target = (path.as_ptr() as usize - base, path.len());
-    let mut keep_alive = true;
-    let mut fields: smallvec::SmallVec<[(HeaderName, usize, usize); 16]> =
-        smallvec::SmallVec::new();
-    for h in req.headers.iter() {
-        let Some((name, _)) = wire::field_name(h.name.as_bytes()) else {
-            return Parsed::HandOff;
-        };
-        if name == CONTENT_LENGTH {
-            // A body: hyper's.
-            if h.value != b"0" {
-                return Parsed::HandOff;
-            }
-        } else if name == TRANSFER_ENCODING || name == EXPECT || name == UPGRADE {
-            return Parsed::HandOff;
-        } else if name == CONNECTION {
-            for token in h.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Parsed::HandOff;
-                }
-            }
-        }
-        fields.push((name, h.value.as_ptr() as usize - base, h.value.len()));
-    }
-    let count = fields.len();
-    let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
-        return Parsed::Refused(EdgeError::InvalidTarget);
-    };
-    // Room for what the gateway adds (request id), so the map is not grown per request.
-    let mut headers = HeaderMap::with_capacity(count + 4);
-    for (name, at, n) in fields {
-        // httparse accepted the bytes: visible ASCII, obs-text, spaces and tabs.
-        match HeaderValue::from_maybe_shared(head.slice(at..at + n)) {
-            Ok(value) => {
-                headers.append(name, value);
-            }
-            Err(_) => return Parsed::Refused(EdgeError::InvalidTarget),
-        }
-    }
-    let is_head = method == Method::HEAD;
-    let mut request = Request::new(Body::empty());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers;
-    Parsed::Simple(Head {
-        request,
-        keep_alive,
-        head: is_head,
-    })
-}
-
-/// Whether the first `len` bytes of `buf` (a whole head, or all that arrived of one) break
-/// a limit: a request line without its LF within `limits.line` bytes, or more than
-/// `limits.head` bytes.
-fn over_limits(buf: &[u8], len: usize, limits: &HeadLimits) -> Option<EdgeError> {
-    if len > limits.line {
-        let window = &buf[..len.min(limits.line)];
-        if !window.contains(&b'\n') {
-            return Some(EdgeError::UriTooLong);
-        }
-    }
-    (len > limits.head).then_some(EdgeError::HeadTooLarge)
-}
-
-/// How an answer's body is framed on the wire.
-enum Framing {
-    /// No body (HEAD, 1xx, 204, 304).
-    None,
-    /// `Content-Length`: this many bytes are still to come.
-    Length(u64),
-    Chunked,
-}
-
-/// Writes `res` to the client. Returns whether the connection can take another request.
-async fn write_response(
-    io: &mut Counted<TcpStream>,
-    out: &mut Vec<u8>,
-    res: Response<Body>,
-    head_request: bool,
-    mut close: bool,
-) -> Result<bool, ConnError> {
-    let (parts, mut body) = res.into_parts();
-    out.clear();
-    wire::push_status_line(out, parts.status);
-    let mut length: Option<u64> = None;
-    let mut has_date = false;
-    for (name, value) in &parts.headers {
-        if name == CONTENT_LENGTH {
-            match gw_core::headers::parse_content_length(value.as_bytes()) {
-                Some(n) if length.is_none_or(|l| l == n) => {
-                    if length.is_some() {
-                        continue;
-                    }
-                    length = Some(n);
-                }
-                // Unusable: framed below instead.
-                _ => continue,
-            }
-        } else if name == TRANSFER_ENCODING {
-            // The framing is ours.
-            continue;
-        } else if name == DATE {
-            has_date = true;
-        } else if name == CONNECTION {
-            if gw_core::headers::has_token(value, b"close") {
-                close = true;
-            }
-            if close {
-                continue;
-            }
-        }
-        wire::push_field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    if !has_date {
-        out.extend_from_slice(b"date: ");
-        date::write(out);
-        out.extend_from_slice(b"\r\n");
-    }
-    let bodyless = wire::bodyless_status(parts.status);
-    let mut framing = if head_request || bodyless {
-        if head_request && length.is_none() && !bodyless {
-            if let Some(n) = body.size_hint().exact() {
-                wire::push_content_length(out, n);
-            }
-        }
-        Framing::None
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else if let Some(n) = body.size_hint().exact() {
-        wire::push_content_length(out, n);
-        Framing::Length(n)
-    } else {
-        out.extend_from_slice(wire::CHUNKED);
-        Framing::Chunked
-    };
-    if close {
-        out.extend_from_slice(wire::CONNECTION_CLOSE);
-    }
-    out.extend_from_slice(b"\r\n");
-    drop(parts);
-
-    if let Framing::None = framing {
-        drop(body);
-        io.write_all(out).await?;
-        return Ok(!close);
-    }
-    loop {
-        // A frame at hand goes behind what is buffered; otherwise the buffer is written
-        // before waiting for one.
-        let frame = match body.frame().now_or_never() {
-            Some(frame) => frame,
-            None => {
-                if !out.is_empty() {
-                    io.write_all(out).await?;
-                    out.clear();
-                }
-                body.frame().await
-            }
-        };
-        match frame {
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    // Trailers: HTTP/1.1 answers here carry none.
-                    continue;
-                };
-                if data.is_empty() {
-                    continue;
-                }
-                match &mut framing {
-                    Framing::Length(left) => {
-                        let n = data.len() as u64;
-                        if n > *left {
-                            return Err("answer body longer than its content-length".into());
-                        }
-                        *left -= n;
-                        push_data(io, out, data).await?;
-                        // All of it, and the body says it is done (the upstream connection is
-                        // back in its pool): no poll just to see the end.
-                        if *left == 0 && body.is_end_stream() {
-                            break;
-                        }
-                    }
-                    Framing::Chunked => {
-                        out.extend_from_slice(ChunkSize::new(data.len()).as_bytes());
-                        push_data(io, out, data).await?;
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    Framing::None => {}
-                }
-            }
-            Some(Err(e)) => {
-                // Too late for another status: the client sees the connection end early.
-                let _ = io.write_all(out).await;
-                return Err(e.into());
-            }
-            None => break,
-        }
-    }
-    let complete = match framing {
-        Framing::Length(left) => left == 0,
-        Framing::Chunked => {
-            out.extend_from_slice(wire::LAST_CHUNK);
-            true
-        }
-        Framing::None => true,
-    };
-    if !out.is_empty() {
-        io.write_all(out).await?;
-        out.clear();
-    }
-    Ok(complete && !close)
-}
-
-/// Appends a small frame to `out`; writes a large one (after `out`) as it is.
-async fn push_data(io: &mut Counted<TcpStream>, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
-    if data.len() <= COPY_FRAME {
-        out.extend_from_slice(&data);
-        return Ok(());
-    }
-    if !out.is_empty() {
-        io.write_all(out).await?;
-        out.clear();
-    }
-    io.write_all(&data).await
-}
-
 /// Reads what the socket has into `buf`'s spare room; `Ok(0)` at end of stream.
 fn poll_read_buf(
     io: &mut Counted<TcpStream>,
@@ -659,262 +356,5 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-/// The `Date` value, formatted once per second per thread.
-mod date {
-    use std::cell::RefCell;
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    thread_local! {
-        static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-
-    pub(super) fn write(out: &mut Vec<u8>) {
-        let now = SystemTime::now();
-        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        CACHED.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.0 != secs {
-                *c = (secs, httpdate::fmt_http_date(now));
-            }
-            out.extend_from_slice(c.1.as_bytes());
-        });
-    }
-}
-
-/// The loop's head parser against httparse on the same bytes: the same verdict, and for a
-/// request the loop takes, the same method, target and fields in the same order.
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    const LIMITS: HeadLimits = HeadLimits {
-        line: 8192,
-        head: 32 * 1024,
-        headers: 100,
-    };
-
-    /// What httparse makes of `bytes`: `None` partial, `Some(Err)` malformed, else the head's
-    /// length, method, target and fields.
-    #[allow(clippy::type_complexity)]
-    fn reference(
-        bytes: &[u8],
-    ) -> Option<Result<(usize, String, String, Vec<(String, Vec<u8>)>), ()>> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
-        match req.parse(bytes) {
-            Ok(httparse::Status::Partial) => None,
-            Err(_) => Some(Err(())),
-            Ok(httparse::Status::Complete(len)) => Some(Ok((
-                len,
-                req.method.unwrap().to_string(),
-                req.path.unwrap().to_string(),
-                req.headers
-                    .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-                    .collect(),
-            ))),
-        }
-    }
-
-    /// Whether the loop must leave a complete head to hyper (or refuse it).
-    fn not_simple(method: &str, fields: &[(String, Vec<u8>)], bytes: &[u8]) -> bool {
-        let version_11 = bytes
-            .windows(10)
-            .any(|w| w == b" HTTP/1.1\r" || w == b" HTTP/1.1\n");
-        !version_11
-            || method == "CONNECT"
-            || fields.iter().any(|(n, v)| {
-                (n == "content-length" && v.as_slice() != b"0")
-                    || n == "transfer-encoding"
-                    || n == "expect"
-                    || n == "upgrade"
-                    || (n == "connection"
-                        && v.to_ascii_lowercase().windows(7).any(|w| w == b"upgrade"))
-            })
-    }
-
-    fn head() -> impl Strategy<Value = Vec<u8>> {
-        let method = prop::sample::select(vec![
-            "GET", "HEAD", "POST", "DELETE", "OPTIONS", "CONNECT", "get", "PATCH", "G-T", "",
-        ]);
-        let target = prop::sample::select(vec![
-            "/",
-            "/a/b?c=d",
-            "*",
-            "http://h.test/x",
-            "/%zz",
-            "/a%20b",
-            "/a\\b",
-            "/é",
-            "",
-            "/a b",
-            "//x",
-            "/x#frag",
-        ]);
-        let version = prop::sample::select(vec![
-            "HTTP/1.1",
-            "HTTP/1.0",
-            "HTTP/2.0",
-            "HTTP/1.1 ",
-            "http/1.1",
-        ]);
-        let name = prop::sample::select(vec![
-            "Host",
-            "host",
-            "User-Agent",
-            "Accept",
-            "Content-Length",
-            "Transfer-Encoding",
-            "Connection",
-            "Expect",
-            "Upgrade",
-            "X_Under",
-            "x-custom",
-            "Bad Name",
-            "",
-            "Cookie",
-        ]);
-        let value = prop::sample::select(vec![
-            "a",
-            "0",
-            "5",
-            "chunked",
-            "close",
-            "keep-alive, Upgrade",
-            "100-continue",
-            "",
-            " padded ",
-            "v\u{7f}",
-            "tab\there",
-            "é",
-        ]);
-        let eol = prop::sample::select(vec!["\r\n", "\n"]);
-        (
-            method,
-            target,
-            version,
-            prop::collection::vec((name, value, eol.clone()), 0..6),
-            eol,
-            any::<bool>(),
-        )
-            .prop_map(|(m, t, v, fields, end, whole)| {
-                let mut out = format!("{m} {t} {v}\r\n").into_bytes();
-                for (n, val, e) in fields {
-                    out.extend_from_slice(format!("{n}: {val}{e}").as_bytes());
-                }
-                if whole {
-                    out.extend_from_slice(end.as_bytes());
-                }
-                out
-            })
-    }
-
-    /// A head with a few bytes changed, inserted or removed.
-    fn mutated() -> impl Strategy<Value = Vec<u8>> {
-        (
-            head(),
-            prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..4),
-        )
-            .prop_map(|(mut bytes, edits)| {
-                for (at, byte, kind) in edits {
-                    if bytes.is_empty() {
-                        break;
-                    }
-                    let i = at.index(bytes.len());
-                    match kind {
-                        0 => bytes[i] = byte,
-                        1 => bytes.insert(i, byte),
-                        _ => {
-                            bytes.remove(i);
-                        }
-                    }
-                }
-                bytes
-            })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
-
-        #[test]
-        fn agrees_with_httparse(bytes in prop_oneof![head(), mutated()]) {
-            let mut buf = BytesMut::from(&bytes[..]);
-            let ours = parse(&mut buf, &LIMITS);
-            match (reference(&bytes), ours) {
-                (None, Parsed::Partial) => prop_assert_eq!(buf.len(), bytes.len()),
-                (None, other) => prop_assert!(false, "httparse: partial; ours: {}", kind(&other)),
-                (Some(Err(())), Parsed::HandOff) => prop_assert_eq!(buf.len(), bytes.len()),
-                (Some(Err(())), other) => prop_assert!(false, "httparse: error; ours: {}", kind(&other)),
-                (Some(Ok((len, method, target, fields))), Parsed::Simple(head)) => {
-                    prop_assert!(!not_simple(&method, &fields, &bytes), "took a request for hyper");
-                    prop_assert_eq!(buf.len(), bytes.len() - len, "the head is taken out");
-                    let req = head.request;
-                    prop_assert_eq!(req.method().as_str(), method.as_str());
-                    // The http types drop a fragment (it never goes upstream).
-                    let target = target.split('#').next().unwrap_or("");
-                    prop_assert_eq!(req.uri().to_string(), target);
-                    let got: Vec<(String, Vec<u8>)> = req
-                        .headers()
-                        .iter()
-                        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
-                        .collect();
-                    // HeaderMap groups repeated names; compare as multisets per name.
-                    let mut want = fields.clone();
-                    want.sort();
-                    let mut got = got;
-                    got.sort();
-                    prop_assert_eq!(got, want);
-                }
-                (Some(Ok((_, method, _, fields))), Parsed::HandOff) => {
-                    prop_assert!(
-                        not_simple(&method, &fields, &bytes)
-                            || Method::from_bytes(method.as_bytes()).is_err()
-                            || fields.iter().any(|(n, _)| HeaderName::from_bytes(n.as_bytes()).is_err()),
-                        "handed off a simple request"
-                    );
-                    prop_assert_eq!(buf.len(), bytes.len(), "nothing taken out");
-                }
-                (Some(Ok(_)), Parsed::Refused(e)) => {
-                    // Only a target or field value the http types refuse.
-                    prop_assert_eq!(e, EdgeError::InvalidTarget);
-                }
-                (Some(Ok(_)), Parsed::Partial) => prop_assert!(false, "httparse: complete; ours: partial"),
-            }
-        }
-
-        #[test]
-        fn limits_hold_on_partial_heads(extra in 0usize..20_000, fields in 0usize..150) {
-            let small = HeadLimits { line: 256, head: 1024, headers: 10 };
-            let mut bytes = format!("GET /{} HTTP/1.1\r\nHost: h\r\n", "a".repeat(extra)).into_bytes();
-            for i in 0..fields {
-                bytes.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
-            }
-            let line = extra + 16;
-            let mut buf = BytesMut::from(&bytes[..]);
-            match parse(&mut buf, &small) {
-                Parsed::Refused(EdgeError::UriTooLong) => prop_assert!(line > small.line),
-                Parsed::Refused(EdgeError::HeadTooLarge) => {
-                    prop_assert!(line <= small.line, "the line is judged first");
-                    prop_assert!(bytes.len() > small.head || fields + 1 > small.headers);
-                }
-                Parsed::Partial => {
-                    prop_assert!(line <= small.line && bytes.len() <= small.head);
-                }
-                other => prop_assert!(false, "{}", kind(&other)),
-            }
-        }
-    }
-
-    fn kind(p: &Parsed) -> &'static str {
-        match p {
-            Parsed::Partial => "partial",
-            Parsed::Simple(_) => "simple",
-            Parsed::Refused(_) => "refused",
-            Parsed::HandOff => "hand-off",
-        }
     }
 }
