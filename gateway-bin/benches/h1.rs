@@ -1,7 +1,7 @@
-//! The gateway's own HTTP/1.1 server loop (`fast_h1`) against hyper's HTTP/1.1 server, built
-//! as the listener builds it for a hand-off, on the same requests: a GET and a POST with a
-//! chunked body, each answered with a small body by the same service, `REQUESTS` of them one
-//! after the other on one loopback connection per iteration.
+//! The gateway's own HTTP/1.1 server loop (`src/listener/http1/`) against hyper's HTTP/1.1
+//! server, built as the listener builds it for a hand-off, on the same requests: a GET and a
+//! POST with a chunked body, each answered with a small body by the same service, `REQUESTS`
+//! of them one after the other on one loopback connection per iteration.
 //!
 //! The own loop takes only requests without a body: the chunked POST is handed to hyper on
 //! the connection's first request, so that case measures the hand-off path. The client is a

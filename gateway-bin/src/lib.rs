@@ -5,7 +5,7 @@
 //! - `assemble.rs`: the request path, top to bottom: per connection, the edge layers, the
 //!   router, each route's stack (read this one to follow a request).
 //! - `listener/`: accept loop, connection limit, sniffing, TLS, connection deadlines, hyper
-//!   glue; `fast_h1.rs`: the plain HTTP/1.1 loop.
+//!   glue; `listener/http1/`: the gateway's own plain HTTP/1.1 server loop.
 //! - `state/`: the live [`App`] snapshot, reload, the writers' lock over routes and instances.
 //! - `tasks.rs`: every background task, started by [`Gateway::start`].
 //! - `sync.rs`: the shared store (Redis) for many nodes; `store.rs`: `[store]` and the pool.
@@ -39,7 +39,6 @@
 mod assemble;
 pub mod config;
 mod control;
-mod fast_h1;
 mod listener;
 pub mod logging;
 mod server;
@@ -55,4 +54,4 @@ pub use state::App;
 
 // For the HTTP/1.1 benchmark (`benches/h1.rs`); not part of the API.
 #[doc(hidden)]
-pub use fast_h1::serve_plain as bench_serve_h1;
+pub use listener::serve_plain as bench_serve_h1;

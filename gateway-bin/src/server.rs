@@ -15,13 +15,9 @@ use tokio::task::JoinHandle;
 use crate::assemble;
 use crate::config::{Config, ConfigErrors, ADMIN_MAX_CONNECTIONS};
 use crate::control::Control;
-use crate::fast_h1;
-use crate::listener::{bind, local, serve, tls_acceptor};
+use crate::listener::{bind, local, serve, tls_acceptor, HeadLimits};
 use crate::state::App;
 use crate::tasks;
-
-/// What `fast_h1` takes from the listener (it names them `crate::server::…`).
-pub(crate) use crate::listener::{hyper_service, Activity, Counted, Waiting};
 
 /// Error starting the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +78,7 @@ impl Gateway {
         let mut tasks = tasks::spawn(&app, stop_rx.clone());
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
         let idle_timeout = Duration::from_secs(config.server.idle_timeout_secs);
-        let limits = fast_h1::HeadLimits {
+        let limits = HeadLimits {
             line: config.server.max_request_line_bytes,
             head: config.server.max_header_bytes,
             headers: config.server.max_headers,

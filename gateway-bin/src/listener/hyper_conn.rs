@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
 use super::deadline::{graceful, Activity, Waiting};
-use crate::fast_h1;
+use super::HeadLimits;
 
 /// How connections are served: plain TCP goes to the gateway's own HTTP/1.1 loop (or hyper's
 /// HTTP/2 server when the client opens with the h2 preface); TLS connections go through
@@ -27,14 +27,14 @@ use crate::fast_h1;
 /// [`graceful`].
 pub(super) struct Builders {
     pub(super) idle: Duration,
-    pub(super) limits: fast_h1::HeadLimits,
+    pub(super) limits: HeadLimits,
     auto: auto::Builder<TokioExecutor>,
     pub(super) h1: http1::Builder,
     pub(super) h2: http2::Builder<TokioExecutor>,
 }
 
 impl Builders {
-    pub(super) fn new(idle: Duration, limits: fast_h1::HeadLimits) -> Builders {
+    pub(super) fn new(idle: Duration, limits: HeadLimits) -> Builders {
         // hyper's own limits sit above the edge's (twice them): a head over the edge's limit
         // but within hyper's reaches the edge, which answers 414/431 with the JSON error;
         // only a grossly larger one is refused by hyper itself (431, no body).

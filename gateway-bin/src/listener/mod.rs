@@ -1,7 +1,9 @@
 //! The listeners: the accept loop (connection limit, `accept` failures backed off), what a
-//! plain connection's first bytes say (HTTP/1.1 to the gateway's own loop in `fast_h1`,
+//! plain connection's first bytes say (HTTP/1.1 to the gateway's own loop in [`http1`],
 //! HTTP/2 prior knowledge to hyper), the TLS handshake, and draining at shutdown.
 //!
+//! - [`http1`]: the gateway's own HTTP/1.1 server loop, which hands a connection to hyper
+//!   for what it does not serve itself (bodies, upgrades, `Expect`).
 //! - [`deadline`]: how long a connection may live: the stop signal, the idle watchdog and
 //!   the counters it reads ([`Activity`], [`Counted`], [`Waiting`]).
 //! - [`hyper_conn`]: hyper's builders and the glue for HTTP/2, TLS and the hand-off from
@@ -12,6 +14,7 @@
 //! the per-connection function it is given.
 
 mod deadline;
+mod http1;
 mod hyper_conn;
 mod tls;
 
@@ -29,14 +32,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::fast_h1;
 use crate::server::StartError;
 
-pub(crate) use deadline::{Activity, Counted, Waiting};
-pub(crate) use hyper_conn::hyper_service;
+pub(crate) use http1::HeadLimits;
+// For the HTTP/1.1 benchmark (`benches/h1.rs`, through the crate root); not part of the API.
+#[doc(hidden)]
+pub use http1::serve_plain;
 pub(crate) use tls::tls_acceptor;
 
-use deadline::graceful;
+use deadline::{graceful, Activity, Counted};
 use hyper_conn::{serve_auto, stream_service, Builders};
 
 /// Binds `addr` (port 0 picks a free port).
@@ -91,7 +95,7 @@ pub(crate) async fn serve<M, S, F>(
     mut stop: watch::Receiver<bool>,
     drain: Duration,
     idle: Duration,
-    limits: fast_h1::HeadLimits,
+    limits: HeadLimits,
     max_conns: usize,
 ) where
     M: Fn(ConnInfo) -> S + Send + 'static,
@@ -181,15 +185,15 @@ async fn connection<S, F>(
                     activity: activity.clone(),
                 };
                 let finish = Arc::new(AtomicBool::new(false));
-                let serving = fast_h1::Serving {
+                let serving = http1::Serving {
                     service,
                     activity: activity.clone(),
                     stop: finish.clone(),
                     h1: builders.h1.clone(),
                     limits: builders.limits,
                 };
-                let conn = fast_h1::serve(io, serving);
-                let conn = fast_h1::Fast::new(conn, finish);
+                let conn = http1::serve(io, serving);
+                let conn = http1::Fast::new(conn, finish);
                 let watch = Some((builders.idle, activity));
                 graceful(conn, stop, |c| c.graceful_shutdown(), watch).await
             }
