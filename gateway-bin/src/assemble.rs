@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! connection          listener/ (accept, connection limit, sniffing, TLS, deadlines),
-//!                     fast_h1.rs (plain HTTP/1.1), hyper (HTTP/2, TLS)
+//!                     listener/http1/ (plain HTTP/1.1), hyper (HTTP/2, TLS)
 //!  └ proxy_connection who the client is (trusted proxies), the one canonical request
 //!                     (gw_edge::canonicalize; a refusal travels as `Rejected`), Host of an
 //!                     HTTP/1.0 request, ConnInfo; then calls the edge, built once:

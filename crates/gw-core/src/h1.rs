@@ -1,5 +1,5 @@
 //! The HTTP/1.1 wire format as the gateway's own codecs write and read it: the server loop
-//! for plain client connections (`gateway-bin`'s `fast_h1`) and the upstream client
+//! for plain client connections (`gateway-bin`'s `listener/http1`) and the upstream client
 //! (`gw-proxy`'s `h1`). One copy of each piece both need.
 //!
 //! Sans-I/O: bytes in, bytes out. The sockets, buffers' lifetimes and policy (what is
