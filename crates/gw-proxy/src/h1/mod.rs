@@ -43,7 +43,7 @@ use crate::pool::HostPool;
 use crate::timer::{within, Elapsed};
 use crate::upload::{deadline, later, ReqBody};
 
-use self::request::{encode_head, write_body, BodyWrite};
+use self::request::{encode_head, write_body, BodyWrite, ReqFraming};
 pub(crate) use self::response::H1Body;
 use self::response::{read_head, Head, RespFraming, State};
 
@@ -221,12 +221,16 @@ pub(crate) async fn send(
     let mut out = std::mem::take(&mut conn.wbuf);
     out.clear();
     let framing = encode_head(&mut out, method, target, headers, added, &body);
+    // `inline`: the head is the whole request. An empty body (a GET) has nothing more to
+    // write: no body future, no timer poll, no clock read for it.
     let mut inline = false;
-    if let ReqBody::Full(Some(bytes)) = &body {
-        if bytes.len() <= INLINE_BODY {
+    match &body {
+        ReqBody::Full(Some(bytes)) if bytes.len() <= INLINE_BODY => {
             out.extend_from_slice(bytes);
             inline = true;
         }
+        ReqBody::Full(None) => inline = framing == ReqFraming::Length,
+        _ => {}
     }
     // A streamed body's first frames are usually at hand already: its head waits for them
     // in the buffer and goes out in the same write (see `write_body`).
